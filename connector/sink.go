@@ -1,0 +1,101 @@
+package connector
+
+import (
+	"context"
+
+	"github.com/imgvec/imgvec/schema"
+)
+
+// StoredItem is what a sink holds for one item id: either a stored vector
+// (Failed == false) or a failure-ledger entry (Failed == true). Both may
+// exist for one id only transiently; sinks report the row if there is one.
+type StoredItem struct {
+	ID  string
+	Key string
+	schema.Fingerprint
+	ModelID string
+	Failed  bool
+	Class   schema.FailureClass // when Failed
+}
+
+// MetaUpdate changes the fingerprint of a stored row whose bytes (sha256)
+// did not change: the vector is kept.
+type MetaUpdate struct {
+	ID string
+	schema.Fingerprint
+}
+
+// Batch is the unit of atomic writing. Everything in a batch commits
+// together or not at all (one transaction where the sink has them).
+type Batch struct {
+	Upserts  []schema.Record  // full rows; ids may repeat (last one wins); their ledger entries are removed
+	Metadata []MetaUpdate     // fingerprint-only updates of stored rows
+	Failures []schema.Failure // ledger upserts; Attempts is incremented by the sink on conflict
+	Run      *schema.Run      // when non-nil, the run's progress row is upserted in the same commit
+}
+
+// Hit is one search result.
+type Hit struct {
+	schema.Record         // Vector may be nil (sinks need not return it)
+	Distance      float64 // cosine distance: 0 identical, 2 opposite
+}
+
+// Sink stores vectors. It is the only place where state lives: there is no
+// separate state file.
+//
+// Lifecycle: a constructor (e.g. sqlite.New) validates configuration without
+// I/O. Open connects, applies nothing, and refuses to proceed if the schema
+// has pending migrations or the stored dimension differs from model.Dim; the
+// error names the command that fixes it. Close releases everything; the
+// caller that called Open calls Close.
+//
+// Concurrency: after Open, Stored, Write, Delete and VectorsBySHA256 may be
+// called from one goroutine at a time (the pipeline's writer); searches and
+// status reads may run concurrently with it.
+//
+// Errors: every method honours ctx. Write is all-or-nothing and idempotent:
+// rerunning a batch whose commit reply was lost converges to the same state.
+// Vectors that are not finite or not model.Dim long are refused before any
+// I/O with an error naming the item.
+type Sink interface {
+	Open(ctx context.Context, model schema.ModelIdentity) error
+	// Stored streams every row and ledger entry of source, of any model id.
+	Stored(ctx context.Context, source string, fn func(StoredItem) error) error
+	// VectorsBySHA256 returns stored vectors under modelID for those hashes
+	// (hashes not found are absent from the map).
+	VectorsBySHA256(ctx context.Context, modelID string, sha256s []string) (map[string][]float32, error)
+	Write(ctx context.Context, b Batch) error
+	// Delete removes rows and ledger entries of those ids in one commit.
+	Delete(ctx context.Context, source string, ids []string) error
+	Close() error
+}
+
+// Searcher answers similarity queries. Results never mix model ids.
+type Searcher interface {
+	// Get returns the stored record with id, with its vector.
+	Get(ctx context.Context, id string) (schema.Record, bool, error)
+	// Search returns the k nearest rows of modelID to vec by cosine distance.
+	Search(ctx context.Context, modelID string, vec []float32, k int) ([]Hit, error)
+}
+
+// Status is what `imgvec status` shows.
+type Status struct {
+	Models   []ModelCount     // rows per model id
+	Failures int64            // ledger entries
+	ByClass  map[string]int64 // ledger entries per failure class
+	Recent   []schema.Failure // most recent ledger entries (up to 10)
+	Runs     []schema.Run     // most recent runs (up to 10), newest first
+}
+
+// ModelCount is the number of rows stored under one model id.
+type ModelCount struct {
+	ModelID string
+	Layer   string
+	Dim     int
+	Rows    int64
+}
+
+// StatusReader reports what a sink holds.
+type StatusReader interface {
+	Status(ctx context.Context) (Status, error)
+}

@@ -1,0 +1,99 @@
+package schema
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Fingerprint is what imgvec knows about an item's bytes without (Size,
+// MTime, ETag) and with (SHA256) reading them. Size+MTime(+ETag) is the cheap
+// check; SHA256 is the authority.
+type Fingerprint struct {
+	Size   int64
+	MTime  time.Time // modification time as the source reports it (UTC, may be truncated by the source)
+	ETag   string    // object stores only; "" for folders
+	SHA256 string    // hex; "" until the bytes have been read
+}
+
+// SameCheap reports whether size, mtime and ETag agree, i.e. the item may be
+// skipped without reading it.
+func (f Fingerprint) SameCheap(o Fingerprint) bool {
+	return f.Size == o.Size && f.MTime.Equal(o.MTime) && f.ETag == o.ETag
+}
+
+// ItemID is the stable identity of the item at key in source: 32 hex digits
+// of sha256(source NUL key). Upserts are keyed by it.
+func ItemID(source, key string) string {
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Record is one stored vector and what it was computed from.
+type Record struct {
+	ID          string // ItemID(Source, Key)
+	Source      string // source identity, e.g. "file:///data/photos"
+	Key         string // path relative to the source root, or object key
+	Fingerprint        // of the bytes the vector was computed from
+	Width       int    // decoded width after orientation
+	Height      int    // decoded height after orientation
+	Format      string // "jpeg", "png", ...
+	ModelID     string // ModelIdentity.ID() of the model that produced Vector
+	Layer       string
+	Dim         int
+	Vector      []float32
+	ExtractedAt time.Time
+	Metadata    map[string]string // free-form, user-visible (e.g. source-provided tags)
+}
+
+// Failure is one entry of the failure ledger: an item that could not be
+// turned into a vector at the fingerprint it had when it was last tried.
+type Failure struct {
+	ID     string
+	Source string
+	Key    string
+	Fingerprint
+	ModelID   string
+	Stage     string
+	Class     FailureClass
+	Reason    string
+	Attempts  int
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// RunOutcome is how a run ended.
+type RunOutcome string
+
+const (
+	RunRunning   RunOutcome = "running"
+	RunOK        RunOutcome = "ok"        // every listed item is stored or unchanged
+	RunPartial   RunOutcome = "partial"   // finished, some items failed (exit code 3)
+	RunFailed    RunOutcome = "failed"    // a fatal error stopped the run
+	RunCancelled RunOutcome = "cancelled" // stopped by a signal or context
+)
+
+// Run is the record of one backfill or sync pass. Counters satisfy
+// Written + Unchanged + Failed == Listed when the run finished.
+type Run struct {
+	ID        string
+	Job       string // job name ("" for ad-hoc CLI runs)
+	Kind      string // "backfill" or "sync"
+	Source    string
+	ModelID   string
+	StartedAt time.Time
+	EndedAt   time.Time // zero while running
+	Outcome   RunOutcome
+	Error     string
+
+	Listed    int64 // items the source listed
+	Written   int64 // items stored this run (extracted, reused by sha256, or metadata-only)
+	Extracted int64 // of Written: ran through the model
+	Reused    int64 // of Written: vector copied from a row with the same sha256
+	Unchanged int64 // skipped without reading (same size+mtime, same model)
+	Failed    int64 // in the failure ledger at the end of the run
+	Deleted   int64 // rows removed because their key vanished
+}
