@@ -3,6 +3,119 @@
 // and changed items in batches, writes them, records per-item failures in
 // the ledger, and deletes vanished items after a complete listing.
 //
-// Interfaces: Source (source.go) and Sink/Searcher/StatusReader (sink.go)
-// carry their contracts in their doc comments.
+// Interfaces: Source (source.go), Sink/Searcher/StatusReader (sink.go) and
+// Embedder (embedder.go) carry their contracts in their doc comments. The
+// folder source is in connector/folder; in-memory fakes for tests are in
+// connector/connectortest.
+//
+// # Using it
+//
+//	s, err := connector.NewSyncer(connector.Options{Source: src, Sink: sink, Embedder: emb, ...})
+//	plan, err := s.Plan(ctx) // --dry-run: one read of the sink, one listing, no reads, no writes
+//	run, err := s.Run(ctx)   // the pipeline; returns the final run record
+//	s.Stop()                 // from a signal handler: soft stop (see below)
+//
+// The caller opens the Sink (with the Embedder's model identity) before
+// Plan or Run and closes it and the Source afterwards. A Syncer runs once.
+//
+// # Incremental rules
+//
+// The sink's stored items for the source (rows and ledger entries, of any
+// model id) are read once into memory, keyed by item id
+// (schema.ItemID(source name, key)); the sha256s of the rows of the current
+// model are kept in a set. Then, for each listed entry (Classify):
+//
+//   - new key: read, hash, extract and insert.
+//   - row of the current model with the same size, mtime and ETag:
+//     unchanged, skipped WITHOUT reading.
+//   - row of the current model whose size, mtime or ETag differ: read and
+//     hash. The same sha256 as stored: metadata-only update (MetaUpdate),
+//     the vector is kept. Another sha256: re-extract.
+//   - row of another model id: stale, read and re-embedded.
+//   - ledger entry with the same size, mtime and ETag, recorded under the
+//     current model id (or none): skipped without reading and counted as
+//     failed, unless Options.RetryFailed. A changed fingerprint or another
+//     model id retries it.
+//   - whenever an item is read, its sha256 is looked up in the set of
+//     sha256s stored under the current model (copies, moved files, and
+//     items committed earlier in this run): on a hit the stored vector is
+//     copied (Sink.VectorsBySHA256) and the model does not run.
+//   - an item whose new bytes fail (read, decode, preprocess, infer) gets a
+//     ledger entry; a row it had is removed first (it no longer describes
+//     the item).
+//   - ids stored for the source but not listed have vanished. They are
+//     deleted only by a "sync" run (never a "backfill") that was not
+//     stopped, whose listing was complete (Source.List returned nil) and
+//     not empty, and only if their number is within Options.MaxDelete
+//     (a count, or a percentage of the ids stored before the run);
+//     otherwise the run deletes nothing and fails with a
+//     *DeleteGuardError that names the numbers and --max-delete.
+//
+// Per-item problems never fail the run: they become ledger entries with
+// the stage ("read", "decode", "preprocess", "infer") and a class. At the
+// end of a run that was not stopped, Written + Unchanged + Failed == Listed.
+//
+// # Stages
+//
+//	lister ──todo──► readers ×R ──read──► preparers ×P ──prep──► batcher ──► inferer ──► writer
+//	(1)   cap R                 cap P                 cap B       unbuffered  unbuffered   (1)
+//
+// R = Options.ReadWorkers (default 4), P = Options.PrepareWorkers (default
+// GOMAXPROCS), B = Embedder.BatchSize().
+//
+//   - lister: calls Source.List, classifies each entry and sends the items
+//     to read. Unchanged and known-failed items are only counted.
+//   - readers: Source.Read, sha256, then decide: metadata-only, reuse (one
+//     VectorsBySHA256 call per candidate), extract, or failure.
+//   - preparers: Embedder.Prepare for items to extract (panics are
+//     recovered into decode failures); other items pass through.
+//   - batcher: collects up to B items for the model plus any number (up
+//     to max(256, 4B)) of items that need no inference. A batch is ready
+//     when full, when Options.Linger (default 200ms) has passed since its
+//     first item, or at the end of the input; a ready batch keeps growing
+//     until the inferer takes it, so a busy model gets full batches.
+//   - inferer: one Embedder.Infer call per batch, then Release of every
+//     Prepared; vectors that are not finite or not Dim long become
+//     failures. An error returned by Infer is fatal.
+//   - writer: one Sink.Write per batch: upserts, metadata updates, ledger
+//     entries and the run's progress row, committed together. A Write
+//     error is fatal.
+//
+// Memory is bounded by the channel capacities: at most R+P raw images and
+// about P+3B preprocessed tensors are alive at once.
+//
+// Ownership: each stage closes its output channel when it returns (a
+// worker pool when its last worker returns); an item belongs to one stage
+// at a time. Every send and receive also watches the run's context.
+// Sink calls are serialised by a mutex (the Sink contract allows one call
+// at a time): the readers' VectorsBySHA256, the writer's Write and Delete,
+// and the deletes at the end.
+//
+// # Stopping
+//
+// The stages run in an errgroup: the first fatal error cancels them all,
+// and Run returns it (Outcome RunFailed). Stopping is two-phase:
+//
+//  1. Syncer.Stop (the CLI calls it on the first SIGINT/SIGTERM) is the
+//     soft stop: the lister stops listing and the readers take no new
+//     item; reads in progress finish, and everything already read goes
+//     on through the model and is committed. Run then returns ErrStopped
+//     (Outcome RunCancelled) and deletes nothing.
+//  2. If the drain takes longer than Options.Grace (default 30s), or the
+//     context passed to Run is cancelled (the CLI cancels it on the second
+//     signal), the run is hard cancelled: every stage returns at once and
+//     the batch in flight is abandoned whole (Sink.Write is atomic, so
+//     nothing is half-written). Run returns ErrGraceExpired or the
+//     context's error (Outcome RunCancelled).
+//
+// In every case the final run row is written (with a context that is not
+// cancelled, bounded by 15s). Committed items are unchanged on the next
+// run, so an interrupted run resumes where it stopped.
+//
+// # Progress
+//
+// Options.Progress is called every Options.ProgressEvery (default 1s) and
+// once at the end (Progress.Last) with the counters, the number of items
+// queued for reading and committed, the rate over the last ~10 calls and
+// an ETA.
 package connector

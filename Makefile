@@ -1,0 +1,58 @@
+# imgvec — see README.md. Every target works on a fresh machine: `make test`
+# and `make demo` run `make setup` first.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/imgvec
+export CGO_ENABLED := 1
+
+.PHONY: setup build test test-short services services-stop bench bench-extract demo fuzz lint clean
+
+setup: .cache/.setup-done
+
+.cache/.setup-done: .ci/lib/install-apt.sh .ci/lib/install-onnxruntime.sh go.sum
+	.ci/lib/install-apt.sh
+	.ci/lib/install-onnxruntime.sh
+	$(GO) mod download
+	@mkdir -p .cache && touch $@
+
+build: setup
+	$(GO) build -o $(BIN) ./cmd/imgvec
+
+services: setup
+	.ci/services.sh start
+
+services-stop:
+	.ci/services.sh stop
+
+# The test command CI runs. Integration tests read server addresses from
+# .cache/services.env; with CI=true a skipped integration test fails.
+test: setup services
+	set -a; source .cache/services.env; set +a; \
+	$(GO) vet ./... && \
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-short: setup
+	$(GO) test -short -count=1 ./...
+
+fuzz: setup
+	$(GO) test ./extract/imaging -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime 60s
+
+# Benchmarks generate the full-size VGG19 (random weights, ~575 MB) on demand
+# into testdata/models/generated/ (git-ignored).
+bench: bench-extract
+
+bench-extract: setup
+	.ci/lib/install-python.sh
+	$(GO) run ./cmd/imgvec-bench extract
+
+demo: build
+	rm -f imgvec.db imgvec.db-wal imgvec.db-shm
+	@echo "== imgvec demo: syncing testdata/images into ./imgvec.db with the TINY TEST MODEL =="
+	@echo "   (random weights: the pipeline is real, the similarities are not; for real"
+	@echo "    VGG19 fc7 vectors run: $(BIN) model fetch vgg19 and pass --model vgg19-fc7)"
+	$(BIN) sync --source testdata/images --model testdata/models/vgg19-tiny.onnx
+	$(BIN) search --model testdata/models/vgg19-tiny.onnx --image testdata/images/landscape.jpg -k 5
+	$(BIN) status
+
+clean:
+	rm -rf bin .cache/.setup-done imgvec.db imgvec.db-wal imgvec.db-shm

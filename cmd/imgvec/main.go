@@ -1,0 +1,132 @@
+// Command imgvec keeps a vector index of an image collection in sync. See
+// README.md for the commands; `imgvec help` lists them.
+//
+// Exit codes: 0 all good, 1 fatal error, 2 usage error, 3 finished but some
+// items failed (they are in the failure ledger).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+const (
+	exitOK           = 0
+	exitFatal        = 1
+	exitUsage        = 2
+	exitItemFailures = 3
+)
+
+// errItemFailures marks a run that finished with per-item failures.
+var errItemFailures = errors.New("some items failed")
+
+// usageError marks a mistake in the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+type globalFlags struct {
+	logFormat string
+	logLevel  string
+	quiet     bool
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var g globalFlags
+	root := &cobra.Command{
+		Use:           "imgvec",
+		Short:         "Keep a vector index of an image collection in sync (VGG19 fc7 by default)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(stderr, g.logFormat, g.logLevel)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(logger)
+			return nil
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "no progress bar")
+
+	root.AddCommand(newModelCmd(&g), newEmbedCmd(&g), newVersionCmd())
+	addConnectorCommands(root, &g)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	return exitCode(err, stderr)
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	switch {
+	case errors.As(err, &ue) || isCobraUsage(err):
+		fmt.Fprintf(stderr, "imgvec: %v\nRun 'imgvec help' for usage.\n", err)
+		return exitUsage
+	case errors.Is(err, errItemFailures):
+		fmt.Fprintf(stderr, "imgvec: %v\n", err)
+		return exitItemFailures
+	default:
+		fmt.Fprintf(stderr, "imgvec: %v\n", err)
+		return exitFatal
+	}
+}
+
+// isCobraUsage recognises cobra's own argument errors, which it does not type.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "accepts ") ||
+		strings.HasPrefix(msg, "requires at least") || strings.HasPrefix(msg, "unknown flag") ||
+		strings.HasPrefix(msg, "required flag")
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the imgvec and ONNX Runtime versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "imgvec %s (onnxruntime %s)\n", version, ortVersion())
+			return nil
+		},
+	}
+}

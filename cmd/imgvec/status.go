@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgvec/imgvec/migrations"
+)
+
+func newStatusCmd() *cobra.Command {
+	var sinkURI string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--sink URI] [--json]",
+		Short: "Show what the sink holds: rows per model id, failures by class, recent failures and runs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			sink, err := newSink(sinkURI, false)
+			if err != nil {
+				return err
+			}
+			if err := sink.OpenRead(ctx); err != nil {
+				return err
+			}
+			defer sink.Close()
+			st, err := sink.Status(ctx)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "MODEL ID\tLAYER\tDIM\tROWS")
+			for _, m := range st.Models {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", m.ModelID, m.Layer, m.Dim, m.Rows)
+			}
+			tw.Flush()
+			fmt.Fprintf(out, "\nfailure ledger: %d", st.Failures)
+			classes := make([]string, 0, len(st.ByClass))
+			for c := range st.ByClass {
+				classes = append(classes, c)
+			}
+			sort.Strings(classes)
+			for _, c := range classes {
+				fmt.Fprintf(out, "  %s=%d", c, st.ByClass[c])
+			}
+			fmt.Fprintln(out)
+			for _, f := range st.Recent {
+				fmt.Fprintf(out, "  %s  %-18s %s: %s (attempts %d)\n", f.LastSeen.Format(time.RFC3339), f.Class, f.Key, f.Reason, f.Attempts)
+			}
+			if len(st.Runs) > 0 {
+				fmt.Fprintln(out, "\nrecent runs:")
+				tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "STARTED\tKIND\tOUTCOME\tLISTED\tWRITTEN\tUNCHANGED\tFAILED\tDELETED\tSOURCE")
+				for _, r := range st.Runs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.StartedAt.Format(time.RFC3339), r.Kind, r.Outcome,
+						r.Listed, r.Written, r.Unchanged, r.Failed, r.Deleted, r.Source)
+				}
+				tw.Flush()
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newMigrateCmd() *cobra.Command {
+	var sinkURI string
+	var dryRun bool
+	var target int
+	cmd := &cobra.Command{
+		Use:       "migrate up|down|status [--sink URI]",
+		Short:     "Apply, roll back or show the sink's schema migrations",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"up", "down", "status"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			sink, err := newSink(sinkURI, false)
+			if err != nil {
+				return err
+			}
+			mg, ok := sink.(interface {
+				OpenMigrator(ctxt context.Context) (*migrations.Migrator, error)
+			})
+			if !ok {
+				return fmt.Errorf("migrate: sink %s has no migrations", redactURI(sinkURI))
+			}
+			m, err := mg.OpenMigrator(ctx)
+			if err != nil {
+				return err
+			}
+			defer sink.Close()
+			out := cmd.OutOrStdout()
+			opts := migrations.Options{DryRun: dryRun, TargetVersion: target}
+			var res migrations.Result
+			switch args[0] {
+			case "status":
+				st, err := m.Status(ctx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "schema version %d of %d\n", st.Current, st.Latest)
+				for _, a := range st.Applied {
+					fmt.Fprintf(out, "  applied  %04d\n", a.Version)
+				}
+				for _, p := range st.Pending {
+					fmt.Fprintf(out, "  pending  %04d %s\n", p.Version, p.Name)
+				}
+				return nil
+			case "up":
+				res, err = m.Up(ctx, opts)
+			case "down":
+				res, err = m.Down(ctx, opts)
+			default:
+				return usagef("migrate: want up, down or status, not %q", args[0])
+			}
+			for _, s := range res.Steps {
+				fmt.Fprintf(out, "%s %04d %s (%s)\n", s.Direction, s.Version, s.Name, s.Duration.Round(time.Millisecond))
+			}
+			if err == nil && len(res.Steps) == 0 {
+				fmt.Fprintln(out, "nothing to do")
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the steps without applying them")
+	cmd.Flags().IntVar(&target, "to", 0, "up: highest version to apply; down: version to end at (default one step)")
+	return cmd
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// addConnectorCommands adds the commands that work on a sink.
+func addConnectorCommands(root *cobra.Command, g *globalFlags) {
+	root.AddCommand(
+		newRunCmd(g, connector.KindSync, "sync", "One incremental pass: extract new and changed images, delete vanished ones"),
+		newRunCmd(g, connector.KindBackfill, "backfill", "One-shot full load (resumable; never deletes)"),
+		newSearchCmd(g), newStatusCmd(), newMigrateCmd(),
+	)
+}
+
+func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
+	var (
+		mf          modelFlags
+		sf          sourceFlags
+		sources     []string
+		sinkURI     string
+		job         string
+		dryRun      bool
+		retryFailed bool
+		maxDelete   string
+		grace       time.Duration
+		workers     int
+	)
+	cmd := &cobra.Command{
+		Use:   use + " --source PATH [--source PATH...] [--sink URI]",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(sources) == 0 {
+				return usagef("%s: at least one --source is required", use)
+			}
+			md, err := connector.ParseMaxDelete(maxDelete)
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			ctx := cmd.Context()
+			sink, err := newSink(sinkURI, !dryRun)
+			if err != nil {
+				return err
+			}
+			opts := connector.Options{
+				Sink: sink, Kind: kind, Job: job, RetryFailed: retryFailed, MaxDelete: md,
+				Grace: grace, PrepareWorkers: workers,
+			}
+			if dryRun {
+				m, err := mf.loadModel(ctx)
+				if err != nil {
+					return err
+				}
+				opts.Model = m.Identity(!mf.noNormalize)
+			} else {
+				x, err := mf.extractor(ctx)
+				if err != nil {
+					return err
+				}
+				defer x.Close()
+				opts.Embedder = x
+				opts.Model = x.Identity()
+			}
+			if err := sink.Open(ctx, opts.Model); err != nil {
+				return err
+			}
+			defer sink.Close()
+			errs := make([]error, 0, len(sources))
+			for _, ref := range sources {
+				src, err := sf.openSource(ref)
+				if err != nil {
+					return err
+				}
+				opts.Source = src
+				opts.Progress = newProgress(cmd.ErrOrStderr(), g.quiet, use)
+				syn, err := connector.NewSyncer(opts)
+				if err != nil {
+					src.Close()
+					return err
+				}
+				if dryRun {
+					plan, err := syn.Plan(ctx)
+					src.Close()
+					if err != nil {
+						return err
+					}
+					printPlan(cmd, plan)
+					continue
+				}
+				run, err := runSyncer(ctx, syn)
+				src.Close()
+				printRun(cmd, run)
+				errs = append(errs, runError(run, err))
+				if err != nil && !errorsIsItemOnly(err) {
+					break
+				}
+			}
+			return joinRunErrors(errs)
+		},
+	}
+	f := cmd.Flags()
+	mf.register(f)
+	f.StringArrayVar(&sources, "source", nil, "image folder (path or file:// URI); repeatable")
+	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors go: sqlite://PATH")
+	f.StringVar(&job, "job", "", "job name recorded with the run")
+	f.BoolVar(&dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
+	f.BoolVar(&retryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
+	f.DurationVar(&grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
+	f.IntVar(&workers, "workers", 0, "decode workers (default: number of CPUs)")
+	f.StringSliceVar(&sf.include, "include", nil, "glob of keys to include (repeatable, ** allowed)")
+	f.StringSliceVar(&sf.exclude, "exclude", nil, "glob of keys to exclude (repeatable)")
+	f.StringSliceVar(&sf.extensions, "ext", nil, "file extensions to list (default jpg,jpeg,png,gif,webp,bmp,tif,tiff)")
+	f.BoolVar(&sf.followSymlinks, "follow-symlinks", false, "follow symbolic links (loops are detected)")
+	f.Int64Var(&sf.maxBytes, "max-bytes", 512<<20, "refuse files larger than this many bytes")
+	if kind == connector.KindSync {
+		f.StringVar(&maxDelete, "max-delete", "", "abort deletion when more items vanished than this count or percentage (e.g. 100 or 10%)")
+	}
+	return cmd
+}
+
+// errorsIsItemOnly is true for errors after which the next source can
+// still run: an incomplete listing or a refused deletion.
+func errorsIsItemOnly(err error) bool {
+	var dg *connector.DeleteGuardError
+	return errors.As(err, &dg) || errors.Is(err, connector.ErrIncompleteListing)
+}
+
+func printPlan(cmd *cobra.Command, p connector.Plan) {
+	fmt.Fprintln(cmd.OutOrStdout(), p.String())
+}
+
+func printRun(cmd *cobra.Command, r schema.Run) {
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %s in %s — listed %d, written %d (extracted %d, reused %d), unchanged %d, failed %d, deleted %d\n",
+		r.Kind, r.Source, r.Outcome, r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond),
+		r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted)
+}
+
+func newSearchCmd(g *globalFlags) *cobra.Command {
+	var (
+		mf      modelFlags
+		sinkURI string
+		image   string
+		id      string
+		k       int
+		asJSON  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "search (--image FILE | --id ID) [-k N] [--json]",
+		Short: "Find the stored images most similar to an image file or a stored item",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (image == "") == (id == "") {
+				return usagef("search: give exactly one of --image FILE or --id ID")
+			}
+			if k < 1 {
+				return usagef("search: -k %d: must be at least 1", k)
+			}
+			ctx := cmd.Context()
+			sink, err := newSink(sinkURI, false)
+			if err != nil {
+				return err
+			}
+			var query []float32
+			var modelID string
+			if image != "" {
+				x, err := mf.extractor(ctx)
+				if err != nil {
+					return err
+				}
+				defer x.Close()
+				data, err := os.ReadFile(image)
+				if err != nil {
+					return fmt.Errorf("search: %w", err)
+				}
+				p, err := x.Prepare(image, data)
+				if err != nil {
+					return fmt.Errorf("search: %w", err)
+				}
+				res, err := x.Infer(ctx, []*connector.Prepared{p})
+				x.Release(p)
+				if err != nil {
+					return fmt.Errorf("search: %w", err)
+				}
+				if res[0].Err != nil {
+					return fmt.Errorf("search: %w", res[0].Err)
+				}
+				query, modelID = res[0].Vector, x.Identity().ID()
+			}
+			if err := sink.OpenRead(ctx); err != nil {
+				return err
+			}
+			defer sink.Close()
+			if id != "" {
+				rec, ok, err := sink.Get(ctx, id)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return fmt.Errorf("search: no stored item with id %s", id)
+				}
+				query, modelID = rec.Vector, rec.ModelID
+			}
+			hits, err := sink.Search(ctx, modelID, query, k+boolInt(id != ""))
+			if err != nil {
+				return err
+			}
+			hits = dropID(hits, id, k)
+			return printHits(cmd, hits, modelID, asJSON)
+		},
+	}
+	f := cmd.Flags()
+	mf.register(f)
+	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors are: sqlite://PATH")
+	f.StringVar(&image, "image", "", "query image file")
+	f.StringVar(&id, "id", "", "query by a stored item id (searches among that item's model id)")
+	f.IntVarP(&k, "k", "k", 10, "number of results")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// dropID removes the query item itself from its own neighbours.
+func dropID(hits []connector.Hit, id string, k int) []connector.Hit {
+	out := hits[:0]
+	for _, h := range hits {
+		if id == "" || h.ID != id {
+			out = append(out, h)
+		}
+	}
+	if len(out) > k {
+		out = out[:k]
+	}
+	return out
+}
+
+type jsonHit struct {
+	Rank     int     `json:"rank"`
+	ID       string  `json:"id"`
+	Source   string  `json:"source"`
+	Key      string  `json:"key"`
+	Distance float64 `json:"distance"`
+	ModelID  string  `json:"model_id"`
+}
+
+func printHits(cmd *cobra.Command, hits []connector.Hit, modelID string, asJSON bool) error {
+	out := cmd.OutOrStdout()
+	if asJSON {
+		rows := make([]jsonHit, len(hits))
+		for i, h := range hits {
+			rows[i] = jsonHit{Rank: i + 1, ID: h.ID, Source: h.Source, Key: h.Key, Distance: h.Distance, ModelID: modelID}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	if len(hits) == 0 {
+		fmt.Fprintf(out, "no stored vectors for model %s (run imgvec sync with the same --model)\n", modelID)
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tDISTANCE\tKEY\tID")
+	for i, h := range hits {
+		fmt.Fprintf(tw, "%d\t%.4f\t%s\t%s\n", i+1, h.Distance, h.Key, h.ID)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/extract"
+	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/sinks/sqlite"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func ortVersion() string { return extract.ORTVersion }
+
+// modelFlags are the flags every command that runs the model shares.
+type modelFlags struct {
+	model             string
+	layer             string
+	batch             int
+	device            string
+	threads           int
+	noNormalize       bool
+	ignoreOrientation bool
+	maxPixels         int64
+	download          bool
+}
+
+func (f *modelFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.model, "model", "vgg19-fc7", "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool) or an .onnx file")
+	fs.StringVar(&f.layer, "layer", "", "layer to read (default: the preset's, or fc7)")
+	fs.IntVar(&f.batch, "batch", 16, "images per inference batch")
+	fs.StringVar(&f.device, "device", "cpu", "cpu, cuda[:N] or tensorrt[:N]")
+	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (default: number of CPUs)")
+	fs.BoolVar(&f.noNormalize, "no-normalize", false, "keep raw activations (default: L2-normalised vectors)")
+	fs.BoolVar(&f.ignoreOrientation, "ignore-exif-orientation", false, "do not rotate images by their EXIF orientation (the torchvision recipe does not)")
+	fs.Int64Var(&f.maxPixels, "max-pixels", imaging.DefaultMaxPixels, "refuse images with more pixels than this (checked from the header)")
+	fs.BoolVar(&f.download, "download", false, "download a preset model that is not cached yet")
+}
+
+// loadModel resolves the model without starting ONNX Runtime.
+func (f *modelFlags) loadModel(ctx context.Context) (*extract.Model, error) {
+	return extract.LoadModel(ctx, f.model, f.layer, extract.LoadOptions{Download: f.download})
+}
+
+// extractor loads the model and opens an ONNX Runtime session on it.
+func (f *modelFlags) extractor(ctx context.Context) (*extract.Extractor, error) {
+	if f.batch < 1 {
+		return nil, usagef("--batch %d: must be at least 1", f.batch)
+	}
+	dev, err := extract.ParseDevice(f.device)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	m, err := f.loadModel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return extract.New(m, extract.Options{
+		Session:     extract.SessionOptions{Device: dev, IntraOpThreads: f.threads},
+		BatchSize:   f.batch,
+		NoNormalize: f.noNormalize,
+		Decode:      imaging.DecodeOptions{MaxPixels: f.maxPixels, IgnoreOrientation: f.ignoreOrientation},
+	})
+}
+
+// defaultSink is the embedded default.
+const defaultSink = "sqlite://./imgvec.db"
+
+// sink is what the CLI needs of a sink beyond connector.Sink.
+type sink interface {
+	connector.Sink
+	connector.Searcher
+	connector.StatusReader
+	// OpenRead opens for Status/Search/Get without a model.
+	OpenRead(ctx context.Context) error
+}
+
+// newSink validates a sink URI without I/O. autoMigrate lets a brand-new
+// database be created and migrated (sync/backfill); upgrades stay explicit.
+func newSink(uri string, autoMigrate bool) (sink, error) {
+	scheme, _, _ := strings.Cut(uri, "://")
+	switch scheme {
+	case "sqlite":
+		mode := sqlite.AutoMigrateNever
+		if autoMigrate {
+			mode = sqlite.AutoMigrateFresh
+		}
+		return sqlite.New(uri, sqlite.WithAutoMigrate(mode))
+	case "postgres", "postgresql", "milvus":
+		return nil, fmt.Errorf("sink %s://…: not available in this build yet; use sqlite://PATH", scheme)
+	}
+	return nil, usagef("--sink %q: want sqlite://PATH", redactURI(uri))
+}
+
+// redactURI hides a password in a URI so it can appear in errors and logs.
+func redactURI(uri string) string {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return uri
+	}
+	at := strings.LastIndex(rest, "@")
+	slash := strings.Index(rest, "/")
+	if at < 0 || (slash >= 0 && slash < at) {
+		return uri
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return uri
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}

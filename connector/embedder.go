@@ -1,0 +1,43 @@
+package connector
+
+import (
+	"context"
+
+	"github.com/imgvec/imgvec/extract"
+
+	"github.com/imgvec/imgvec/schema"
+)
+
+// Prepared is one decoded and preprocessed image, ready for a batch.
+// Prepared values may come from a pool: after Infer has returned, the
+// pipeline hands each one back with Embedder.Release and never touches it
+// again.
+type Prepared = extract.Prepared
+
+// Result is the outcome of Infer for one input: a vector (owned by the
+// caller after Infer returns) or a per-item *schema.ItemError.
+type Result = extract.Result
+
+// Embedder turns image bytes into vectors. *extract.Extractor satisfies it;
+// connectortest.Embedder is a fake for tests.
+//
+// Concurrency: Identity, BatchSize and Prepare are safe for concurrent use;
+// Infer is called from one goroutine at a time; Release is safe for
+// concurrent use.
+type Embedder interface {
+	// Identity is the model identity stamped on every vector. It does no I/O.
+	Identity() schema.ModelIdentity
+	// BatchSize is the number of images per Infer call (at least 1).
+	BatchSize() int
+	// Prepare decodes and preprocesses one image. It is safe for concurrent
+	// use. Errors are *schema.ItemError (Stage "decode" or "preprocess") and
+	// concern this item only.
+	Prepare(key string, data []byte) (*Prepared, error)
+	// Infer runs one batch. It returns exactly one Result per input, in
+	// order. A per-item failure (found by bisecting inside Infer) is
+	// Result.Err; a returned error is fatal for the run. Infer honours ctx.
+	Infer(ctx context.Context, batch []*Prepared) ([]Result, error)
+	// Release hands p back to the Embedder's pool. The pipeline calls it
+	// once per Prepared, after Infer (or when the item is abandoned).
+	Release(p *Prepared)
+}

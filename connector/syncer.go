@@ -1,0 +1,413 @@
+package connector
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/imgvec/imgvec/schema"
+)
+
+// Options configure a Syncer. Source and Sink are required; Embedder is
+// required by Run (Plan only needs a model identity).
+type Options struct {
+	// Source lists and reads the collection. The caller closes it.
+	Source Source
+	// Sink stores the vectors. The caller opens it (with the same model
+	// identity) before Plan or Run and closes it afterwards.
+	Sink Sink
+	// Embedder turns bytes into vectors. Required by Run.
+	Embedder Embedder
+	// Model is the model identity Plan diffs against when Embedder is nil
+	// (a dry run need not load the model). When both are set their IDs
+	// must agree. Defaults to Embedder.Identity().
+	Model schema.ModelIdentity
+
+	// Kind is KindSync or KindBackfill. Defaults to KindSync.
+	Kind string
+	// Job names the job in the run row. Defaults to "" (ad-hoc run).
+	Job string
+	// RetryFailed retries every ledger entry, even those whose size, mtime
+	// and ETag did not change. Defaults to false.
+	RetryFailed bool
+	// MaxDelete bounds how many vanished items a sync deletes; above it the
+	// run deletes nothing and fails with a *DeleteGuardError. Defaults to
+	// no limit (the zero value); the CLI should pass its --max-delete.
+	MaxDelete MaxDelete
+
+	// ReadWorkers is the number of goroutines reading and hashing items.
+	// Defaults to 4.
+	ReadWorkers int
+	// PrepareWorkers is the number of goroutines decoding and
+	// preprocessing. Defaults to runtime.GOMAXPROCS(0).
+	PrepareWorkers int
+	// Linger is how long a partial batch waits for more items before it is
+	// sent to the model anyway. Defaults to 200ms.
+	Linger time.Duration
+	// Grace is how long in-flight batches may take to drain and commit
+	// after Stop before the run is hard cancelled. Defaults to 30s; a
+	// negative value waits for the drain without limit (only cancelling
+	// Run's context stops it then).
+	Grace time.Duration
+
+	// Progress, if set, is called every ProgressEvery and once at the end,
+	// from one goroutine at a time. It must not block for long.
+	Progress func(Progress)
+	// ProgressEvery defaults to 1s.
+	ProgressEvery time.Duration
+	// Logger receives warnings (incomplete listing, skipped deletes).
+	// Defaults to discarding them.
+	Logger *slog.Logger
+	// Now defaults to time.Now (tests override it).
+	Now func() time.Time
+}
+
+const (
+	defaultReadWorkers   = 4
+	defaultLinger        = 200 * time.Millisecond
+	defaultGrace         = 30 * time.Second
+	defaultProgressEvery = time.Second
+	deleteChunk          = 500
+	finalWriteTimeout    = 15 * time.Second
+)
+
+// Syncer runs one backfill or sync of a Source into a Sink. Create it with
+// NewSyncer, optionally call Plan, then call Run once. Stop may be called
+// from any goroutine (e.g. a signal handler) at any time.
+type Syncer struct {
+	opts    Options
+	model   schema.ModelIdentity
+	modelID string
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	soft    context.CancelFunc
+	hard    context.CancelCauseFunc
+	grace   *time.Timer
+}
+
+// NewSyncer validates opts and fills defaults. It does no I/O.
+func NewSyncer(opts Options) (*Syncer, error) {
+	if opts.Source == nil {
+		return nil, errors.New("syncer: no source")
+	}
+	if opts.Sink == nil {
+		return nil, errors.New("syncer: no sink")
+	}
+	model := opts.Model
+	if opts.Embedder != nil {
+		id := opts.Embedder.Identity()
+		if model != (schema.ModelIdentity{}) && model.ID() != id.ID() {
+			return nil, fmt.Errorf("syncer: model %s does not match the embedder's model %s", model.ID(), id.ID())
+		}
+		model = id
+		if bs := opts.Embedder.BatchSize(); bs < 1 {
+			return nil, fmt.Errorf("syncer: embedder batch size %d", bs)
+		}
+	}
+	if err := model.Validate(); err != nil {
+		return nil, fmt.Errorf("syncer: %w", err)
+	}
+	switch opts.Kind {
+	case "":
+		opts.Kind = KindSync
+	case KindSync, KindBackfill:
+	default:
+		return nil, fmt.Errorf("syncer: kind %q: want %q or %q", opts.Kind, KindSync, KindBackfill)
+	}
+	if opts.ReadWorkers <= 0 {
+		opts.ReadWorkers = defaultReadWorkers
+	}
+	if opts.PrepareWorkers <= 0 {
+		opts.PrepareWorkers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Linger <= 0 {
+		opts.Linger = defaultLinger
+	}
+	if opts.Grace == 0 {
+		opts.Grace = defaultGrace
+	}
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = defaultProgressEvery
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Syncer{opts: opts, model: model, modelID: model.ID(), log: log}, nil
+}
+
+// Plan computes what Run would do from one read of the sink's stored items
+// and one listing. It reads no item and writes nothing. A listing error is
+// returned (wrapping ErrIncompleteListing) together with the counts of what
+// was listed; a delete-guard violation is reported in Plan.DeleteErr.
+func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
+	src := s.opts.Source
+	p := Plan{Source: src.Name(), ModelID: s.modelID, Kind: s.opts.Kind}
+	d, err := loadStored(ctx, s.opts.Sink, p.Source, s.modelID, s.opts.RetryFailed)
+	if err != nil {
+		return p, err
+	}
+	p.Stored = d.storedCount
+	listErr := src.List(ctx, func(e Entry) error {
+		p.Listed++
+		c, _ := d.visit(e)
+		switch c {
+		case New:
+			p.New++
+		case Changed:
+			p.Changed++
+		case Unchanged:
+			p.Unchanged++
+		case Stale:
+			p.Stale++
+		case Retry:
+			p.Retry++
+		case FailedKnown:
+			p.FailedKnown++
+		}
+		if c.needsRead() && d.reuseCandidate(e) {
+			p.ReuseCandidates++
+		}
+		return nil
+	})
+	if ctx.Err() != nil {
+		return p, ctx.Err()
+	}
+	if listErr != nil {
+		p.ListErr = listErr
+	}
+	vanished := d.vanished()
+	p.Vanished = int64(len(vanished))
+	ids, note, derr := deleteDecision(s.opts.Kind, listErr, false, p.Listed, vanished, s.opts.MaxDelete, p.Source, p.Stored)
+	p.ToDelete, p.DeleteNote, p.DeleteErr = int64(len(ids)), note, derr
+	if listErr != nil {
+		return p, fmt.Errorf("list %s: %w: %w", p.Source, ErrIncompleteListing, listErr)
+	}
+	return p, nil
+}
+
+// Stop asks the run to stop softly: listing and reading of new items stop,
+// items already read go on through the model and are committed, then Run
+// returns ErrStopped. If that takes longer than Options.Grace, the run is
+// hard cancelled and Run returns ErrGraceExpired. Stop is idempotent, safe
+// from any goroutine, and may be called before Run (which then does
+// nothing). A stopped run deletes nothing.
+func (s *Syncer) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	s.stopLocked()
+}
+
+func (s *Syncer) stopLocked() {
+	if s.soft == nil {
+		return
+	}
+	s.soft()
+	if s.opts.Grace > 0 {
+		hard := s.hard
+		s.grace = time.AfterFunc(s.opts.Grace, func() { hard(ErrGraceExpired) })
+	}
+}
+
+func (s *Syncer) isStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+// Run performs the backfill or sync and returns the final run record, which
+// it also writes to the sink. The error is nil when the run finished
+// (Outcome RunOK, or RunPartial when items failed); otherwise it is
+// ErrStopped or ErrGraceExpired (soft stop), ctx's error (hard cancel), an
+// error wrapping ErrIncompleteListing, a *DeleteGuardError, or the fatal
+// error that stopped the pipeline. Run may be called once per Syncer.
+func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
+	if s.opts.Embedder == nil {
+		return schema.Run{}, errors.New("run: no embedder")
+	}
+	src := s.opts.Source
+	now := s.opts.Now().UTC()
+	run := schema.Run{
+		ID:        newRunID(now),
+		Job:       s.opts.Job,
+		Kind:      s.opts.Kind,
+		Source:    src.Name(),
+		ModelID:   s.modelID,
+		StartedAt: now,
+		Outcome:   schema.RunRunning,
+	}
+
+	hardCtx, hard := context.WithCancelCause(ctx)
+	defer hard(nil)
+	softCtx, soft := context.WithCancel(hardCtx)
+	defer soft()
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return run, errors.New("run: a Syncer runs once")
+	}
+	s.started = true
+	if s.stopped {
+		s.mu.Unlock()
+		run.Outcome, run.EndedAt, run.Error = schema.RunCancelled, now, ErrStopped.Error()
+		return run, ErrStopped
+	}
+	s.soft, s.hard = soft, hard
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.grace != nil {
+			s.grace.Stop()
+		}
+		s.soft, s.hard = nil, nil
+		s.mu.Unlock()
+	}()
+
+	rs := &runState{
+		s:       s,
+		src:     src,
+		sink:    s.opts.Sink,
+		emb:     s.opts.Embedder,
+		source:  run.Source,
+		model:   s.model,
+		modelID: s.modelID,
+		t:       newTally(run, s.opts.Now),
+	}
+
+	// The first run row: `status` shows the run while it is in progress.
+	if err := rs.sink.Write(hardCtx, Batch{Run: &run}); err != nil {
+		err = fmt.Errorf("write run row: %w", err)
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		run.Outcome, run.EndedAt, run.Error = outcomeOf(ctx, err), s.opts.Now().UTC(), err.Error()
+		return run, err
+	}
+
+	stopProgress := rs.startProgress()
+	var (
+		err  error
+		note string
+	)
+	d, err := loadStored(hardCtx, rs.sink, rs.source, rs.modelID, s.opts.RetryFailed)
+	if err == nil {
+		rs.d = d
+		rs.t.setStored(d.storedCount)
+		err = rs.pipeline(hardCtx, softCtx)
+		err = s.classify(ctx, hardCtx, err)
+	}
+	if err == nil && rs.listErr != nil {
+		err = fmt.Errorf("list %s: %w: %w", rs.source, ErrIncompleteListing, rs.listErr)
+		note = "the listing was incomplete"
+	}
+	if errors.Is(err, ErrStopped) || errors.Is(err, ErrGraceExpired) {
+		note = "the run was stopped"
+	}
+	if err == nil {
+		note, err = rs.deletes(hardCtx)
+		if err != nil {
+			err = s.classify(ctx, hardCtx, err)
+		}
+	}
+	if note != "" && rs.d != nil && len(rs.d.stored) > 0 {
+		s.log.Warn("stored items missing from the listing were kept", "source", rs.source, "items", len(rs.d.stored), "reason", note)
+	}
+
+	final := rs.t.snapshot(delta{})
+	final.EndedAt = s.opts.Now().UTC()
+	final.Outcome = outcomeOf(ctx, err)
+	if final.Outcome == schema.RunOK && final.Failed > 0 {
+		final.Outcome = schema.RunPartial
+	}
+	if err != nil {
+		final.Error = err.Error()
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
+	if werr := rs.sink.Write(wctx, Batch{Run: &final}); werr != nil {
+		s.log.Error("write final run row", "run", final.ID, "err", werr)
+		if err == nil {
+			err = fmt.Errorf("write final run row: %w", werr)
+			final.Outcome, final.Error = schema.RunFailed, err.Error()
+		}
+	}
+	cancel()
+	stopProgress(final)
+	return final, err
+}
+
+// classify turns what stopped the pipeline into Run's error: the parent
+// context's error for a hard cancel, ErrGraceExpired, ErrStopped, or the
+// fatal error.
+func (s *Syncer) classify(ctx, hardCtx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(context.Cause(hardCtx), ErrGraceExpired):
+		return ErrGraceExpired
+	case err != nil:
+		return err
+	case s.isStopped():
+		return ErrStopped
+	}
+	return nil
+}
+
+func outcomeOf(ctx context.Context, err error) schema.RunOutcome {
+	switch {
+	case err == nil:
+		return schema.RunOK
+	case ctx.Err() != nil, errors.Is(err, ErrStopped), errors.Is(err, ErrGraceExpired):
+		return schema.RunCancelled
+	default:
+		return schema.RunFailed
+	}
+}
+
+// deletes removes the ids whose keys vanished, when the rules allow it.
+// It returns why nothing was deleted (a note) or the error that stopped it.
+func (rs *runState) deletes(ctx context.Context) (string, error) {
+	s := rs.s
+	snap := rs.t.snapshot(delta{})
+	vanished := rs.d.vanished()
+	ids, note, err := deleteDecision(s.opts.Kind, rs.listErr, s.isStopped(), snap.Listed, vanished, s.opts.MaxDelete, rs.source, rs.d.storedCount)
+	if err != nil || len(ids) == 0 {
+		return note, err
+	}
+	slices.Sort(ids)
+	for chunk := range slices.Chunk(ids, deleteChunk) {
+		if s.isStopped() {
+			return "the run was stopped", ErrStopped
+		}
+		rs.sinkMu.Lock()
+		err := rs.sink.Delete(ctx, rs.source, chunk)
+		rs.sinkMu.Unlock()
+		if err != nil {
+			return "", fmt.Errorf("delete %d vanished items of %s: %w", len(chunk), rs.source, err)
+		}
+		rs.t.deleted(int64(len(chunk)))
+	}
+	return "", nil
+}
+
+func newRunID(t time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}

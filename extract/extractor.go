@@ -1,0 +1,184 @@
+package extract
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// Prepared is one decoded, preprocessed image ready for a batch.
+type Prepared struct {
+	Key    string
+	Tensor []float32 // 3*H*W, CHW, normalised; owned by the Extractor's pool
+	Width  int       // decoded width, after EXIF orientation
+	Height int
+	Format string
+}
+
+// Result is the outcome of one image in a batch: a vector or a per-item
+// *schema.ItemError (Stage "infer").
+type Result struct {
+	Vector []float32
+	Err    error
+}
+
+// Options configures an Extractor.
+type Options struct {
+	Session   SessionOptions
+	BatchSize int // images per inference batch; defaults to 16
+	// NoNormalize keeps raw activations; by default vectors are L2-normalised.
+	NoNormalize bool
+	Decode      imaging.DecodeOptions
+}
+
+// Extractor turns image bytes into vectors: Prepare (decode + preprocess) is
+// safe for concurrent use; Infer runs one batch at a time on the session.
+// Close releases the session; the creator closes it.
+type Extractor struct {
+	model    *Model
+	sess     *Session
+	spec     imaging.Spec
+	opts     Options
+	identity schema.ModelIdentity
+	tensors  sync.Pool // *[]float32 of one image
+	batchBuf []float32 // reused by Infer (single goroutine)
+}
+
+// New opens a session on model and returns an Extractor for it.
+func New(model *Model, opts Options) (*Extractor, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 16
+	}
+	sess, err := NewSession(model.Bytes, opts.Session)
+	if err != nil {
+		return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+	}
+	spec := model.Spec
+	if h, w := sess.InputSize(); h != spec.Crop || w != spec.Crop {
+		sess.Close()
+		return nil, fmt.Errorf("open model %s: input is %dx%d but preprocessing crops %dx%d", model.Name, h, w, spec.Crop, spec.Crop)
+	}
+	if sess.Dim() != model.Dim {
+		sess.Close()
+		return nil, fmt.Errorf("open model %s: onnx runtime reports output width %d, the graph says %d", model.Name, sess.Dim(), model.Dim)
+	}
+	x := &Extractor{model: model, sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
+	n := 3 * spec.Crop * spec.Crop
+	x.tensors.New = func() any { t := make([]float32, n); return &t }
+	return x, nil
+}
+
+// Identity names the computation behind every vector this Extractor makes.
+func (x *Extractor) Identity() schema.ModelIdentity { return x.identity }
+
+// BatchSize is the configured number of images per Infer call.
+func (x *Extractor) BatchSize() int { return x.opts.BatchSize }
+
+// Prepare decodes and preprocesses one image. Errors are *schema.ItemError.
+func (x *Extractor) Prepare(key string, data []byte) (*Prepared, error) {
+	img, info, err := imaging.Decode(key, data, x.opts.Decode)
+	if err != nil {
+		return nil, err
+	}
+	tp := x.tensors.Get().(*[]float32)
+	if err := imaging.Preprocess(img, x.spec, *tp); err != nil {
+		x.tensors.Put(tp)
+		return nil, &schema.ItemError{Item: key, Stage: "preprocess", Class: schema.FailDecode, Reason: "preprocess failed", Err: err}
+	}
+	return &Prepared{Key: key, Tensor: *tp, Width: img.Width, Height: img.Height, Format: info.Format}, nil
+}
+
+// Release returns p's tensor to the pool; p must not be used afterwards.
+func (x *Extractor) Release(p *Prepared) {
+	if p == nil || p.Tensor == nil {
+		return
+	}
+	t := p.Tensor
+	p.Tensor = nil
+	x.tensors.Put(&t)
+}
+
+// Infer runs one batch and returns one Result per input, in order. A batch
+// that fails inside the model is bisected so that one bad input fails alone
+// (Result.Err, class "infer"); vectors that are not finite fail with class
+// "non_finite". The returned error is fatal (cancellation, broken session).
+// Infer must not be called concurrently.
+func (x *Extractor) Infer(ctx context.Context, batch []*Prepared) ([]Result, error) {
+	results := make([]Result, len(batch))
+	if len(batch) == 0 {
+		return results, nil
+	}
+	if err := x.inferRange(ctx, batch, results); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// inferRange runs batch, bisecting on a model error until single items.
+func (x *Extractor) inferRange(ctx context.Context, batch []*Prepared, results []Result) error {
+	vecs, err := x.run(ctx, batch)
+	if err == nil {
+		for i, p := range batch {
+			results[i] = x.finish(p.Key, vecs[i*x.identity.Dim:(i+1)*x.identity.Dim])
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		return err
+	}
+	if len(batch) == 1 {
+		results[0] = Result{Err: &schema.ItemError{Item: batch[0].Key, Stage: "infer", Class: schema.FailInfer, Reason: "model rejected input", Err: err}}
+		return nil
+	}
+	mid := len(batch) / 2
+	if err := x.inferRange(ctx, batch[:mid], results[:mid]); err != nil {
+		return err
+	}
+	return x.inferRange(ctx, batch[mid:], results[mid:])
+}
+
+func (x *Extractor) run(ctx context.Context, batch []*Prepared) ([]float32, error) {
+	per := 3 * x.spec.Crop * x.spec.Crop
+	need := len(batch) * per
+	if cap(x.batchBuf) < need {
+		x.batchBuf = make([]float32, need)
+	}
+	in := x.batchBuf[:need]
+	for i, p := range batch {
+		if len(p.Tensor) != per {
+			return nil, fmt.Errorf("infer %s: tensor has %d floats, want %d", p.Key, len(p.Tensor), per)
+		}
+		copy(in[i*per:], p.Tensor)
+	}
+	// The output is handed to callers, so it is not reused.
+	out := make([]float32, len(batch)*x.identity.Dim)
+	if err := x.sess.Run(ctx, in, len(batch), out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// finish checks and normalises one vector.
+func (x *Extractor) finish(key string, v []float32) Result {
+	var sum float64
+	for _, f := range v {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return Result{Err: &schema.ItemError{Item: key, Stage: "infer", Class: schema.FailNonFinite, Reason: "model output contains NaN or Inf"}}
+		}
+		sum += float64(f) * float64(f)
+	}
+	if !x.opts.NoNormalize && sum > 0 {
+		inv := float32(1 / math.Sqrt(sum))
+		for i := range v {
+			v[i] *= inv
+		}
+	}
+	return Result{Vector: v}
+}
+
+// Close releases the session.
+func (x *Extractor) Close() error { return x.sess.Close() }

@@ -1,0 +1,74 @@
+//go:build cgo && !noturbojpeg
+
+package imaging
+
+/*
+#cgo LDFLAGS: -lturbojpeg
+#include <turbojpeg.h>
+*/
+import "C"
+
+import (
+	"errors"
+	"strings"
+	"unsafe"
+
+	"github.com/imgvec/imgvec/schema"
+)
+
+// TurboJPEG reports whether the libjpeg-turbo decoder is built in.
+const TurboJPEG = true
+
+// jpegTurbo decodes with TurboJPEG's tjDecompress2: accurate (ISLOW) DCT
+// and fancy upsampling, the libjpeg defaults Pillow uses. handled=false
+// asks the caller to try the pure-Go decoder (err then says why turbo gave up).
+func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
+	h := C.tjInitDecompress()
+	if h == nil {
+		return RGB{}, errors.New("tjInitDecompress failed"), false
+	}
+	defer C.tjDestroy(h)
+	src := (*C.uchar)(unsafe.Pointer(&d.data[0]))
+	n := C.ulong(len(d.data))
+	var w, hh, ss, cs C.int
+	if C.tjDecompressHeader3(h, src, n, &w, &hh, &ss, &cs) != 0 {
+		msg := C.GoString(C.tjGetErrorStr2(h))
+		return RGB{}, fail(d.name, schema.FailDecode, errors.New(msg), "cannot decode jpeg header"), false
+	}
+	if err := d.budget(int(w), int(hh)); err != nil {
+		return RGB{}, err, true
+	}
+	W, H := int(w), int(hh)
+	cmyk := cs == C.TJCS_CMYK || cs == C.TJCS_YCCK
+	pf, bpp := C.int(C.TJPF_RGB), 3
+	if cmyk {
+		pf, bpp = C.TJPF_CMYK, 4
+	}
+	buf := getBuf(bpp * W * H)
+	flags := C.int(C.TJFLAG_ACCURATEDCT | C.TJFLAG_LIMITSCANS)
+	rc := C.tjDecompress2(h, src, n, (*C.uchar)(unsafe.Pointer(&buf[0])), w, C.int(bpp*W), hh, pf, flags)
+	if rc != 0 {
+		msg := C.GoString(C.tjGetErrorStr2(h))
+		if C.tjGetErrorCode(h) != C.TJERR_WARNING {
+			putBuf(buf)
+			return RGB{}, fail(d.name, schema.FailDecode, errors.New(msg), "cannot decode jpeg"), false
+		}
+		// A warning: libjpeg finished the image. Pillow accepts corrupt
+		// data warnings but reports a file that ran out of data as truncated.
+		if strings.Contains(msg, "Premature end") || !jpegHasEOI(d.data) {
+			putBuf(buf)
+			return RGB{}, fail(d.name, schema.FailTruncated, errors.New(msg), "jpeg data ends early (file truncated)"), true
+		}
+	}
+	if !cmyk {
+		return RGB{Width: W, Height: H, Pix: buf}, nil, true
+	}
+	// libjpeg returns CMYK as stored; Pillow assumes Adobe's inverted
+	// convention for every CMYK JPEG ("CMYK;I"), then applies cmyk2rgb.
+	out := RGB{Width: W, Height: H, Pix: getBuf(3 * W * H)}
+	for i, j := 0, 0; i+4 <= len(buf); i, j = i+4, j+3 {
+		out.Pix[j], out.Pix[j+1], out.Pix[j+2] = cmykToRGB(255-buf[i], 255-buf[i+1], 255-buf[i+2], 255-buf[i+3])
+	}
+	putBuf(buf)
+	return out, nil, true
+}

@@ -1,0 +1,199 @@
+package extract
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// SessionOptions configures one ONNX Runtime session.
+type SessionOptions struct {
+	Device Device
+	// IntraOpThreads is ONNX Runtime's intra-op thread count. Defaults to
+	// runtime.NumCPU().
+	IntraOpThreads int
+}
+
+// Session runs one ONNX model whose single image input is [N,C,H,W] float32
+// and whose output is [N,Dim] float32 (a cut model). Run may be called from
+// one goroutine at a time; Close ends it.
+type Session struct {
+	sess       *ort.DynamicAdvancedSession
+	input      string
+	output     string
+	channels   int
+	height     int
+	width      int
+	dim        int
+	device     Device
+	closeOnce  sync.Once
+	runOptions *ort.RunOptions
+}
+
+// NewSession creates a session from the model bytes. It reads the input and
+// output names and shapes from the model: exactly one input of rank 4 and
+// one output of rank 2 with a fixed width are required.
+func NewSession(model []byte, opts SessionOptions) (*Session, error) {
+	if err := InitRuntime(); err != nil {
+		return nil, err
+	}
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
+	if err != nil {
+		return nil, fmt.Errorf("read model inputs and outputs: %w", err)
+	}
+	if len(ins) != 1 || len(outs) != 1 {
+		return nil, fmt.Errorf("model has %d inputs and %d outputs; want one image input and one feature output (cut the model with `imgvec model cut`)", len(ins), len(outs))
+	}
+	in, out := ins[0], outs[0]
+	if len(in.Dimensions) != 4 {
+		return nil, fmt.Errorf("model input %q has shape %v; want [N,C,H,W]", in.Name, in.Dimensions)
+	}
+	if len(out.Dimensions) != 2 || out.Dimensions[1] <= 0 {
+		return nil, fmt.Errorf("model output %q has shape %v; want [N,dim]", out.Name, out.Dimensions)
+	}
+	if in.Dimensions[0] > 0 && in.Dimensions[0] != 1 {
+		return nil, fmt.Errorf("model input %q has a fixed batch of %d; cut it with `imgvec model cut` to make the batch dynamic", in.Name, in.Dimensions[0])
+	}
+	so, err := sessionOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(model, []string{in.Name}, []string{out.Name}, so)
+	if err != nil {
+		return nil, fmt.Errorf("create onnx runtime session on %s: %w", opts.Device, err)
+	}
+	ro, err := ort.NewRunOptions()
+	if err != nil {
+		sess.Destroy()
+		return nil, fmt.Errorf("create run options: %w", err)
+	}
+	s := &Session{
+		sess: sess, input: in.Name, output: out.Name,
+		channels: int(in.Dimensions[1]), height: int(in.Dimensions[2]), width: int(in.Dimensions[3]),
+		dim: int(out.Dimensions[1]), device: opts.Device, runOptions: ro,
+	}
+	if s.channels != 3 {
+		s.Close()
+		return nil, fmt.Errorf("model input %q has %d channels; want 3 (RGB)", in.Name, s.channels)
+	}
+	return s, nil
+}
+
+func sessionOptions(opts SessionOptions) (*ort.SessionOptions, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("create session options: %w", err)
+	}
+	threads := opts.IntraOpThreads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	if err := so.SetIntraOpNumThreads(threads); err != nil {
+		so.Destroy()
+		return nil, fmt.Errorf("set intra-op threads %d: %w", threads, err)
+	}
+	if err := appendProvider(so, opts.Device); err != nil {
+		so.Destroy()
+		return nil, err
+	}
+	return so, nil
+}
+
+func appendProvider(so *ort.SessionOptions, d Device) error {
+	noProvider := func(err error) error {
+		return fmt.Errorf("device %s: this ONNX Runtime library has no usable %s execution provider "+
+			"(use --device cpu, or point IMGVEC_ORT_LIB at an onnxruntime-gpu %s build with its provider libraries, CUDA and cuDNN installed): %w",
+			d, d.Kind, ORTVersion, err)
+	}
+	switch d.Kind {
+	case "", "cpu":
+		return nil
+	case "cuda":
+		co, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return noProvider(err)
+		}
+		defer co.Destroy()
+		if err := co.Update(map[string]string{"device_id": fmt.Sprint(d.ID)}); err != nil {
+			return noProvider(err)
+		}
+		if err := so.AppendExecutionProviderCUDA(co); err != nil {
+			return noProvider(err)
+		}
+		return nil
+	case "tensorrt":
+		to, err := ort.NewTensorRTProviderOptions()
+		if err != nil {
+			return noProvider(err)
+		}
+		defer to.Destroy()
+		if err := to.Update(map[string]string{"device_id": fmt.Sprint(d.ID)}); err != nil {
+			return noProvider(err)
+		}
+		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
+			return noProvider(err)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown device kind %q", d.Kind)
+}
+
+// InputSize is the model's input height and width.
+func (s *Session) InputSize() (height, width int) { return s.height, s.width }
+
+// Dim is the width of the model's output.
+func (s *Session) Dim() int { return s.dim }
+
+// Run runs n images laid out NCHW in input (len n*3*H*W) and writes n*Dim
+// floats into output. Cancelling ctx terminates a run in flight.
+func (s *Session) Run(ctx context.Context, input []float32, n int, output []float32) error {
+	want := n * s.channels * s.height * s.width
+	if len(input) != want || len(output) != n*s.dim {
+		return fmt.Errorf("run batch of %d: input has %d floats (want %d), output %d (want %d)", n, len(input), want, len(output), n*s.dim)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(s.channels), int64(s.height), int64(s.width)), input)
+	if err != nil {
+		return fmt.Errorf("run batch of %d: input tensor: %w", n, err)
+	}
+	defer in.Destroy()
+	out, err := ort.NewTensor(ort.NewShape(int64(n), int64(s.dim)), output)
+	if err != nil {
+		return fmt.Errorf("run batch of %d: output tensor: %w", n, err)
+	}
+	defer out.Destroy()
+
+	// ONNX Runtime does not watch ctx: a watcher flips the terminate flag,
+	// and is always stopped before Run returns.
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = s.runOptions.Terminate()
+		close(terminated)
+	})
+	err = s.sess.RunWithOptions([]ort.Value{in}, []ort.Value{out}, s.runOptions)
+	if !stop() {
+		<-terminated
+		_ = s.runOptions.UnsetTerminate()
+		return fmt.Errorf("run batch of %d: %w", n, context.Cause(ctx))
+	}
+	if err != nil {
+		return fmt.Errorf("run batch of %d on %s: %w", n, s.device, err)
+	}
+	return nil
+}
+
+// Close releases the session. It is safe to call more than once.
+func (s *Session) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		err = errors.Join(s.sess.Destroy(), s.runOptions.Destroy())
+	})
+	return err
+}

@@ -1,0 +1,14 @@
+// Package file is the sink behind `imgvec embed`: it writes vectors to a
+// NumPy .npy matrix (float32, rows in arrival order) with a sidecar
+// <name>.ids.txt naming each row's key, or to JSON Lines (one
+// {"id","path","vector"} object per line; "-" is standard output).
+//
+// It implements connector.Sink for a one-shot extraction: it stores no
+// fingerprints (Stored yields nothing, so every listed item is extracted),
+// reuses nothing, and deletes nothing. Output files are written under a
+// temporary name and renamed into place by Close, so a failed run never
+// leaves a truncated matrix behind. Failures are kept in memory for the
+// summary (Failures).
+//
+// Concurrency: like every Sink, Write is called by one goroutine at a time.
+package file

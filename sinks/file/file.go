@@ -1,0 +1,226 @@
+package file
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// Format is the output encoding.
+type Format int
+
+const (
+	NPY   Format = iota // .npy matrix + .ids.txt
+	JSONL               // one JSON object per line
+)
+
+// Sink writes vectors to a file. Create it with New; Close publishes it.
+type Sink struct {
+	path   string
+	format Format
+	stdout io.Writer
+
+	dim      int
+	rows     int64
+	out      *os.File // temp file (nil for stdout)
+	ids      *os.File // temp ids file (NPY only)
+	w        *bufio.Writer
+	idw      *bufio.Writer
+	failures []schema.Failure
+	closed   bool
+}
+
+// npyHeaderLen is the fixed length of the header we write, large enough for
+// any row count, so the final shape can be rewritten in place at Close.
+const npyHeaderLen = 128
+
+// New returns a sink writing to path: a .npy or .jsonl/.json file, or "-"
+// for JSON Lines on stdout. It does no I/O.
+func New(path string, stdout io.Writer) (*Sink, error) {
+	s := &Sink{path: path, stdout: stdout}
+	switch ext := strings.ToLower(filepath.Ext(path)); {
+	case path == "-":
+		s.format = JSONL
+	case ext == ".npy":
+		s.format = NPY
+	case ext == ".jsonl" || ext == ".json" || ext == ".ndjson":
+		s.format = JSONL
+	default:
+		return nil, fmt.Errorf("output %q: want a .npy or .jsonl file, or - for stdout", path)
+	}
+	return s, nil
+}
+
+// Open creates the temporary output files.
+func (s *Sink) Open(_ context.Context, model schema.ModelIdentity) error {
+	s.dim = model.Dim
+	if s.path == "-" {
+		s.w = bufio.NewWriter(s.stdout)
+		return nil
+	}
+	var err error
+	if s.out, err = os.CreateTemp(filepath.Dir(s.path), "."+filepath.Base(s.path)+".*.tmp"); err != nil {
+		return fmt.Errorf("create output %s: %w", s.path, err)
+	}
+	s.w = bufio.NewWriterSize(s.out, 1<<20)
+	if s.format == NPY {
+		if _, err := s.w.Write(npyHeader(0, s.dim)); err != nil {
+			return fmt.Errorf("write %s: %w", s.path, err)
+		}
+		if s.ids, err = os.CreateTemp(filepath.Dir(s.path), "."+filepath.Base(idsPath(s.path))+".*.tmp"); err != nil {
+			return fmt.Errorf("create ids file for %s: %w", s.path, err)
+		}
+		s.idw = bufio.NewWriter(s.ids)
+	}
+	return nil
+}
+
+func idsPath(npy string) string { return strings.TrimSuffix(npy, filepath.Ext(npy)) + ".ids.txt" }
+
+// npyHeader is a version 1.0 .npy header for a float32 rows×dim matrix,
+// padded to npyHeaderLen bytes.
+func npyHeader(rows int64, dim int) []byte {
+	dict := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, dim)
+	h := make([]byte, 0, npyHeaderLen)
+	h = append(h, "\x93NUMPY\x01\x00"...)
+	h = binary.LittleEndian.AppendUint16(h, uint16(npyHeaderLen-10))
+	h = append(h, dict...)
+	for len(h) < npyHeaderLen-1 {
+		h = append(h, ' ')
+	}
+	return append(h, '\n')
+}
+
+// Stored yields nothing: embed extracts every listed item.
+func (s *Sink) Stored(context.Context, string, func(connector.StoredItem) error) error { return nil }
+
+// VectorsBySHA256 finds nothing: the file is write-only.
+func (s *Sink) VectorsBySHA256(context.Context, string, []string) (map[string][]float32, error) {
+	return nil, nil
+}
+
+// Delete is never needed for a fresh file.
+func (s *Sink) Delete(context.Context, string, []string) error {
+	return errors.New("file sink: delete is not supported")
+}
+
+type jsonRow struct {
+	ID     string    `json:"id"`
+	Path   string    `json:"path"`
+	Vector []float32 `json:"vector"`
+}
+
+// Write appends the batch's vectors and remembers its failures.
+func (s *Sink) Write(_ context.Context, b connector.Batch) error {
+	for _, r := range b.Upserts {
+		if len(r.Vector) != s.dim {
+			return fmt.Errorf("write %s: vector has %d dims, want %d", r.Key, len(r.Vector), s.dim)
+		}
+	}
+	for _, r := range b.Upserts {
+		path := pathOf(r)
+		switch s.format {
+		case NPY:
+			var buf [4]byte
+			for _, f := range r.Vector {
+				binary.LittleEndian.PutUint32(buf[:], math.Float32bits(f))
+				if _, err := s.w.Write(buf[:]); err != nil {
+					return fmt.Errorf("write %s: %w", s.path, err)
+				}
+			}
+			if _, err := fmt.Fprintln(s.idw, path); err != nil {
+				return fmt.Errorf("write ids of %s: %w", s.path, err)
+			}
+		case JSONL:
+			line, err := json.Marshal(jsonRow{ID: r.ID, Path: path, Vector: r.Vector})
+			if err != nil {
+				return fmt.Errorf("encode %s: %w", r.Key, err)
+			}
+			if _, err := s.w.Write(append(line, '\n')); err != nil {
+				return fmt.Errorf("write %s: %w", s.path, err)
+			}
+		}
+		s.rows++
+	}
+	s.failures = append(s.failures, b.Failures...)
+	return nil
+}
+
+// pathOf is the file a record came from: its key under a folder source's
+// root, or the key itself.
+func pathOf(r schema.Record) string {
+	if root, ok := strings.CutPrefix(r.Source, "file://"); ok {
+		return filepath.Join(root, r.Key)
+	}
+	return r.Key
+}
+
+// Failures returns the failures written so far.
+func (s *Sink) Failures() []schema.Failure { return s.failures }
+
+// Rows returns the number of vectors written so far.
+func (s *Sink) Rows() int64 { return s.rows }
+
+// Close flushes, fixes the .npy shape and renames the files into place.
+func (s *Sink) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.w == nil {
+		return nil
+	}
+	err := s.w.Flush()
+	if s.out == nil {
+		return err
+	}
+	if err == nil && s.format == NPY {
+		_, err = s.out.WriteAt(npyHeader(s.rows, s.dim), 0)
+		if err == nil {
+			err = s.idw.Flush()
+		}
+	}
+	err = errors.Join(err, s.out.Close())
+	if s.ids != nil {
+		err = errors.Join(err, s.ids.Close())
+	}
+	if err == nil {
+		err = os.Rename(s.out.Name(), s.path)
+	}
+	if err == nil && s.ids != nil {
+		err = os.Rename(s.ids.Name(), idsPath(s.path))
+	}
+	if err != nil {
+		os.Remove(s.out.Name())
+		if s.ids != nil {
+			os.Remove(s.ids.Name())
+		}
+		return fmt.Errorf("close output %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Abort removes the temporary files without publishing them.
+func (s *Sink) Abort() {
+	if s.closed || s.out == nil {
+		return
+	}
+	s.closed = true
+	s.out.Close()
+	os.Remove(s.out.Name())
+	if s.ids != nil {
+		s.ids.Close()
+		os.Remove(s.ids.Name())
+	}
+}

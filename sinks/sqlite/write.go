@@ -1,0 +1,323 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// row is an upsert ready for the database.
+type row struct {
+	rec      schema.Record
+	mtime    sql.NullInt64
+	metadata string
+	vector   []byte
+}
+
+type failureRow struct {
+	f     schema.Failure
+	mtime sql.NullInt64
+}
+
+type metaRow struct {
+	u     connector.MetaUpdate
+	mtime sql.NullInt64
+}
+
+// prepared is a batch validated and encoded before any I/O.
+type prepared struct {
+	upserts  []row
+	failures []failureRow
+	metadata []metaRow
+}
+
+// checkVector refuses a vector that is not dim long or not finite.
+func checkVector(v []float32, dim int) error {
+	if len(v) != dim {
+		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
+	}
+	for i, f := range v {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return fmt.Errorf("vector is not finite (element %d is %v)", i, f)
+		}
+	}
+	return nil
+}
+
+// prepare validates and encodes b. Upserts and failures with repeated ids
+// keep the last occurrence, in the order of the last occurrences.
+func prepare(b connector.Batch, model schema.ModelIdentity, now time.Time) (prepared, error) {
+	var p prepared
+	modelID := model.ID()
+	last := map[string]int{}
+	for i, r := range b.Upserts {
+		last[r.ID] = i
+	}
+	for i, r := range b.Upserts {
+		if last[r.ID] != i {
+			continue
+		}
+		name := itemName(r.ID, r.Key)
+		switch {
+		case r.ID == "":
+			return p, fmt.Errorf("upsert %s: empty id", name)
+		case r.ModelID != modelID:
+			return p, fmt.Errorf("upsert %s: model id %q, the sink is open for %q", name, r.ModelID, modelID)
+		case r.Dim != 0 && r.Dim != model.Dim:
+			return p, fmt.Errorf("upsert %s: record dimension %d, the model gives %d", name, r.Dim, model.Dim)
+		}
+		if err := checkVector(r.Vector, model.Dim); err != nil {
+			return p, fmt.Errorf("upsert %s: %w", name, err)
+		}
+		mt, err := mtimeNS(r.MTime)
+		if err != nil {
+			return p, fmt.Errorf("upsert %s: %w", name, err)
+		}
+		md, err := encodeMetadata(r.Metadata)
+		if err != nil {
+			return p, fmt.Errorf("upsert %s: metadata: %w", name, err)
+		}
+		r.Dim = model.Dim
+		if r.Layer == "" {
+			r.Layer = model.Layer
+		}
+		p.upserts = append(p.upserts, row{rec: r, mtime: mt, metadata: md, vector: encodeVector(r.Vector)})
+	}
+
+	clear(last)
+	for i, f := range b.Failures {
+		last[f.ID] = i
+	}
+	for i, f := range b.Failures {
+		if last[f.ID] != i {
+			continue
+		}
+		name := itemName(f.ID, f.Key)
+		if f.ID == "" {
+			return p, fmt.Errorf("ledger entry %s: empty id", name)
+		}
+		mt, err := mtimeNS(f.MTime)
+		if err != nil {
+			return p, fmt.Errorf("ledger entry %s: %w", name, err)
+		}
+		if f.LastSeen.IsZero() {
+			f.LastSeen = now
+		}
+		if f.FirstSeen.IsZero() || f.FirstSeen.After(f.LastSeen) {
+			f.FirstSeen = f.LastSeen
+		}
+		f.Attempts = max(f.Attempts, 1)
+		if f.ModelID == "" {
+			f.ModelID = modelID
+		}
+		p.failures = append(p.failures, failureRow{f: f, mtime: mt})
+	}
+
+	for _, u := range b.Metadata {
+		if u.ID == "" {
+			return p, fmt.Errorf("metadata update: empty id")
+		}
+		mt, err := mtimeNS(u.MTime)
+		if err != nil {
+			return p, fmt.Errorf("metadata update %s: %w", u.ID, err)
+		}
+		p.metadata = append(p.metadata, metaRow{u: u, mtime: mt})
+	}
+	if b.Run != nil && b.Run.ID == "" {
+		return p, fmt.Errorf("run row: empty id")
+	}
+	return p, nil
+}
+
+func itemName(id, key string) string {
+	switch {
+	case key == "":
+		return fmt.Sprintf("%q", id)
+	case id == "":
+		return fmt.Sprintf("%q", key)
+	}
+	return fmt.Sprintf("%q (id %s)", key, id)
+}
+
+const upsertItem = `INSERT INTO items
+	(id, source, key, size, mtime_ns, etag, sha256, width, height, format, model_id, layer, dim, extracted_at, metadata, vector)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+	source = excluded.source, key = excluded.key, size = excluded.size, mtime_ns = excluded.mtime_ns,
+	etag = excluded.etag, sha256 = excluded.sha256, width = excluded.width, height = excluded.height,
+	format = excluded.format, model_id = excluded.model_id, layer = excluded.layer, dim = excluded.dim,
+	extracted_at = excluded.extracted_at, metadata = excluded.metadata, vector = excluded.vector`
+
+// A ledger upsert counts a new attempt only when last_seen moves forward:
+// replaying the same batch (a lost commit reply) changes nothing, and an
+// entry older than the stored one is ignored. first_seen is kept.
+const upsertFailure = `INSERT INTO failures
+	(id, source, key, size, mtime_ns, etag, sha256, model_id, stage, class, reason, attempts, first_seen, last_seen)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+	source = excluded.source, key = excluded.key, size = excluded.size, mtime_ns = excluded.mtime_ns,
+	etag = excluded.etag, sha256 = excluded.sha256, model_id = excluded.model_id, stage = excluded.stage,
+	class = excluded.class, reason = excluded.reason,
+	attempts = CASE WHEN failures.last_seen = excluded.last_seen THEN failures.attempts ELSE failures.attempts + 1 END,
+	first_seen = min(failures.first_seen, excluded.first_seen),
+	last_seen = excluded.last_seen
+WHERE excluded.last_seen >= failures.last_seen`
+
+const upsertRun = `INSERT INTO runs
+	(id, job, kind, source, model_id, started_at, ended_at, outcome, error,
+	 listed, written, extracted, reused, unchanged, failed, deleted)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+	job = excluded.job, kind = excluded.kind, source = excluded.source, model_id = excluded.model_id,
+	started_at = excluded.started_at, ended_at = excluded.ended_at, outcome = excluded.outcome,
+	error = excluded.error, listed = excluded.listed, written = excluded.written,
+	extracted = excluded.extracted, reused = excluded.reused, unchanged = excluded.unchanged,
+	failed = excluded.failed, deleted = excluded.deleted`
+
+// Write commits b in one transaction: ledger upserts, then row upserts
+// (which remove the ledger entries of their ids), then metadata updates
+// (rows that do not exist are left alone), then the run row. Vectors are
+// checked before any I/O.
+func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
+	w, _, model, err := s.state()
+	if err != nil {
+		return err
+	}
+	p, err := prepare(b, model, time.Now())
+	if err != nil {
+		return fmt.Errorf("sqlite sink %s: write: %w", s.path, err)
+	}
+	if len(p.upserts) == 0 && len(p.failures) == 0 && len(p.metadata) == 0 && b.Run == nil {
+		return ctx.Err()
+	}
+	desc := fmt.Sprintf("write batch of %d upserts, %d metadata updates, %d ledger entries", len(p.upserts), len(p.metadata), len(p.failures))
+	if err := inTx(ctx, w, func(tx *sql.Tx) error { return writeTx(ctx, tx, p, b.Run) }); err != nil {
+		return fmt.Errorf("sqlite sink %s: %s: %w", s.path, desc, err)
+	}
+	return nil
+}
+
+func writeTx(ctx context.Context, tx *sql.Tx, p prepared, run *schema.Run) error {
+	if len(p.failures) > 0 {
+		st, err := tx.PrepareContext(ctx, upsertFailure)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, r := range p.failures {
+			f := r.f
+			if _, err := st.ExecContext(ctx, f.ID, f.Source, f.Key, f.Size, r.mtime, f.ETag, f.SHA256, f.ModelID,
+				f.Stage, string(f.Class), f.Reason, f.Attempts, formatTime(f.FirstSeen), formatTime(f.LastSeen)); err != nil {
+				return fmt.Errorf("ledger entry %s: %w", itemName(f.ID, f.Key), err)
+			}
+		}
+	}
+	if len(p.upserts) > 0 {
+		st, err := tx.PrepareContext(ctx, upsertItem)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		del, err := tx.PrepareContext(ctx, `DELETE FROM failures WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer del.Close()
+		for _, u := range p.upserts {
+			r := u.rec
+			if _, err := st.ExecContext(ctx, r.ID, r.Source, r.Key, r.Size, u.mtime, r.ETag, r.SHA256, r.Width, r.Height,
+				r.Format, r.ModelID, r.Layer, r.Dim, formatTime(r.ExtractedAt), u.metadata, u.vector); err != nil {
+				return fmt.Errorf("upsert %s: %w", itemName(r.ID, r.Key), err)
+			}
+			if _, err := del.ExecContext(ctx, r.ID); err != nil {
+				return fmt.Errorf("clear ledger entry %s: %w", itemName(r.ID, r.Key), err)
+			}
+		}
+	}
+	if len(p.metadata) > 0 {
+		st, err := tx.PrepareContext(ctx, `UPDATE items SET size = ?, mtime_ns = ?, etag = ?,
+			sha256 = CASE WHEN ? = '' THEN sha256 ELSE ? END WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, m := range p.metadata {
+			u := m.u
+			if _, err := st.ExecContext(ctx, u.Size, m.mtime, u.ETag, u.SHA256, u.SHA256, u.ID); err != nil {
+				return fmt.Errorf("metadata update %s: %w", u.ID, err)
+			}
+		}
+	}
+	if run != nil {
+		r := run
+		if _, err := tx.ExecContext(ctx, upsertRun, r.ID, r.Job, r.Kind, r.Source, r.ModelID, formatTime(r.StartedAt),
+			formatNullTime(r.EndedAt), string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused,
+			r.Unchanged, r.Failed, r.Deleted); err != nil {
+			return fmt.Errorf("run %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn in a write transaction and commits it; any error (including
+// a cancelled ctx before the commit) rolls everything back.
+func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// maxVars bounds the bind parameters of one IN (...) list.
+const maxVars = 500
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// Delete removes the rows and ledger entries of ids in source, in one
+// transaction. Ids of other sources are left alone.
+func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
+	w, _, _, err := s.state()
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return ctx.Err()
+	}
+	err = inTx(ctx, w, func(tx *sql.Tx) error {
+		for start := 0; start < len(ids); start += maxVars {
+			chunk := ids[start:min(start+maxVars, len(ids))]
+			args := make([]any, 0, len(chunk)+1)
+			args = append(args, source)
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			for _, table := range []string{"items", "failures"} {
+				q := `DELETE FROM ` + table + ` WHERE source = ? AND id IN (` + placeholders(len(chunk)) + `)`
+				if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+					return fmt.Errorf("%s: %w", table, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite sink %s: delete %d ids of %s: %w", s.path, len(ids), source, err)
+	}
+	return nil
+}
