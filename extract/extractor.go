@@ -26,6 +26,15 @@ type Result struct {
 	Err    error
 }
 
+// runner is what the Extractor needs of a Session; tests substitute one
+// that fails on chosen inputs to exercise bisection.
+type runner interface {
+	Run(ctx context.Context, input []float32, n int, output []float32) error
+	InputSize() (height, width int)
+	Dim() int
+	Close() error
+}
+
 // Options configures an Extractor.
 type Options struct {
 	Session   SessionOptions
@@ -40,7 +49,7 @@ type Options struct {
 // Close releases the session; the creator closes it.
 type Extractor struct {
 	model    *Model
-	sess     *Session
+	sess     runner
 	spec     imaging.Spec
 	opts     Options
 	identity schema.ModelIdentity
@@ -50,12 +59,16 @@ type Extractor struct {
 
 // New opens a session on model and returns an Extractor for it.
 func New(model *Model, opts Options) (*Extractor, error) {
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 16
-	}
 	sess, err := NewSession(model.Bytes, opts.Session)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+	}
+	return newExtractor(model, sess, opts)
+}
+
+func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 16
 	}
 	spec := model.Spec
 	if h, w := sess.InputSize(); h != spec.Crop || w != spec.Crop {

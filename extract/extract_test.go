@@ -1,0 +1,371 @@
+package extract
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/schema/testenv"
+)
+
+const (
+	tinyModel  = "../testdata/models/vgg19-tiny.onnx"
+	zooModel   = "../testdata/models/vgg19-zoo-tiny.onnx"
+	imagesDir  = "../testdata/images"
+	goldenFile = "../testdata/reference/golden/vectors-tiny-fc7.json"
+)
+
+func requireRuntime(t *testing.T) {
+	t.Helper()
+	if _, err := LibraryPath(); err != nil {
+		testenv.Skip(t, "ONNX Runtime not installed (run `make setup`): %v", err)
+	}
+	if err := InitRuntime(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func loadTiny(t *testing.T, opts Options) *Extractor {
+	t.Helper()
+	requireRuntime(t)
+	m, err := LoadModel(context.Background(), tinyModel, "fc7", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := New(m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	return x
+}
+
+type golden struct {
+	ModelSHA256 string               `json:"model_sha256"`
+	Vectors     map[string][]float32 `json:"vectors"`
+}
+
+// The reference is Pillow + numpy preprocessing and ONNX Runtime's Python
+// package (another release than ours) on the same cut model bytes. Pixels
+// are bit-exact (extract/imaging's parity test); what remains is float
+// accumulation order inside ONNX Runtime, which differs with the release and
+// the batch size: 1e-5 on unit vectors is far below any similarity that
+// matters and far above that noise.
+const vectorTolerance = 1e-5
+
+func TestGoldenVectors(t *testing.T) {
+	var g golden
+	b, err := os.ReadFile(goldenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(g.Vectors))
+	for n := range g.Vectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, batch := range []int{1, 7} {
+		x := loadTiny(t, Options{BatchSize: batch})
+		if x.Identity().ModelSHA256 != g.ModelSHA256 {
+			t.Fatalf("cut model sha256 %s, golden vectors were made with %s (regenerate: see vectors_golden.py)", x.Identity().ModelSHA256, g.ModelSHA256)
+		}
+		for start := 0; start < len(names); start += batch {
+			end := min(start+batch, len(names))
+			var ps []*Prepared
+			for _, n := range names[start:end] {
+				data, err := os.ReadFile(filepath.Join(imagesDir, n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := x.Prepare(n, data)
+				if err != nil {
+					t.Fatalf("prepare %s: %v", n, err)
+				}
+				ps = append(ps, p)
+			}
+			res, err := x.Infer(context.Background(), ps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range res {
+				n := names[start+i]
+				if r.Err != nil {
+					t.Fatalf("%s: %v", n, r.Err)
+				}
+				var maxDiff float64
+				for j, v := range r.Vector {
+					maxDiff = math.Max(maxDiff, math.Abs(float64(v-g.Vectors[n][j])))
+				}
+				if maxDiff > vectorTolerance {
+					t.Errorf("batch %d, %s: max abs diff %g from the reference > %g", batch, n, maxDiff, vectorTolerance)
+				}
+				x.Release(ps[i])
+			}
+		}
+	}
+}
+
+func TestIdentityAndNormalization(t *testing.T) {
+	x := loadTiny(t, Options{})
+	raw := loadTiny(t, Options{NoNormalize: true})
+	id, rid := x.Identity(), raw.Identity()
+	if err := id.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if id.Dim != 64 || id.Layer != "fc7" || !id.Normalized || rid.Normalized || id.ID() == rid.ID() {
+		t.Fatalf("identities %+v / %+v", id, rid)
+	}
+	data, err := os.ReadFile(filepath.Join(imagesDir, "landscape.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ex := range []*Extractor{x, raw} {
+		p, err := ex.Prepare("landscape.jpg", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := ex.Infer(context.Background(), []*Prepared{p})
+		if err != nil || res[0].Err != nil {
+			t.Fatal(err, res[0].Err)
+		}
+		var sum float64
+		for _, v := range res[0].Vector {
+			sum += float64(v) * float64(v)
+		}
+		if norm := math.Sqrt(sum); ex == x && math.Abs(norm-1) > 1e-5 {
+			t.Errorf("normalised vector has norm %g", norm)
+		} else if ex == raw && math.Abs(norm-1) < 1e-3 {
+			t.Errorf("raw vector has norm %g, expected an unnormalised activation", norm)
+		}
+	}
+}
+
+func TestLoadModel(t *testing.T) {
+	ctx := context.Background()
+	m, err := LoadModel(ctx, tinyModel, "", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Layer != "fc7" || m.Dim != 64 {
+		t.Fatalf("default layer: %s %d", m.Layer, m.Dim)
+	}
+	// A model that is already cut is used as it is.
+	cut := filepath.Join(t.TempDir(), "cut.onnx")
+	if err := os.WriteFile(cut, m.Bytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadModel(ctx, cut, "fc7", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.SHA256 != m.SHA256 {
+		t.Errorf("re-loading a cut model changed its bytes")
+	}
+	// The Model Zoo layout (MXNet names, weights listed as inputs, fixed batch).
+	zoo, err := LoadModel(ctx, zooModel, "fc7", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zoo.Dim != 64 {
+		t.Errorf("zoo fc7 dim %d", zoo.Dim)
+	}
+	fc6, err := LoadModel(ctx, tinyModel, "fc6", LoadOptions{})
+	if err != nil || fc6.Layer != "fc6" || fc6.SHA256 == m.SHA256 {
+		t.Errorf("fc6: %v %+v", err, fc6)
+	}
+	if _, err := LoadModel(ctx, tinyModel, "fc42", LoadOptions{}); err == nil || !strings.Contains(err.Error(), "candidates") {
+		t.Errorf("unknown layer: %v", err)
+	}
+	t.Setenv("IMGVEC_CACHE_DIR", t.TempDir())
+	if _, err := LoadModel(ctx, "vgg19-fc7", "", LoadOptions{}); err == nil || !strings.Contains(err.Error(), "imgvec model fetch vgg19-fc7") {
+		t.Errorf("uncached preset: %v", err)
+	}
+	if _, err := LoadModel(ctx, "no-such-model", "", LoadOptions{}); err == nil || !strings.Contains(err.Error(), "not a preset") {
+		t.Errorf("unknown model: %v", err)
+	}
+}
+
+func TestZooModelRunsBatched(t *testing.T) {
+	requireRuntime(t)
+	m, err := LoadModel(context.Background(), zooModel, "fc7", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := New(m, Options{BatchSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	data, _ := os.ReadFile(filepath.Join(imagesDir, "portrait.jpg"))
+	var ps []*Prepared
+	for range 3 {
+		p, err := x.Prepare("portrait.jpg", data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	res, err := x.Infer(context.Background(), ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range res {
+		if res[i].Err != nil || len(res[i].Vector) != 64 {
+			t.Fatalf("row %d: %v", i, res[i].Err)
+		}
+		for j := range res[i].Vector {
+			if res[i].Vector[j] != res[0].Vector[j] {
+				t.Fatalf("row %d differs from row 0 for the same image", i)
+			}
+		}
+	}
+}
+
+// poisonRunner fails any batch holding a tensor whose first value is
+// poison, and returns NaN for a tensor whose first value is nanMarker.
+type poisonRunner struct {
+	dim, calls int
+}
+
+const (
+	poison    = 999
+	nanMarker = 777
+)
+
+func (r *poisonRunner) Run(_ context.Context, in []float32, n int, out []float32) error {
+	r.calls++
+	per := len(in) / n
+	for i := 0; i < n; i++ {
+		if in[i*per] == poison {
+			return errors.New("simulated model failure")
+		}
+	}
+	for i := 0; i < n; i++ {
+		for j := 0; j < r.dim; j++ {
+			out[i*r.dim+j] = in[i*per] + float32(j)
+			if in[i*per] == nanMarker {
+				out[i*r.dim+j] = float32(math.NaN())
+			}
+		}
+	}
+	return nil
+}
+func (r *poisonRunner) InputSize() (int, int) { return 224, 224 }
+func (r *poisonRunner) Dim() int              { return r.dim }
+func (r *poisonRunner) Close() error          { return nil }
+
+func TestInferBisectsPoisonInputs(t *testing.T) {
+	model := &Model{Name: "fake", SHA256: strings.Repeat("a", 64), Layer: "fc7", Dim: 4, Spec: imaging.ImageNet}
+	r := &poisonRunner{dim: 4}
+	x, err := newExtractor(model, r, Options{BatchSize: 8, NoNormalize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firsts := []float32{1, poison, 2, 3, nanMarker, 4, poison, 5}
+	batch := make([]*Prepared, len(firsts))
+	for i, f := range firsts {
+		ten := make([]float32, 3*224*224)
+		ten[0] = f
+		batch[i] = &Prepared{Key: string(rune('a' + i)), Tensor: ten}
+	}
+	res, err := x.Infer(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range firsts {
+		switch f {
+		case poison:
+			if schema.ClassOf(res[i].Err) != schema.FailInfer {
+				t.Errorf("%d: want infer failure, got %v", i, res[i].Err)
+			}
+		case nanMarker:
+			if schema.ClassOf(res[i].Err) != schema.FailNonFinite {
+				t.Errorf("%d: want non_finite, got %v", i, res[i].Err)
+			}
+		default:
+			if res[i].Err != nil || res[i].Vector[0] != f {
+				t.Errorf("%d: want vector starting %v, got %v %v", i, f, res[i].Vector, res[i].Err)
+			}
+		}
+	}
+	if r.calls > 2*len(firsts) {
+		t.Errorf("bisection made %d runs for %d inputs", r.calls, len(firsts))
+	}
+	// Cancellation is fatal, not a per-item failure.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	x.sess = &cancelRunner{poisonRunner{dim: 4}}
+	if _, err := x.Infer(ctx, batch[:2]); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled infer: %v", err)
+	}
+}
+
+type cancelRunner struct{ poisonRunner }
+
+func (r *cancelRunner) Run(ctx context.Context, _ []float32, _ int, _ []float32) error { return ctx.Err() }
+
+func TestRunCancelled(t *testing.T) {
+	x := loadTiny(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s := x.sess.(*Session)
+	in := make([]float32, 3*224*224)
+	out := make([]float32, 64)
+	if err := s.Run(ctx, in, 1, out); !errors.Is(err, context.Canceled) {
+		t.Fatalf("run with cancelled context: %v", err)
+	}
+	// The session still works afterwards.
+	if err := s.Run(context.Background(), in, 1, out); err != nil {
+		t.Fatalf("run after cancellation: %v", err)
+	}
+}
+
+func TestCUDAUnavailableIsClear(t *testing.T) {
+	requireRuntime(t)
+	m, err := LoadModel(context.Background(), tinyModel, "fc7", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewSession(m.Bytes, SessionOptions{Device: Device{Kind: "cuda"}})
+	if err == nil {
+		t.Skip("this ONNX Runtime library has a working CUDA provider")
+	}
+	for _, want := range []string{"cuda:0", "CUDA", "--device cpu", "IMGVEC_ORT_LIB"} {
+		if !strings.Contains(err.Error(), want) && !strings.Contains(err.Error(), strings.ToLower(want)) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestLibraryPathMissing(t *testing.T) {
+	t.Setenv("IMGVEC_ORT_LIB", filepath.Join(t.TempDir(), "nope.so"))
+	_, err := LibraryPath()
+	if !errors.Is(err, ErrNoRuntime) || !strings.Contains(err.Error(), "make setup") {
+		t.Fatalf("missing library: %v", err)
+	}
+}
+
+func TestParseDevice(t *testing.T) {
+	for in, want := range map[string]string{"": "cpu", "cpu": "cpu", "cuda": "cuda:0", "CUDA:1": "cuda:1", "gpu:2": "cuda:2", "tensorrt:3": "tensorrt:3"} {
+		d, err := ParseDevice(in)
+		if err != nil || d.String() != want {
+			t.Errorf("ParseDevice(%q) = %v, %v; want %s", in, d, err, want)
+		}
+	}
+	for _, bad := range []string{"cpu:1", "cuda:-1", "cuda:x", "tpu"} {
+		if _, err := ParseDevice(bad); err == nil {
+			t.Errorf("ParseDevice(%q) accepted", bad)
+		}
+	}
+}
