@@ -50,7 +50,8 @@ demo: build
 	@echo "== imgvec demo: syncing testdata/images into ./imgvec.db with the TINY TEST MODEL =="
 	@echo "   (random weights: the pipeline is real, the similarities are not; for real"
 	@echo "    VGG19 fc7 vectors run: $(BIN) model fetch vgg19 and pass --model vgg19-fc7)"
-	$(BIN) sync --source testdata/images --model testdata/models/vgg19-tiny.onnx
+	$(BIN) sync --source testdata/images --exclude 'bad/**' --model testdata/models/vgg19-tiny.onnx
+	@echo "== the 5 stored images most similar to testdata/images/landscape.jpg =="
 	$(BIN) search --model testdata/models/vgg19-tiny.onnx --image testdata/images/landscape.jpg -k 5
 	$(BIN) status
 

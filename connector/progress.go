@@ -148,6 +148,10 @@ func (rs *runState) startProgress() func(final schema.Run) {
 			if dt := now.Sub(first.at).Seconds(); dt > 0 {
 				p.Rate = float64(p.Done-first.done) / dt
 			}
+		} else if secs := p.Elapsed.Seconds(); secs > 0 {
+			// Before a window exists (and for runs shorter than one
+			// interval) the average since the start is the best estimate.
+			p.Rate = float64(p.Done) / secs
 		}
 		if p.Rate > 0 && p.Queued > p.Done {
 			p.ETA = time.Duration(float64(p.Queued-p.Done) / p.Rate * float64(time.Second))

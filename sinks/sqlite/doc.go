@@ -66,7 +66,7 @@
 // tables), needs one virtual table per dimension created outside the
 // migrations, and splits each item over two tables. The plain column keeps
 // one row per item, one UPSERT per write, and lets users query the file
-// with any sqlite3 shell that loads the extension (README-sql.md). If
+// with any sqlite3 shell that loads the extension (the README's SQLite section). If
 // collections outgrow an exact scan, an ANN index is a later migration.
 //
 // # Writes

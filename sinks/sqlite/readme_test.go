@@ -21,9 +21,15 @@ import (
 	"github.com/imgvec/imgvec/schema/testenv"
 )
 
-const readmeSQL = "README-sql.md"
+// The README's SQLite section lies between these markers; its ```sql blocks
+// are what the tests run.
+const (
+	readmeSQL   = "../../README.md"
+	sectionFrom = "<!-- sqlite-sql:begin -->"
+	sectionTo   = "<!-- sqlite-sql:end -->"
+)
 
-// sqlBlocks returns the ```sql blocks of the README snippet, verbatim.
+// sqlBlocks returns the ```sql blocks of the README's SQLite section, verbatim.
 func sqlBlocks(t *testing.T) []string {
 	t.Helper()
 	f, err := os.Open(readmeSQL)
@@ -33,10 +39,16 @@ func sqlBlocks(t *testing.T) []string {
 	defer f.Close()
 	var blocks []string
 	var cur *strings.Builder
+	inSection := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.TrimSpace(line) == sectionFrom:
+			inSection = true
+		case strings.TrimSpace(line) == sectionTo:
+			inSection = false
+		case !inSection:
 		case cur == nil && strings.TrimSpace(line) == "```sql":
 			cur = &strings.Builder{}
 		case cur != nil && strings.TrimSpace(line) == "```":
@@ -216,7 +228,7 @@ func (f readmeFixture) checkResult(t *testing.T, name string, got result) {
 	}
 }
 
-// TestReadmeSQL runs exactly the ```sql blocks of README-sql.md through the
+// TestReadmeSQL runs exactly the ```sql blocks of the README's SQLite section through the
 // Go driver against a populated database.
 func TestReadmeSQL(t *testing.T) {
 	blocks := sqlBlocks(t)

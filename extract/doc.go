@@ -1,0 +1,44 @@
+// Package extract turns image bytes into feature vectors (VGG19 fc7 by
+// default) with ONNX Runtime.
+//
+// # Pieces
+//
+//   - LoadModel resolves a preset (cached by `imgvec model fetch`) or an
+//     .onnx file and makes the requested layer the graph output, cutting the
+//     model in memory with extract/onnxgraph when needed (ONNX Runtime
+//     returns graph outputs only). Model.SHA256 hashes the exact bytes that
+//     run; with the layer, the preprocessing version and normalisation it
+//     forms the schema.ModelIdentity stamped on every vector.
+//   - Session wraps one onnxruntime_go DynamicAdvancedSession with a
+//     dynamic batch dimension, on CPU (default), CUDA or TensorRT.
+//   - Extractor combines extract/imaging (decode + torchvision-exact
+//     preprocessing) with a Session.
+//
+// # Runtime
+//
+// The ONNX Runtime environment is process-global: InitRuntime loads the
+// shared library once (see LibraryPath for where it is looked for) and every
+// Session shares it. A missing or unloadable library is one error wrapping
+// ErrNoRuntime that says how to install it. A device whose execution
+// provider the library lacks fails NewSession with a message saying so.
+//
+// # Concurrency and ownership
+//
+//   - Extractor.Prepare is safe for concurrent use (the pipeline runs N
+//     decode workers). The returned Prepared holds a pooled tensor; hand it
+//     back with Release exactly once, after Infer.
+//   - Extractor.Infer and Session.Run must not be called concurrently: one
+//     goroutine owns inference. Cancelling ctx terminates a run in flight
+//     (RunOptions.Terminate) and Infer returns the context's error.
+//   - The creator of an Extractor or Session closes it.
+//
+// # Errors
+//
+// Per-item problems are *schema.ItemError values and never fail a batch:
+// decode/preprocess errors come from Prepare; Infer bisects a batch that
+// fails inside the model until the failing inputs stand alone (class
+// "infer"), and checks every vector is finite (class "non_finite"). An error
+// returned by Infer itself (cancellation, a broken session) is fatal.
+// Vectors are L2-normalised unless Options.NoNormalize is set; an all-zero
+// activation stays all zero.
+package extract

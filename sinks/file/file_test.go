@@ -1,0 +1,114 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+func identity(dim int) schema.ModelIdentity {
+	return schema.ModelIdentity{ModelSHA256: strings.Repeat("b", 64), Layer: "fc7", Preprocess: "p", Dim: dim, Normalized: true}
+}
+
+func TestNPYRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "vectors.npy")
+	s, err := New(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Open(ctx, identity(3)); err != nil {
+		t.Fatal(err)
+	}
+	b := connector.Batch{Upserts: []schema.Record{
+		{ID: "1", Source: "file://" + dir, Key: "a.jpg", Vector: []float32{1, 2, 3}},
+		{ID: "2", Source: "files:", Key: "/x/b.png", Vector: []float32{4, 5, 6}},
+	}, Failures: []schema.Failure{{Key: "bad.jpg", Class: schema.FailDecode}}}
+	if err := s.Write(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("output published before Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(data, []byte("\x93NUMPY\x01\x00")) || len(data) != npyHeaderLen+6*4 {
+		t.Fatalf("npy of %d bytes: %q", len(data), data[:min(len(data), 80)])
+	}
+	hdr := string(data[10:npyHeaderLen])
+	if !strings.Contains(hdr, "'shape': (2, 3)") || !strings.HasSuffix(hdr, "\n") {
+		t.Fatalf("header %q", hdr)
+	}
+	for i, want := range []float32{1, 2, 3, 4, 5, 6} {
+		got := math.Float32frombits(binary.LittleEndian.Uint32(data[npyHeaderLen+4*i:]))
+		if got != want {
+			t.Fatalf("value %d = %v, want %v", i, got, want)
+		}
+	}
+	ids, err := os.ReadFile(filepath.Join(dir, "vectors.ids.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "a.jpg") + "\n/x/b.png\n"; string(ids) != want {
+		t.Fatalf("ids %q, want %q", ids, want)
+	}
+	if len(s.Failures()) != 1 || s.Rows() != 2 {
+		t.Fatalf("failures %v rows %d", s.Failures(), s.Rows())
+	}
+}
+
+func TestJSONLStdoutAndRefusals(t *testing.T) {
+	var buf bytes.Buffer
+	s, err := New("-", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Open(ctx, identity(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{{ID: "x", Key: "k", Vector: []float32{1, 2, 3}}}}); err == nil {
+		t.Fatal("wrong dimension accepted")
+	}
+	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{{ID: "x", Key: "k", Vector: []float32{0.5, 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := buf.String(); got != `{"id":"x","path":"k","vector":[0.5,1]}`+"\n" {
+		t.Fatalf("jsonl %q", got)
+	}
+	if _, err := New("out.csv", nil); err == nil {
+		t.Fatal("unknown extension accepted")
+	}
+}
+
+func TestAbortLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(filepath.Join(dir, "v.npy"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background(), identity(2)); err != nil {
+		t.Fatal(err)
+	}
+	s.Abort()
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("abort left %v", entries)
+	}
+}
