@@ -9,9 +9,10 @@ export CGO_ENABLED := 1
 
 setup: .cache/.setup-done
 
-.cache/.setup-done: .ci/lib/install-apt.sh .ci/lib/install-onnxruntime.sh go.sum
+.cache/.setup-done: .ci/lib/install-apt.sh .ci/lib/install-onnxruntime.sh .ci/lib/install-sqlite-vec.sh go.sum
 	.ci/lib/install-apt.sh
 	.ci/lib/install-onnxruntime.sh
+	.ci/lib/install-sqlite-vec.sh
 	$(GO) mod download
 	@mkdir -p .cache && touch $@
 

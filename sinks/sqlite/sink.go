@@ -198,62 +198,30 @@ func (s *Sink) Migrate(ctx context.Context) (migrations.Result, error) {
 // `imgvec migrate up --sink sqlite://PATH`. Rows of model.ID() with another
 // dimension fail Open with a hint; rows of other model ids (any dimension)
 // do not.
-func (s *Sink) Open(ctx context.Context, model schema.ModelIdentity) (err error) {
+func (s *Sink) Open(ctx context.Context, model schema.ModelIdentity) error {
 	if err := model.Validate(); err != nil {
 		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.opened {
-		return fmt.Errorf("sqlite sink %s: already open", s.path)
-	}
-	if s.writer == nil {
-		if err := s.connect(ctx, s.autoMigrate != AutoMigrateNever); err != nil {
-			return err
-		}
-	}
-	defer func() {
-		if err != nil {
-			s.closeLocked()
-		}
-	}()
-	m, err := s.migrator()
-	if err != nil {
-		return err
-	}
-	st, err := m.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
-	}
-	if !st.UpToDate() {
-		if autoMigrates(s.autoMigrate, st) {
-			if _, err := m.Up(ctx, migrations.Options{}); err != nil {
-				return fmt.Errorf("sqlite sink %s: %w", s.path, err)
-			}
-		} else {
-			return fmt.Errorf("sqlite sink %s: %w: schema is at version %d, this imgvec needs %d; run `imgvec migrate up --sink %s`",
-				s.path, migrations.ErrPending, st.Current, st.Latest, s.URI())
-		}
-	}
-	if err := s.checkDim(ctx, model); err != nil {
-		return err
-	}
-	s.model = model
-	s.opened = true
-	return nil
+	return s.open(ctx, s.autoMigrate, &model)
 }
 
 // OpenRead opens an existing, migrated database for reading only (Status,
 // Search, Get) without a model: `imgvec status` needs no model. Writes
 // through a sink opened this way are refused.
-func (s *Sink) OpenRead(ctx context.Context) (err error) {
+func (s *Sink) OpenRead(ctx context.Context) error {
+	return s.open(ctx, AutoMigrateNever, nil)
+}
+
+// open connects, migrates as mode allows, and checks model's dimension
+// when there is one.
+func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelIdentity) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opened {
 		return fmt.Errorf("sqlite sink %s: already open", s.path)
 	}
 	if s.writer == nil {
-		if err := s.connect(ctx, false); err != nil {
+		if err := s.connect(ctx, mode != AutoMigrateNever); err != nil {
 			return err
 		}
 	}
@@ -271,8 +239,19 @@ func (s *Sink) OpenRead(ctx context.Context) (err error) {
 		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
 	}
 	if !st.UpToDate() {
-		return fmt.Errorf("sqlite sink %s: %w: schema is at version %d, this imgvec needs %d; run `imgvec migrate up --sink %s`",
-			s.path, migrations.ErrPending, st.Current, st.Latest, s.URI())
+		if !autoMigrates(mode, st) {
+			return fmt.Errorf("sqlite sink %s: %w: schema is at version %d, this imgvec needs %d; run `imgvec migrate up --sink %s`",
+				s.path, migrations.ErrPending, st.Current, st.Latest, s.URI())
+		}
+		if _, err := m.Up(ctx, migrations.Options{}); err != nil {
+			return fmt.Errorf("sqlite sink %s: %w", s.path, err)
+		}
+	}
+	if model != nil {
+		if err := s.checkDim(ctx, *model); err != nil {
+			return err
+		}
+		s.model = *model
 	}
 	s.opened = true
 	return nil
