@@ -160,6 +160,40 @@ func pool(g *errgroup.Group, n int, out chan<- *item, worker func() error) {
 // stop, gctx's error after a hard stop or a fatal error elsewhere.
 func ctxErr(gctx context.Context) error { return gctx.Err() }
 
+// relay is the loop of a one-in, one-out stage: it receives from in until
+// in is closed or recvCtx is done, applies fn to each value and sends it
+// on. Sends watch gctx; a value that cannot be sent is handed to drop (when
+// not nil) so pooled buffers go back. Readers pass the soft-stop context as
+// recvCtx so that they take no new item after Stop; other stages pass gctx.
+func relay[T any](gctx, recvCtx context.Context, in <-chan T, out chan<- T, fn func(T) error, drop func(T)) error {
+	for {
+		if recvCtx.Err() != nil {
+			return ctxErr(gctx)
+		}
+		var v T
+		select {
+		case <-recvCtx.Done():
+			return ctxErr(gctx)
+		case x, ok := <-in:
+			if !ok {
+				return nil
+			}
+			v = x
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+		select {
+		case out <- v:
+		case <-gctx.Done():
+			if drop != nil {
+				drop(v)
+			}
+			return gctx.Err()
+		}
+	}
+}
+
 // lister lists the source, classifies each entry and sends the items to
 // read. It stops at a soft stop (softCtx).
 func (rs *runState) lister(gctx, softCtx context.Context, out chan<- *item) error {
@@ -199,29 +233,7 @@ func (rs *runState) lister(gctx, softCtx context.Context, out chan<- *item) erro
 // reader reads and hashes items and decides how each continues. After a
 // soft stop it takes no new item; a read in progress completes.
 func (rs *runState) reader(gctx, softCtx context.Context, in <-chan *item, out chan<- *item) error {
-	for {
-		if softCtx.Err() != nil {
-			return ctxErr(gctx)
-		}
-		var it *item
-		select {
-		case <-softCtx.Done():
-			return ctxErr(gctx)
-		case v, ok := <-in:
-			if !ok {
-				return nil
-			}
-			it = v
-		}
-		if err := rs.read(gctx, it); err != nil {
-			return err
-		}
-		select {
-		case out <- it:
-		case <-gctx.Done():
-			return gctx.Err()
-		}
-	}
+	return relay(gctx, softCtx, in, out, func(it *item) error { return rs.read(gctx, it) }, nil)
 }
 
 func (rs *runState) read(ctx context.Context, it *item) error {
@@ -285,27 +297,12 @@ func (rs *runState) lookup(ctx context.Context, sha string) ([]float32, error) {
 // preparer decodes and preprocesses the items to extract; other items pass
 // through untouched.
 func (rs *runState) preparer(gctx context.Context, in <-chan *item, out chan<- *item) error {
-	for {
-		var it *item
-		select {
-		case <-gctx.Done():
-			return gctx.Err()
-		case v, ok := <-in:
-			if !ok {
-				return nil
-			}
-			it = v
-		}
+	return relay(gctx, gctx, in, out, func(it *item) error {
 		if it.kind == kindExtract {
 			rs.prepare(it)
 		}
-		select {
-		case out <- it:
-		case <-gctx.Done():
-			rs.release(it)
-			return gctx.Err()
-		}
-	}
+		return nil
+	}, rs.release)
 }
 
 func (rs *runState) prepare(it *item) {
@@ -405,26 +402,7 @@ func (rs *runState) batcher(gctx context.Context, in <-chan *item, out chan<- *w
 // every Prepared back to the embedder afterwards.
 func (rs *runState) inferer(gctx context.Context, in <-chan *wbatch, out chan<- *wbatch) error {
 	defer close(out)
-	for {
-		var b *wbatch
-		select {
-		case <-gctx.Done():
-			return gctx.Err()
-		case v, ok := <-in:
-			if !ok {
-				return nil
-			}
-			b = v
-		}
-		if err := rs.infer(gctx, b); err != nil {
-			return err
-		}
-		select {
-		case out <- b:
-		case <-gctx.Done():
-			return gctx.Err()
-		}
-	}
+	return relay(gctx, gctx, in, out, func(b *wbatch) error { return rs.infer(gctx, b) }, nil)
 }
 
 func (rs *runState) infer(ctx context.Context, b *wbatch) error {
