@@ -72,7 +72,7 @@ func newStatusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH")
+	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH or postgres://…")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -136,7 +136,7 @@ func newMigrateCmd() *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH")
+	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH or postgres://…")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the steps without applying them")
 	cmd.Flags().IntVar(&target, "to", 0, "up: highest version to apply; down: version to end at (default one step)")
 	return cmd

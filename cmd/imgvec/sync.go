@@ -112,7 +112,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 	f := cmd.Flags()
 	mf.register(f)
 	f.StringArrayVar(&sources, "source", nil, "image folder (path or file:// URI); repeatable")
-	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors go: sqlite://PATH")
+	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors go: sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T")
 	f.StringVar(&job, "job", "", "job name recorded with the run")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
 	f.BoolVar(&retryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
@@ -221,7 +221,7 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	mf.register(f)
-	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors are: sqlite://PATH")
+	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors are: sqlite://PATH or postgres://…")
 	f.StringVar(&image, "image", "", "query image file")
 	f.StringVar(&id, "id", "", "query by a stored item id (searches among that item's model id)")
 	f.IntVarP(&k, "k", "k", 10, "number of results")

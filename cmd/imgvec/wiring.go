@@ -10,6 +10,7 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/sinks/postgres"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
@@ -92,10 +93,16 @@ func newSink(uri string, autoMigrate bool) (sink, error) {
 			mode = sqlite.AutoMigrateFresh
 		}
 		return sqlite.New(uri, sqlite.WithAutoMigrate(mode))
-	case "postgres", "postgresql", "milvus":
-		return nil, fmt.Errorf("sink %s://…: not available in this build yet; use sqlite://PATH", scheme)
+	case "postgres", "postgresql":
+		mode := postgres.AutoMigrateNever
+		if autoMigrate {
+			mode = postgres.AutoMigrateFresh
+		}
+		return postgres.New(uri, postgres.WithAutoMigrate(mode))
+	case "milvus":
+		return nil, fmt.Errorf("sink milvus://…: not available in this build yet; use sqlite://PATH or postgres://…")
 	}
-	return nil, usagef("--sink %q: want sqlite://PATH", redactURI(uri))
+	return nil, usagef("--sink %q: want sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T", redactURI(uri))
 }
 
 // redactURI hides a password in a URI so it can appear in errors and logs.

@@ -1,0 +1,86 @@
+// Package postgres is the PostgreSQL + pgvector sink (github.com/jackc/pgx/v5
+// pool, github.com/pgvector/pgvector-go; no cgo).
+//
+// # DSN and lifecycle
+//
+//	postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...&schema=S&table=T
+//
+// ("postgresql://" too; an empty DSN reads $IMGVEC_PG_DSN). schema (default
+// public) and table (default images) are imgvec's parameters, stripped
+// before the DSN reaches pgx; every other parameter is libpq's/pgx's
+// (sslmode, connect_timeout, application_name, pool_max_conns, ...). The
+// names must be 1-63 characters of [a-z0-9_] starting with a letter or
+// underscore, not pg_*, and the table short enough that its derived names
+// (TABLE_failures_last_seen) fit in 63 (migrations.PGNames.Validate); they
+// are always quoted with pgx.Identifier. New validates all this without
+// network I/O. The password never appears in errors or URI(): messages
+// carry the DSN with the password replaced by xxxxx, and any error text is
+// scrubbed of it.
+//
+// Open(ctx, model):
+//
+//   - connects one plain connection (no pgvector types: registering them
+//     fails while the extension does not exist) and reads the migration
+//     ledger; pending migrations are refused with an error wrapping
+//     migrations.ErrPending that names `imgvec migrate up --sink DSN`, unless
+//     WithAutoMigrate allows them (AutoMigrateFresh, what `imgvec sync`
+//     uses, migrates only a table with no migration applied yet);
+//   - closes that connection and opens the pool, whose AfterConnect
+//     registers pgvector's types;
+//   - refuses rows stored under model.ID() with another dimension than
+//     model.Dim (ErrDimensionMismatch, with the DELETE that fixes it); rows
+//     of OTHER model ids, of any dimension, are fine.
+//
+// OpenRead opens without a model for Status/Search/Get (writes refused);
+// OpenMigrator and Migrate serve `imgvec migrate up|down|status`. Close may
+// be called more than once; Open after Close reconnects.
+//
+// # Tables (migrations/postgres, in schema S)
+//
+//   - T: id (PK), source, key, size, mtime_ns (bigint Unix nanoseconds, so
+//     fingerprints round-trip exactly), etag, sha256, width, height,
+//     format, model_id, layer, dim, extracted_at (timestamptz), metadata
+//     (jsonb object), embedding (pgvector `vector`, CHECK vector_dims =
+//     dim). The column is unconstrained `vector`, not vector(4096): rows of
+//     several models (and dimensions) share the table while a sync
+//     re-embeds stale rows. Indexes: (model_id, sha256), (source).
+//   - T_failures: the failure ledger. T_runs: one row per run.
+//   - imgvec_migrations: the migration ledger, one row per (table,
+//     version), so several item tables can share a schema.
+//
+// Times other than mtime are timestamptz: they round-trip to the
+// microsecond (TimePrecision).
+//
+// The first migration runs CREATE EXTENSION IF NOT EXISTS vector. When the
+// user may not create it, the error wraps migrations.ErrExtensionPermission
+// and says what a database administrator must run.
+//
+// # Writes
+//
+// Write validates the whole batch before any I/O (model id, dimension,
+// finite elements; the error names the item) and deduplicates ids (the last
+// occurrence wins: ON CONFLICT DO UPDATE refuses a key twice), then commits
+// ONE transaction: ledger upserts (pipelined); the rows, then the removal
+// of their ledger entries; metadata updates; the run row. Rows go in by
+// binary COPY: when none of the batch's ids is stored yet (a backfill),
+// straight into the table; otherwise into an ON COMMIT DROP temp table
+// followed by one INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE. (If a
+// concurrent writer stores one of the ids during the direct COPY, its
+// unique violation makes Write rerun the batch through the temp table.) A ledger upsert counts an attempt only when last_seen moves
+// forward, so a replayed batch changes nothing: every Write is idempotent.
+//
+// Write and Delete retry (WithRetry; default 4 tries, 100 ms doubling to at
+// most 2 s, with jitter) the errors Retryable accepts: connection lost
+// before sending, serialization failure and deadlock, a terminated backend
+// or a broken connection mid-transaction (the server rolls an uncommitted
+// transaction back; a lost COMMIT reply is resolved by the idempotent
+// rerun). A cancelled context is never retried.
+//
+// # Search
+//
+// Search is exact: embedding <=> query (cosine distance) over the rows of
+// one model id, ORDER BY distance, id LIMIT k; zero-norm rows sort last with
+// a NaN distance. pgvector's HNSW/IVFFlat indexes stop at 2,000 dimensions
+// for vector (4,000 for halfvec), so 4096-d fc7 has no direct index; index
+// strategies are later work.
+package postgres

@@ -1,0 +1,304 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// Stored streams, from one snapshot (REPEATABLE READ, read only), every row
+// of source and then every ledger entry of source that has no row. fn's
+// error stops the stream and is returned as is.
+func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.StoredItem) error) error {
+	pool, _, err := s.state(false)
+	if err != nil {
+		return err
+	}
+	var fnErr error
+	stream := func(tx pgx.Tx, q string, failed bool) error {
+		rows, err := tx.Query(ctx, q, source)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var it connector.StoredItem
+			var mt *int64
+			var class string
+			if err := rows.Scan(&it.ID, &it.Key, &it.Size, &mt, &it.ETag, &it.SHA256, &it.ModelID, &class); err != nil {
+				return err
+			}
+			it.MTime = mtimeFromNS(mt)
+			if failed {
+				it.Failed, it.Class = true, schema.FailureClass(class)
+			}
+			if err := fn(it); err != nil {
+				fnErr = err
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	items, failures := s.names.Qualified(""), s.names.Qualified("_failures")
+	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := stream(tx, `SELECT id, key, size, mtime_ns, etag, sha256, model_id, '' FROM `+items+` WHERE source = $1`, false); err != nil {
+			return err
+		}
+		return stream(tx, `SELECT f.id, f.key, f.size, f.mtime_ns, f.etag, f.sha256, f.model_id, f.class FROM `+failures+` f
+			WHERE f.source = $1 AND NOT EXISTS (SELECT 1 FROM `+items+` i WHERE i.id = f.id)`, true)
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return s.wrap("stored "+source, err)
+}
+
+// VectorsBySHA256 returns one stored vector of modelID per hash found.
+func (s *Sink) VectorsBySHA256(ctx context.Context, modelID string, sha256s []string) (map[string][]float32, error) {
+	pool, _, err := s.state(false)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]float32{}
+	seen := map[string]bool{}
+	uniq := make([]string, 0, len(sha256s))
+	for _, h := range sha256s {
+		if h != "" && !seen[h] {
+			seen[h] = true
+			uniq = append(uniq, h)
+		}
+	}
+	if len(uniq) == 0 {
+		return out, nil
+	}
+	err = retry(ctx, s.retryPolicy, func() error {
+		clear(out)
+		rows, err := pool.Query(ctx, `SELECT DISTINCT ON (sha256) sha256, embedding FROM `+s.names.Qualified("")+`
+		WHERE model_id = $1 AND sha256 = ANY($2) ORDER BY sha256, id`, modelID, uniq)
+		if err != nil {
+			return err
+		}
+		var h string
+		var v pgvector.Vector
+		_, err = pgx.ForEachRow(rows, []any{&h, &v}, func() error {
+			out[h] = v.Slice()
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, s.wrap("vectors by sha256", err)
+	}
+	return out, nil
+}
+
+const recordColumns = `id, source, key, size, mtime_ns, etag, sha256, width, height, format, model_id, layer, dim, extracted_at, metadata`
+
+// scanRecord scans recordColumns plus extra destinations.
+func scanRecord(row pgx.Row, extra ...any) (schema.Record, error) {
+	var rec schema.Record
+	var mt *int64
+	var md []byte
+	var w, h, dim int32
+	dest := append([]any{&rec.ID, &rec.Source, &rec.Key, &rec.Size, &mt, &rec.ETag, &rec.SHA256, &w, &h,
+		&rec.Format, &rec.ModelID, &rec.Layer, &dim, &rec.ExtractedAt, &md}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return rec, err
+	}
+	rec.Width, rec.Height, rec.Dim = int(w), int(h), int(dim)
+	rec.MTime = mtimeFromNS(mt)
+	rec.ExtractedAt = rec.ExtractedAt.UTC()
+	if len(md) > 0 && string(md) != "{}" {
+		if err := json.Unmarshal(md, &rec.Metadata); err != nil {
+			return rec, fmt.Errorf("stored metadata of %s: %w", rec.ID, err)
+		}
+	}
+	return rec, nil
+}
+
+// Get returns the record with id, with its vector.
+func (s *Sink) Get(ctx context.Context, id string) (schema.Record, bool, error) {
+	pool, _, err := s.state(false)
+	if err != nil {
+		return schema.Record{}, false, err
+	}
+	var v pgvector.Vector
+	var rec schema.Record
+	err = retry(ctx, s.retryPolicy, func() (err error) {
+		rec, err = scanRecord(pool.QueryRow(ctx, `SELECT `+recordColumns+`, embedding FROM `+s.names.Qualified("")+` WHERE id = $1`, id), &v)
+		return err
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return schema.Record{}, false, nil
+	case err != nil:
+		return schema.Record{}, false, s.wrap("get "+id, err)
+	}
+	rec.Vector = v.Slice()
+	return rec, true, nil
+}
+
+// Search scans the rows of modelID and returns the k nearest to vec by
+// cosine distance (pgvector's <=>), nearest first, ties by id: an exact
+// search, no index. Rows whose vector has zero norm have no cosine
+// distance: they sort last with Distance NaN. Hits carry no vector.
+func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int) ([]connector.Hit, error) {
+	pool, _, err := s.state(false)
+	if err != nil {
+		return nil, err
+	}
+	if k < 0 {
+		return nil, fmt.Errorf("postgres sink %s: search: k = %d", s.redacted, k)
+	}
+	items := s.names.Qualified("")
+	var dim int32
+	err = retry(ctx, s.retryPolicy, func() error {
+		return pool.QueryRow(ctx, `SELECT dim FROM `+items+` WHERE model_id = $1 LIMIT 1`, modelID).Scan(&dim)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, s.wrap("search", err)
+	}
+	if err := checkVector(vec, int(dim)); err != nil {
+		return nil, fmt.Errorf("postgres sink %s: search model %s: query %w", s.redacted, modelID, err)
+	}
+	var norm float64
+	for _, f := range vec {
+		norm += float64(f) * float64(f)
+	}
+	if norm == 0 {
+		return nil, fmt.Errorf("postgres sink %s: search: the query vector is zero and has no cosine distance", s.redacted)
+	}
+	if k == 0 {
+		return nil, nil
+	}
+	// NaN (zero-norm rows) sorts after every number in PostgreSQL.
+	var hits []connector.Hit
+	err = retry(ctx, s.retryPolicy, func() error {
+		hits = hits[:0]
+		rows, err := pool.Query(ctx, `SELECT `+recordColumns+`, embedding <=> $1 AS distance
+		FROM `+items+` WHERE model_id = $2 ORDER BY distance, id LIMIT $3`, pgvector.NewVector(vec), modelID, k)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var d *float64
+			rec, err := scanRecord(rows, &d)
+			if err != nil {
+				return err
+			}
+			h := connector.Hit{Record: rec, Distance: math.NaN()}
+			if d != nil {
+				h.Distance = *d
+			}
+			hits = append(hits, h)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, s.wrap("search", err)
+	}
+	return hits, nil
+}
+
+// Status reports rows per model, the ledger and the latest runs, from one
+// snapshot.
+func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
+	pool, _, err := s.state(false)
+	if err != nil {
+		return connector.Status{}, err
+	}
+	var st connector.Status
+	var what string
+	err = retry(ctx, s.retryPolicy, func() error { return s.statusTx(ctx, pool, &st, &what) })
+	if err != nil {
+		return connector.Status{}, s.wrap("status: "+what, err)
+	}
+	return st, nil
+}
+
+func (s *Sink) statusTx(ctx context.Context, pool *pgxpool.Pool, st *connector.Status, what *string) error {
+	*st = connector.Status{ByClass: map[string]int64{}}
+	items, failures, runs := s.names.Qualified(""), s.names.Qualified("_failures"), s.names.Qualified("_runs")
+	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		*what = "models"
+		rows, _ := tx.Query(ctx, `SELECT model_id, layer, dim, count(*) FROM `+items+` GROUP BY model_id, layer, dim ORDER BY model_id, layer, dim`)
+		models, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (connector.ModelCount, error) {
+			var m connector.ModelCount
+			var dim int32
+			err := r.Scan(&m.ModelID, &m.Layer, &dim, &m.Rows)
+			m.Dim = int(dim)
+			return m, err
+		})
+		if err != nil {
+			return err
+		}
+		st.Models = models
+
+		*what = "ledger"
+		rows, _ = tx.Query(ctx, `SELECT class, count(*) FROM `+failures+` GROUP BY class ORDER BY class`)
+		var c string
+		var n int64
+		if _, err := pgx.ForEachRow(rows, []any{&c, &n}, func() error {
+			st.ByClass[c] = n
+			st.Failures += n
+			return nil
+		}); err != nil {
+			return err
+		}
+
+		*what = "recent ledger entries"
+		rows, _ = tx.Query(ctx, `SELECT id, source, key, size, mtime_ns, etag, sha256, model_id, stage, class, reason,
+			attempts, first_seen, last_seen FROM `+failures+` ORDER BY last_seen DESC, id LIMIT 10`)
+		recent, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (schema.Failure, error) {
+			var f schema.Failure
+			var mt *int64
+			var class string
+			var attempts int32
+			err := r.Scan(&f.ID, &f.Source, &f.Key, &f.Size, &mt, &f.ETag, &f.SHA256, &f.ModelID, &f.Stage, &class,
+				&f.Reason, &attempts, &f.FirstSeen, &f.LastSeen)
+			f.MTime, f.Class, f.Attempts = mtimeFromNS(mt), schema.FailureClass(class), int(attempts)
+			f.FirstSeen, f.LastSeen = f.FirstSeen.UTC(), f.LastSeen.UTC()
+			return f, err
+		})
+		if err != nil {
+			return err
+		}
+		st.Recent = recent
+
+		*what = "runs"
+		rows, _ = tx.Query(ctx, `SELECT id, job, kind, source, model_id, started_at, ended_at, outcome, error,
+			listed, written, extracted, reused, unchanged, failed, deleted FROM `+runs+` ORDER BY started_at DESC, id DESC LIMIT 10`)
+		rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (schema.Run, error) {
+			var run schema.Run
+			var ended *time.Time
+			var outcome string
+			err := r.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.ModelID, &run.StartedAt, &ended, &outcome, &run.Error,
+				&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted)
+			run.Outcome = schema.RunOutcome(outcome)
+			run.StartedAt = run.StartedAt.UTC()
+			if ended != nil {
+				run.EndedAt = ended.UTC()
+			}
+			return run, err
+		})
+		if err != nil {
+			return err
+		}
+		st.Runs = rs
+		return nil
+	})
+}

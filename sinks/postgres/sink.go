@@ -1,0 +1,387 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	pgxvector "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// Scheme is the URI scheme of this sink ("postgresql://" is accepted too).
+const Scheme = "postgres://"
+
+// EnvDSN is the environment variable New reads when given an empty DSN.
+const EnvDSN = "IMGVEC_PG_DSN"
+
+// Defaults of the DSN's imgvec parameters.
+const (
+	DefaultSchema = "public"
+	DefaultTable  = "images"
+)
+
+// AutoMigrate says what Open does with pending migrations.
+type AutoMigrate int
+
+const (
+	// AutoMigrateNever refuses to open a schema with pending migrations.
+	// The default.
+	AutoMigrateNever AutoMigrate = iota
+	// AutoMigrateFresh migrates tables that have no migration applied yet
+	// (a brand-new table), but refuses an existing one with pending
+	// migrations, so that upgrades stay an explicit `imgvec migrate up`.
+	AutoMigrateFresh
+	// AutoMigrateAlways applies every pending migration at Open.
+	AutoMigrateAlways
+)
+
+// Option configures a Sink.
+type Option func(*Sink)
+
+// WithAutoMigrate sets what Open does with pending migrations. Defaults to
+// AutoMigrateNever.
+func WithAutoMigrate(mode AutoMigrate) Option { return func(s *Sink) { s.autoMigrate = mode } }
+
+// WithMaxConns caps the connection pool. Defaults to 4.
+func WithMaxConns(n int32) Option { return func(s *Sink) { s.maxConns = max(n, 1) } }
+
+// Sink is the PostgreSQL + pgvector sink. See the package documentation.
+type Sink struct {
+	names       migrations.PGNames
+	cfg         *pgxpool.Config // parsed DSN without imgvec's parameters
+	redacted    string          // the DSN with its password replaced, for messages
+	password    string          // scrubbed from every error message
+	autoMigrate AutoMigrate
+	maxConns    int32
+	retryPolicy RetryPolicy
+
+	mu      sync.Mutex // guards the fields below against Open/Close races
+	migConn *pgx.Conn  // plain connection (no vector types) for migrations
+	pool    *pgxpool.Pool
+	model   schema.ModelIdentity
+	opened  bool
+	writer  bool // opened with a model (Open), not OpenRead
+}
+
+var (
+	_ connector.Sink         = (*Sink)(nil)
+	_ connector.Searcher     = (*Sink)(nil)
+	_ connector.StatusReader = (*Sink)(nil)
+)
+
+// New parses dsn, a libpq-style URL
+//
+//	postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...&schema=S&table=T
+//
+// ("" reads $IMGVEC_PG_DSN). schema (default public) and table (default
+// images) are imgvec's own parameters and are not sent to the server; they
+// must be lower-case SQL identifiers (migrations.PGNames.Validate). New does
+// no network I/O. The password never appears in errors.
+func New(dsn string, opts ...Option) (*Sink, error) {
+	if dsn == "" {
+		dsn = os.Getenv(EnvDSN)
+		if dsn == "" {
+			return nil, fmt.Errorf("postgres sink: no DSN given and $%s is empty", EnvDSN)
+		}
+	}
+	if !strings.HasPrefix(dsn, Scheme) && !strings.HasPrefix(dsn, "postgresql://") {
+		return nil, fmt.Errorf("postgres sink: DSN does not start with %s", Scheme)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// url's error quotes the input: say only where it failed.
+		return nil, fmt.Errorf("postgres sink: DSN is not a valid URL")
+	}
+	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy}
+	if pw, ok := u.User.Password(); ok {
+		s.password = pw
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink: DSN query is not valid (escape ';' and '&' inside values)")
+	}
+	if pw := q.Get("password"); pw != "" {
+		s.password = pw
+	}
+	s.names = migrations.PGNames{Schema: DefaultSchema, Table: DefaultTable}
+	if v, ok := q["schema"]; ok {
+		s.names.Schema = v[len(v)-1]
+	}
+	if v, ok := q["table"]; ok {
+		s.names.Table = v[len(v)-1]
+	}
+	q.Del("schema")
+	q.Del("table")
+	clean := *u
+	clean.RawQuery = q.Encode()
+
+	red := *u
+	rq, _ := url.ParseQuery(u.RawQuery)
+	if rq.Has("password") {
+		rq.Set("password", "xxxxx")
+	}
+	red.RawQuery = rq.Encode()
+	s.redacted = red.Redacted()
+
+	if err := s.names.Validate(); err != nil {
+		return nil, fmt.Errorf("postgres sink %s: %w", s.redacted, err)
+	}
+	cfg, err := pgxpool.ParseConfig(clean.String())
+	if err != nil {
+		return nil, s.wrap("parse DSN", err)
+	}
+	s.cfg = cfg
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Names are the schema and items table the sink uses.
+func (s *Sink) Names() migrations.PGNames { return s.names }
+
+// URI is the DSN with its password replaced by xxxxx.
+func (s *Sink) URI() string { return s.redacted }
+
+// TimePrecision is the resolution at which stored times round-trip:
+// timestamptz keeps microseconds. mtime is stored as Unix nanoseconds and
+// round-trips exactly.
+func (s *Sink) TimePrecision() time.Duration { return time.Microsecond }
+
+// redactedError keeps the cause for errors.Is/As but scrubs the password
+// from its text.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// wrap prefixes err with the sink and the operation and scrubs the
+// password from the message.
+func (s *Sink) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf("postgres sink %s: %s: %v", s.redacted, op, err)
+	if s.password != "" {
+		msg = strings.ReplaceAll(msg, s.password, "xxxxx")
+		msg = strings.ReplaceAll(msg, url.QueryEscape(s.password), "xxxxx")
+		msg = strings.ReplaceAll(msg, url.PathEscape(s.password), "xxxxx")
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+func (s *Sink) migrator() (*migrations.Migrator, error) {
+	ms, err := migrations.PostgresMigrations(s.names)
+	if err != nil {
+		return nil, err
+	}
+	d, err := migrations.NewPgxDriver(s.migConn, s.names)
+	if err != nil {
+		return nil, err
+	}
+	return migrations.New(d, ms)
+}
+
+// connectMigrator opens the plain migration connection: no pgvector types
+// are registered on it, so it works before the extension exists.
+func (s *Sink) connectMigrator(ctx context.Context) error {
+	if s.migConn != nil {
+		return nil
+	}
+	c, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
+	if err != nil {
+		return s.wrap("connect", err)
+	}
+	s.migConn = c
+	return nil
+}
+
+// OpenMigrator connects without the model checks of Open and returns the
+// runner for `imgvec migrate up|down|status`. The Migrator is valid until
+// Close.
+func (s *Sink) OpenMigrator(ctx context.Context) (*migrations.Migrator, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.connectMigrator(ctx); err != nil {
+		return nil, err
+	}
+	m, err := s.migrator()
+	if err != nil {
+		return nil, s.wrap("migrations", err)
+	}
+	return m, nil
+}
+
+// Migrate applies every pending migration (`imgvec migrate up`).
+func (s *Sink) Migrate(ctx context.Context) (migrations.Result, error) {
+	m, err := s.OpenMigrator(ctx)
+	if err != nil {
+		return migrations.Result{}, err
+	}
+	res, err := m.Up(ctx, migrations.Options{})
+	return res, s.wrap("migrate up", err)
+}
+
+// Open connects, checks the schema and the model, and makes the sink ready.
+// Migrations are applied only as WithAutoMigrate allows; otherwise a pending
+// migration fails with an error wrapping migrations.ErrPending that names
+// `imgvec migrate up --sink DSN`. Rows of model.ID() with another dimension
+// fail Open (ErrDimensionMismatch); rows of other model ids do not.
+func (s *Sink) Open(ctx context.Context, model schema.ModelIdentity) error {
+	if err := model.Validate(); err != nil {
+		return fmt.Errorf("postgres sink %s: %w", s.redacted, err)
+	}
+	return s.open(ctx, s.autoMigrate, &model)
+}
+
+// OpenRead opens an existing, migrated schema for reading only (Status,
+// Search, Get) without a model. Writes through a sink opened this way are
+// refused.
+func (s *Sink) OpenRead(ctx context.Context) error {
+	return s.open(ctx, AutoMigrateNever, nil)
+}
+
+func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelIdentity) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened {
+		return fmt.Errorf("postgres sink %s: already open", s.redacted)
+	}
+	defer func() {
+		if err != nil {
+			s.closeLocked()
+		}
+	}()
+	if err := s.connectMigrator(ctx); err != nil {
+		return err
+	}
+	m, err := s.migrator()
+	if err != nil {
+		return s.wrap("migrations", err)
+	}
+	st, err := m.Status(ctx)
+	if err != nil {
+		return s.wrap("schema status", err)
+	}
+	if !st.UpToDate() {
+		if !autoMigrates(mode, st) {
+			return fmt.Errorf("postgres sink %s: %w: table %s is at version %d, this imgvec needs %d; run `imgvec migrate up --sink '%s'`",
+				s.redacted, migrations.ErrPending, s.names.Qualified(""), st.Current, st.Latest, s.redacted)
+		}
+		if _, err := m.Up(ctx, migrations.Options{}); err != nil {
+			return s.wrap("migrate up", err)
+		}
+	}
+	// The plain connection is only for migrations: release it now.
+	_ = s.migConn.Close(ctx)
+	s.migConn = nil
+
+	cfg := s.cfg.Copy()
+	if !strings.Contains(s.cfg.ConnString(), "pool_max_conns") {
+		cfg.MaxConns = s.maxConns
+	}
+	// pgvector's types are registered on pool connections only, after the
+	// migrations made sure the extension exists.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		return pgxvector.RegisterTypes(ctx, c)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return s.wrap("connect", err)
+	}
+	s.pool = pool
+	if err := pool.Ping(ctx); err != nil {
+		return s.wrap("connect (is the vector extension installed? run `imgvec migrate up`)", err)
+	}
+	if model != nil {
+		if err := s.checkDim(ctx, *model); err != nil {
+			return err
+		}
+		s.model = *model
+		s.writer = true
+	}
+	s.opened = true
+	return nil
+}
+
+func autoMigrates(mode AutoMigrate, st migrations.Status) bool {
+	switch mode {
+	case AutoMigrateAlways:
+		return true
+	case AutoMigrateFresh:
+		return st.Current == 0 && len(st.Applied) == 0
+	}
+	return false
+}
+
+// ErrDimensionMismatch is wrapped by Open's error when rows stored under
+// the model id have another dimension than the model gives.
+var ErrDimensionMismatch = errors.New("dimension mismatch")
+
+func (s *Sink) checkDim(ctx context.Context, model schema.ModelIdentity) error {
+	id := model.ID()
+	var dim, n int64
+	err := s.pool.QueryRow(ctx,
+		`SELECT dim, count(*) FROM `+s.names.Qualified("")+` WHERE model_id = $1 AND dim <> $2 GROUP BY dim ORDER BY count(*) DESC LIMIT 1`,
+		id, model.Dim).Scan(&dim, &n)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return s.wrap("check stored dimension", err)
+	}
+	return fmt.Errorf("postgres sink %s: %w: %d rows of model %s have dimension %d but the model gives %d; "+
+		"the rows were written under the same model id by something else. Remove them with "+
+		"`DELETE FROM %s WHERE model_id = '%s';` (the next sync re-embeds them) or use another table",
+		s.redacted, ErrDimensionMismatch, n, id, dim, model.Dim, s.names.Qualified(""), id)
+}
+
+// Close releases the connections. It is safe to call more than once; the
+// Sink may be opened again afterwards.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeLocked()
+}
+
+func (s *Sink) closeLocked() error {
+	var err error
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if s.migConn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = s.migConn.Close(ctx)
+		cancel()
+	}
+	s.pool, s.migConn, s.opened, s.writer = nil, nil, false, false
+	s.model = schema.ModelIdentity{}
+	return s.wrap("close", err)
+}
+
+// state returns the pool and model, or an error if not open.
+func (s *Sink) state(write bool) (*pgxpool.Pool, schema.ModelIdentity, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !s.opened:
+		return nil, s.model, fmt.Errorf("postgres sink %s: not open", s.redacted)
+	case write && !s.writer:
+		return nil, s.model, fmt.Errorf("postgres sink %s: opened for reading only", s.redacted)
+	}
+	return s.pool, s.model, nil
+}

@@ -1,0 +1,361 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// prepared is a batch validated and encoded before any I/O.
+type prepared struct {
+	upserts  [][]any // itemColumns values, ids unique (last occurrence wins)
+	ids      []string
+	failures []schema.Failure
+	fmtimes  []*int64
+	metadata []connector.MetaUpdate
+	mmtimes  []*int64
+}
+
+// itemColumns are the items table's columns in COPY order.
+var itemColumns = []string{"id", "source", "key", "size", "mtime_ns", "etag", "sha256", "width", "height", "format",
+	"model_id", "layer", "dim", "extracted_at", "metadata", "embedding"}
+
+// checkVector refuses a vector that is not dim long or not finite.
+func checkVector(v []float32, dim int) error {
+	if len(v) != dim {
+		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
+	}
+	for i, f := range v {
+		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return fmt.Errorf("vector is not finite (element %d is %v)", i, f)
+		}
+	}
+	return nil
+}
+
+// Unix nanoseconds cover 1678-2262.
+var (
+	minNano = time.Unix(0, math.MinInt64).UTC()
+	maxNano = time.Unix(0, math.MaxInt64).UTC()
+)
+
+// mtimeNS maps an mtime to the mtime_ns column: NULL for the zero time.
+func mtimeNS(t time.Time) (*int64, error) {
+	if t.IsZero() {
+		return nil, nil
+	}
+	if t.Before(minNano) || t.After(maxNano) {
+		return nil, fmt.Errorf("mtime %s is outside the years 1678-2262", t.Format(time.RFC3339))
+	}
+	ns := t.UnixNano()
+	return &ns, nil
+}
+
+func mtimeFromNS(ns *int64) time.Time {
+	if ns == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, *ns).UTC()
+}
+
+func itemName(id, key string) string {
+	switch {
+	case key == "":
+		return fmt.Sprintf("%q", id)
+	case id == "":
+		return fmt.Sprintf("%q", key)
+	}
+	return fmt.Sprintf("%q (id %s)", key, id)
+}
+
+// prepare validates and encodes b. Upserts and failures with repeated ids
+// keep the last occurrence (ON CONFLICT DO UPDATE refuses a key twice in
+// one statement).
+func prepare(b connector.Batch, model schema.ModelIdentity, now time.Time) (prepared, error) {
+	var p prepared
+	modelID := model.ID()
+	last := map[string]int{}
+	for i, r := range b.Upserts {
+		last[r.ID] = i
+	}
+	for i, r := range b.Upserts {
+		if last[r.ID] != i {
+			continue
+		}
+		name := itemName(r.ID, r.Key)
+		switch {
+		case r.ID == "":
+			return p, fmt.Errorf("upsert %s: empty id", name)
+		case r.ModelID != modelID:
+			return p, fmt.Errorf("upsert %s: model id %q, the sink is open for %q", name, r.ModelID, modelID)
+		case r.Dim != 0 && r.Dim != model.Dim:
+			return p, fmt.Errorf("upsert %s: record dimension %d, the model gives %d", name, r.Dim, model.Dim)
+		}
+		if err := checkVector(r.Vector, model.Dim); err != nil {
+			return p, fmt.Errorf("upsert %s: %w", name, err)
+		}
+		mt, err := mtimeNS(r.MTime)
+		if err != nil {
+			return p, fmt.Errorf("upsert %s: %w", name, err)
+		}
+		md := []byte("{}")
+		if len(r.Metadata) > 0 {
+			if md, err = json.Marshal(r.Metadata); err != nil {
+				return p, fmt.Errorf("upsert %s: metadata: %w", name, err)
+			}
+		}
+		layer := r.Layer
+		if layer == "" {
+			layer = model.Layer
+		}
+		p.ids = append(p.ids, r.ID)
+		p.upserts = append(p.upserts, []any{r.ID, r.Source, r.Key, r.Size, mt, r.ETag, r.SHA256, int32(r.Width), int32(r.Height),
+			r.Format, r.ModelID, layer, int32(model.Dim), r.ExtractedAt, md, pgvector.NewVector(r.Vector)})
+	}
+
+	clear(last)
+	for i, f := range b.Failures {
+		last[f.ID] = i
+	}
+	for i, f := range b.Failures {
+		if last[f.ID] != i {
+			continue
+		}
+		name := itemName(f.ID, f.Key)
+		if f.ID == "" {
+			return p, fmt.Errorf("ledger entry %s: empty id", name)
+		}
+		mt, err := mtimeNS(f.MTime)
+		if err != nil {
+			return p, fmt.Errorf("ledger entry %s: %w", name, err)
+		}
+		if f.LastSeen.IsZero() {
+			f.LastSeen = now
+		}
+		if f.FirstSeen.IsZero() || f.FirstSeen.After(f.LastSeen) {
+			f.FirstSeen = f.LastSeen
+		}
+		f.Attempts = max(f.Attempts, 1)
+		if f.ModelID == "" {
+			f.ModelID = modelID
+		}
+		p.failures = append(p.failures, f)
+		p.fmtimes = append(p.fmtimes, mt)
+	}
+
+	for _, u := range b.Metadata {
+		if u.ID == "" {
+			return p, fmt.Errorf("metadata update: empty id")
+		}
+		mt, err := mtimeNS(u.MTime)
+		if err != nil {
+			return p, fmt.Errorf("metadata update %s: %w", u.ID, err)
+		}
+		p.metadata = append(p.metadata, u)
+		p.mmtimes = append(p.mmtimes, mt)
+	}
+	if b.Run != nil && b.Run.ID == "" {
+		return p, fmt.Errorf("run row: empty id")
+	}
+	return p, nil
+}
+
+// testHookCopyRow, when set by a test, is called before each row is
+// handed to COPY (fault injection: the fault test terminates the backend
+// from it).
+var testHookCopyRow func(i int)
+
+// stageTable is the per-transaction temp table the upserts are COPYed into.
+const stageTable = "imgvec_stage"
+
+type queries struct {
+	itemsIdent                                                                 pgx.Identifier
+	anyExists, clearLedgerIDs                                                  string
+	createStage, mergeStage, clearLedger, upsertFailure, updateMeta, upsertRun string
+}
+
+func (s *Sink) queries() queries {
+	items, failures, runs := s.names.Qualified(""), s.names.Qualified("_failures"), s.names.Qualified("_runs")
+	cols := "id, source, key, size, mtime_ns, etag, sha256, width, height, format, model_id, layer, dim, extracted_at, metadata, embedding"
+	return queries{
+		itemsIdent:     pgx.Identifier{s.names.Schema, s.names.Table},
+		anyExists:      `SELECT EXISTS (SELECT 1 FROM ` + items + ` WHERE id = ANY($1))`,
+		clearLedgerIDs: `DELETE FROM ` + failures + ` WHERE id = ANY($1)`,
+		createStage:    `CREATE TEMP TABLE ` + stageTable + ` (LIKE ` + items + ` INCLUDING DEFAULTS) ON COMMIT DROP`,
+		mergeStage: `INSERT INTO ` + items + ` (` + cols + `) SELECT ` + cols + ` FROM ` + stageTable + `
+ON CONFLICT (id) DO UPDATE SET
+	source = EXCLUDED.source, key = EXCLUDED.key, size = EXCLUDED.size, mtime_ns = EXCLUDED.mtime_ns,
+	etag = EXCLUDED.etag, sha256 = EXCLUDED.sha256, width = EXCLUDED.width, height = EXCLUDED.height,
+	format = EXCLUDED.format, model_id = EXCLUDED.model_id, layer = EXCLUDED.layer, dim = EXCLUDED.dim,
+	extracted_at = EXCLUDED.extracted_at, metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding`,
+		clearLedger: `DELETE FROM ` + failures + ` f USING ` + stageTable + ` s WHERE f.id = s.id`,
+		// A ledger upsert counts a new attempt only when last_seen moves
+		// forward: a replayed batch changes nothing; first_seen is kept.
+		upsertFailure: `INSERT INTO ` + failures + ` AS f
+	(id, source, key, size, mtime_ns, etag, sha256, model_id, stage, class, reason, attempts, first_seen, last_seen)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (id) DO UPDATE SET
+	source = EXCLUDED.source, key = EXCLUDED.key, size = EXCLUDED.size, mtime_ns = EXCLUDED.mtime_ns,
+	etag = EXCLUDED.etag, sha256 = EXCLUDED.sha256, model_id = EXCLUDED.model_id, stage = EXCLUDED.stage,
+	class = EXCLUDED.class, reason = EXCLUDED.reason,
+	attempts = CASE WHEN f.last_seen = EXCLUDED.last_seen THEN f.attempts ELSE f.attempts + 1 END,
+	first_seen = LEAST(f.first_seen, EXCLUDED.first_seen),
+	last_seen = EXCLUDED.last_seen
+WHERE EXCLUDED.last_seen >= f.last_seen`,
+		updateMeta: `UPDATE ` + items + ` SET size = $1, mtime_ns = $2, etag = $3,
+	sha256 = CASE WHEN $4 = '' THEN sha256 ELSE $4 END WHERE id = $5`,
+		upsertRun: `INSERT INTO ` + runs + `
+	(id, job, kind, source, model_id, started_at, ended_at, outcome, error,
+	 listed, written, extracted, reused, unchanged, failed, deleted)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+ON CONFLICT (id) DO UPDATE SET
+	job = EXCLUDED.job, kind = EXCLUDED.kind, source = EXCLUDED.source, model_id = EXCLUDED.model_id,
+	started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, outcome = EXCLUDED.outcome,
+	error = EXCLUDED.error, listed = EXCLUDED.listed, written = EXCLUDED.written,
+	extracted = EXCLUDED.extracted, reused = EXCLUDED.reused, unchanged = EXCLUDED.unchanged,
+	failed = EXCLUDED.failed, deleted = EXCLUDED.deleted`,
+	}
+}
+
+// Write commits b in one transaction: ledger upserts; row upserts (binary
+// COPY into a temp table, then one INSERT ... ON CONFLICT (id) DO UPDATE,
+// then the removal of their ids' ledger entries); metadata updates (rows
+// that do not exist are left alone); then the run row. Vectors are checked
+// before any I/O. Errors that are safe to retry are retried (see retry.go).
+func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
+	pool, model, err := s.state(true)
+	if err != nil {
+		return err
+	}
+	p, err := prepare(b, model, time.Now())
+	if err != nil {
+		return fmt.Errorf("postgres sink %s: write: %w", s.redacted, err)
+	}
+	if len(p.upserts) == 0 && len(p.failures) == 0 && len(p.metadata) == 0 && b.Run == nil {
+		return ctx.Err()
+	}
+	desc := fmt.Sprintf("write batch of %d upserts, %d metadata updates, %d ledger entries into %s",
+		len(p.upserts), len(p.metadata), len(p.failures), s.names.Qualified(""))
+	q := s.queries()
+	stage := false
+	err = retry(ctx, s.retryPolicy, func() error {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeTx(ctx, tx, q, p, b.Run, stage) })
+		var pe *pgconn.PgError
+		if !stage && errors.As(err, &pe) && pe.Code == "23505" {
+			// Another writer stored one of the ids since the fast path
+			// looked: upsert through the stage table instead.
+			stage = true
+			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeTx(ctx, tx, q, p, b.Run, stage) })
+		}
+		return err
+	})
+	return s.wrap(desc, err)
+}
+
+func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.Run, stage bool) error {
+	if len(p.failures) > 0 {
+		var bt pgx.Batch
+		for i, f := range p.failures {
+			bt.Queue(q.upsertFailure, f.ID, f.Source, f.Key, f.Size, p.fmtimes[i], f.ETag, f.SHA256, f.ModelID,
+				f.Stage, string(f.Class), f.Reason, int32(f.Attempts), f.FirstSeen, f.LastSeen)
+		}
+		if err := tx.SendBatch(ctx, &bt).Close(); err != nil {
+			return fmt.Errorf("ledger entries: %w", err)
+		}
+	}
+	if len(p.upserts) > 0 {
+		src := pgx.CopyFromSlice(len(p.upserts), func(i int) ([]any, error) {
+			if testHookCopyRow != nil {
+				testHookCopyRow(i)
+			}
+			return p.upserts[i], nil
+		})
+		direct := false
+		if !stage {
+			// Fast path for a batch of ids none of which is stored (a
+			// backfill): COPY straight into the table. A concurrent writer
+			// that inserts one of them first makes the COPY fail with a
+			// unique violation, and Write reruns the batch staged.
+			var exists bool
+			if err := tx.QueryRow(ctx, q.anyExists, p.ids).Scan(&exists); err != nil {
+				return fmt.Errorf("look up stored ids: %w", err)
+			}
+			direct = !exists
+		}
+		if direct {
+			if _, err := tx.CopyFrom(ctx, q.itemsIdent, itemColumns, src); err != nil {
+				return fmt.Errorf("copy rows: %w", err)
+			}
+			if _, err := tx.Exec(ctx, q.clearLedgerIDs, p.ids); err != nil {
+				return fmt.Errorf("clear ledger entries of upserted rows: %w", err)
+			}
+		} else {
+			if _, err := tx.Exec(ctx, q.createStage); err != nil {
+				return fmt.Errorf("create stage table: %w", err)
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, itemColumns, src); err != nil {
+				return fmt.Errorf("copy rows: %w", err)
+			}
+			if _, err := tx.Exec(ctx, q.mergeStage); err != nil {
+				return fmt.Errorf("upsert rows: %w", err)
+			}
+			if _, err := tx.Exec(ctx, q.clearLedger); err != nil {
+				return fmt.Errorf("clear ledger entries of upserted rows: %w", err)
+			}
+		}
+	}
+	if len(p.metadata) > 0 {
+		var bt pgx.Batch
+		for i, u := range p.metadata {
+			bt.Queue(q.updateMeta, u.Size, p.mmtimes[i], u.ETag, u.SHA256, u.ID)
+		}
+		if err := tx.SendBatch(ctx, &bt).Close(); err != nil {
+			return fmt.Errorf("metadata updates: %w", err)
+		}
+	}
+	if run != nil {
+		r := run
+		var ended *time.Time
+		if !r.EndedAt.IsZero() {
+			ended = &r.EndedAt
+		}
+		if _, err := tx.Exec(ctx, q.upsertRun, r.ID, r.Job, r.Kind, r.Source, r.ModelID, r.StartedAt, ended,
+			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted); err != nil {
+			return fmt.Errorf("run %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// Delete removes the rows and ledger entries of ids in source, in one
+// transaction. Ids of other sources are left alone.
+func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
+	pool, _, err := s.state(true)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return ctx.Err()
+	}
+	err = retry(ctx, s.retryPolicy, func() error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			for _, table := range []string{s.names.Qualified(""), s.names.Qualified("_failures")} {
+				if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE source = $1 AND id = ANY($2)`, source, ids); err != nil {
+					return fmt.Errorf("%s: %w", table, err)
+				}
+			}
+			return nil
+		})
+	})
+	return s.wrap(fmt.Sprintf("delete %d ids of %s", len(ids), source), err)
+}
