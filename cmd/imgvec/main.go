@@ -17,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imgvec/imgvec/connector"
 )
 
 const (
@@ -87,6 +89,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &ue) || isCobraUsage(err):
 		fmt.Fprintf(stderr, "imgvec: %v\nRun 'imgvec help' for usage.\n", err)
 		return exitUsage
+	case errors.Is(err, connector.ErrStopped) || errors.Is(err, connector.ErrGraceExpired) || errors.Is(err, context.Canceled):
+		fmt.Fprintf(stderr, "imgvec: %v; committed batches are kept, the next run continues where this one stopped\n", err)
+		return exitFatal
 	case errors.Is(err, errItemFailures):
 		fmt.Fprintf(stderr, "imgvec: %v\n", err)
 		return exitItemFailures

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -93,7 +94,7 @@ func newModelCutCmd() *cobra.Command {
 			defer os.Remove(tmp.Name())
 			l, err := m.CutTo(tmp, layer)
 			if err == nil {
-				err = tmp.Close()
+				err = errors.Join(tmp.Chmod(0o644), tmp.Close())
 			} else {
 				tmp.Close()
 			}

@@ -15,12 +15,22 @@ import (
 // runSyncer runs syn with the two-phase stop: the first SIGINT/SIGTERM
 // stops listing and lets in-flight batches commit (within the grace
 // period); a second one cancels at once.
+//
+// ctx is main's signal context, which the first signal cancels: the run
+// must not inherit that cancellation (it would abandon the in-flight
+// batches at once instead of letting them commit), so it runs under a
+// context detached from it and cancelled only by the second signal. A
+// signal that arrived before this function registered its handler shows
+// as ctx being done already: that is a soft stop too.
 func runSyncer(ctx context.Context, syn *connector.Syncer) (schema.Run, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	if ctx.Err() != nil {
+		syn.Stop()
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {

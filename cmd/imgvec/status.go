@@ -128,6 +128,10 @@ func newMigrateCmd() *cobra.Command {
 				return usagef("migrate: want up, down or status, not %q", args[0])
 			}
 			for _, s := range res.Steps {
+				if res.DryRun {
+					fmt.Fprintf(out, "would %s %04d %s\n", s.Direction, s.Version, s.Name)
+					continue
+				}
 				fmt.Fprintf(out, "%s %04d %s (%s)\n", s.Direction, s.Version, s.Name, s.Duration.Round(time.Millisecond))
 			}
 			if err == nil && len(res.Steps) == 0 {

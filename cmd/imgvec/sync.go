@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,7 +96,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					printPlan(cmd, plan)
+					printPlan(cmd, ctx, sink, plan)
 					continue
 				}
 				run, err := runSyncer(ctx, syn)
@@ -136,8 +137,37 @@ func errorsIsItemOnly(err error) bool {
 	return errors.As(err, &dg) || errors.Is(err, connector.ErrIncompleteListing)
 }
 
-func printPlan(cmd *cobra.Command, p connector.Plan) {
-	fmt.Fprintln(cmd.OutOrStdout(), p.String())
+func printPlan(cmd *cobra.Command, ctx context.Context, sink connector.StatusReader, p connector.Plan) {
+	out := cmd.OutOrStdout()
+	fmt.Fprintln(out, p.String())
+	rate, basis := extractionRate(ctx, sink, p.ModelID)
+	if rate <= 0 {
+		fmt.Fprintf(out, "estimated time: unknown (%s)\n", basis)
+		return
+	}
+	fmt.Fprintf(out, "estimated time: %s to read and embed %d items at %.1f items/s (%s)\n", p.Estimate(rate), p.ToRead(), rate, basis)
+}
+
+// extractionRate estimates items/s from the recent finished runs of the
+// model the sink recorded: extracted items over their duration.
+func extractionRate(ctx context.Context, sink connector.StatusReader, modelID string) (float64, string) {
+	st, err := sink.Status(ctx)
+	if err != nil {
+		return 0, "could not read past runs: " + err.Error()
+	}
+	var items int64
+	var secs float64
+	for _, r := range st.Runs {
+		if r.ModelID != modelID || r.EndedAt.IsZero() || r.Extracted == 0 {
+			continue
+		}
+		items += r.Extracted
+		secs += r.EndedAt.Sub(r.StartedAt).Seconds()
+	}
+	if items == 0 || secs <= 0 {
+		return 0, "no earlier run of this model to measure the rate from"
+	}
+	return float64(items) / secs, "the rate of earlier runs of this model"
 }
 
 func printRun(cmd *cobra.Command, r schema.Run) {

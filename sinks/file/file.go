@@ -191,9 +191,10 @@ func (s *Sink) Close() error {
 			err = s.idw.Flush()
 		}
 	}
-	err = errors.Join(err, s.out.Close())
+	// CreateTemp makes owner-only files; outputs are ordinary files.
+	err = errors.Join(err, s.out.Chmod(0o644), s.out.Close())
 	if s.ids != nil {
-		err = errors.Join(err, s.ids.Close())
+		err = errors.Join(err, s.ids.Chmod(0o644), s.ids.Close())
 	}
 	if err == nil {
 		err = os.Rename(s.out.Name(), s.path)
