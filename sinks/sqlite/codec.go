@@ -57,21 +57,13 @@ func parseNullTime(s sql.NullString) (time.Time, error) {
 	return parseTime(s.String)
 }
 
-// Unix nanoseconds cover 1678-2262.
-var (
-	minNano = time.Unix(0, math.MinInt64).UTC()
-	maxNano = time.Unix(0, math.MaxInt64).UTC()
-)
-
 // mtimeNS maps an mtime to the mtime_ns column: NULL for the zero time.
-func mtimeNS(t time.Time) (sql.NullInt64, error) {
+// connector.Batch.Normalize has checked that it fits.
+func mtimeNS(t time.Time) sql.NullInt64 {
 	if t.IsZero() {
-		return sql.NullInt64{}, nil
+		return sql.NullInt64{}
 	}
-	if t.Before(minNano) || t.After(maxNano) {
-		return sql.NullInt64{}, fmt.Errorf("mtime %s is outside the years 1678-2262", t.Format(time.RFC3339))
-	}
-	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}, nil
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
 }
 
 func mtimeFromNS(ns sql.NullInt64) time.Time {

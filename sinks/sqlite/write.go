@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -37,112 +36,28 @@ type prepared struct {
 	metadata []metaRow
 }
 
-// checkVector refuses a vector that is not dim long or not finite.
-func checkVector(v []float32, dim int) error {
-	if len(v) != dim {
-		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
-	}
-	for i, f := range v {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return fmt.Errorf("vector is not finite (element %d is %v)", i, f)
-		}
-	}
-	return nil
-}
-
-// prepare validates and encodes b. Upserts and failures with repeated ids
-// keep the last occurrence, in the order of the last occurrences.
+// prepare validates (connector.Batch.Normalize: dedupe, model, dimension,
+// finiteness, defaults) and encodes b before any I/O.
 func prepare(b connector.Batch, model schema.ModelIdentity, now time.Time) (prepared, error) {
-	var p prepared
-	modelID := model.ID()
-	last := map[string]int{}
-	for i, r := range b.Upserts {
-		last[r.ID] = i
+	nb, err := b.Normalize(model, now)
+	if err != nil {
+		return prepared{}, err
 	}
-	for i, r := range b.Upserts {
-		if last[r.ID] != i {
-			continue
-		}
-		name := itemName(r.ID, r.Key)
-		switch {
-		case r.ID == "":
-			return p, fmt.Errorf("upsert %s: empty id", name)
-		case r.ModelID != modelID:
-			return p, fmt.Errorf("upsert %s: model id %q, the sink is open for %q", name, r.ModelID, modelID)
-		case r.Dim != 0 && r.Dim != model.Dim:
-			return p, fmt.Errorf("upsert %s: record dimension %d, the model gives %d", name, r.Dim, model.Dim)
-		}
-		if err := checkVector(r.Vector, model.Dim); err != nil {
-			return p, fmt.Errorf("upsert %s: %w", name, err)
-		}
-		mt, err := mtimeNS(r.MTime)
-		if err != nil {
-			return p, fmt.Errorf("upsert %s: %w", name, err)
-		}
+	var p prepared
+	for _, r := range nb.Upserts {
 		md, err := encodeMetadata(r.Metadata)
 		if err != nil {
-			return p, fmt.Errorf("upsert %s: metadata: %w", name, err)
+			return prepared{}, fmt.Errorf("upsert %s: metadata: %w", connector.ItemName(r.ID, r.Key), err)
 		}
-		r.Dim = model.Dim
-		if r.Layer == "" {
-			r.Layer = model.Layer
-		}
-		p.upserts = append(p.upserts, row{rec: r, mtime: mt, metadata: md, vector: encodeVector(r.Vector)})
+		p.upserts = append(p.upserts, row{rec: r, mtime: mtimeNS(r.MTime), metadata: md, vector: encodeVector(r.Vector)})
 	}
-
-	clear(last)
-	for i, f := range b.Failures {
-		last[f.ID] = i
+	for _, f := range nb.Failures {
+		p.failures = append(p.failures, failureRow{f: f, mtime: mtimeNS(f.MTime)})
 	}
-	for i, f := range b.Failures {
-		if last[f.ID] != i {
-			continue
-		}
-		name := itemName(f.ID, f.Key)
-		if f.ID == "" {
-			return p, fmt.Errorf("ledger entry %s: empty id", name)
-		}
-		mt, err := mtimeNS(f.MTime)
-		if err != nil {
-			return p, fmt.Errorf("ledger entry %s: %w", name, err)
-		}
-		if f.LastSeen.IsZero() {
-			f.LastSeen = now
-		}
-		if f.FirstSeen.IsZero() || f.FirstSeen.After(f.LastSeen) {
-			f.FirstSeen = f.LastSeen
-		}
-		f.Attempts = max(f.Attempts, 1)
-		if f.ModelID == "" {
-			f.ModelID = modelID
-		}
-		p.failures = append(p.failures, failureRow{f: f, mtime: mt})
-	}
-
-	for _, u := range b.Metadata {
-		if u.ID == "" {
-			return p, fmt.Errorf("metadata update: empty id")
-		}
-		mt, err := mtimeNS(u.MTime)
-		if err != nil {
-			return p, fmt.Errorf("metadata update %s: %w", u.ID, err)
-		}
-		p.metadata = append(p.metadata, metaRow{u: u, mtime: mt})
-	}
-	if b.Run != nil && b.Run.ID == "" {
-		return p, fmt.Errorf("run row: empty id")
+	for _, u := range nb.Metadata {
+		p.metadata = append(p.metadata, metaRow{u: u, mtime: mtimeNS(u.MTime)})
 	}
 	return p, nil
-}
-
-func itemName(id, key string) string {
-	switch {
-	case key == "":
-		return fmt.Sprintf("%q", id)
-	case id == "":
-		return fmt.Sprintf("%q", key)
-	}
-	return fmt.Sprintf("%q (id %s)", key, id)
 }
 
 const upsertItem = `INSERT INTO items
@@ -214,7 +129,7 @@ func writeTx(ctx context.Context, tx *sql.Tx, p prepared, run *schema.Run) error
 			f := r.f
 			if _, err := st.ExecContext(ctx, f.ID, f.Source, f.Key, f.Size, r.mtime, f.ETag, f.SHA256, f.ModelID,
 				f.Stage, string(f.Class), f.Reason, f.Attempts, formatTime(f.FirstSeen), formatTime(f.LastSeen)); err != nil {
-				return fmt.Errorf("ledger entry %s: %w", itemName(f.ID, f.Key), err)
+				return fmt.Errorf("ledger entry %s: %w", connector.ItemName(f.ID, f.Key), err)
 			}
 		}
 	}
@@ -233,10 +148,10 @@ func writeTx(ctx context.Context, tx *sql.Tx, p prepared, run *schema.Run) error
 			r := u.rec
 			if _, err := st.ExecContext(ctx, r.ID, r.Source, r.Key, r.Size, u.mtime, r.ETag, r.SHA256, r.Width, r.Height,
 				r.Format, r.ModelID, r.Layer, r.Dim, formatTime(r.ExtractedAt), u.metadata, u.vector); err != nil {
-				return fmt.Errorf("upsert %s: %w", itemName(r.ID, r.Key), err)
+				return fmt.Errorf("upsert %s: %w", connector.ItemName(r.ID, r.Key), err)
 			}
 			if _, err := del.ExecContext(ctx, r.ID); err != nil {
-				return fmt.Errorf("clear ledger entry %s: %w", itemName(r.ID, r.Key), err)
+				return fmt.Errorf("clear ledger entry %s: %w", connector.ItemName(r.ID, r.Key), err)
 			}
 		}
 	}
