@@ -6,11 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/connectortest"
-	"github.com/imgvec/imgvec/extract"
+	"github.com/imgvec/imgvec/connector/folder"
+	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
@@ -21,17 +24,28 @@ type connectorReport struct {
 
 type noopReport struct {
 	Files        int       `json:"files"`
-	CreateSec    float64   `json:"create_s"`          // 0 when the tree was reused
-	BackfillSec  float64   `json:"backfill_s"`        // first backfill, fake 8-d embedder, sqlite
+	Dim          int       `json:"dim"`        // of the stored vectors
+	CreateSec    float64   `json:"create_s"`   // 0 when the tree was reused
+	BackfillSec  float64   `json:"backfill_s"` // first backfill, fake 8-d embedder, sqlite
 	DBBytes      int64     `json:"db_bytes"`
-	WalkSec      []float64 `json:"walk_s"`            // filepath.WalkDir + os.Lstat, per rep
-	SyncSec      []float64 `json:"sync_s"`            // sink Open + Syncer.Run + Close, per rep
-	RunSec       []float64 `json:"run_s"`             // Syncer.Run alone, per rep
-	WalkFilesPS  float64   `json:"walk_files_per_s"`  // median
-	SyncFilesPS  float64   `json:"sync_files_per_s"`  // median, Open+Run+Close
-	RunFilesPS   float64   `json:"run_files_per_s"`   // median, Run alone
-	Ratio        float64   `json:"ratio"`             // sync time / walk time (medians)
+	WalkSec      []float64 `json:"walk_s"`           // filepath.WalkDir + os.Lstat, per rep
+	SyncSec      []float64 `json:"sync_s"`           // sink Open + Syncer.Run + Close, per rep
+	RunSec       []float64 `json:"run_s"`            // Syncer.Run alone, per rep
+	WalkFilesPS  float64   `json:"walk_files_per_s"` // median
+	SyncFilesPS  float64   `json:"sync_files_per_s"` // median, Open+Run+Close
+	RunFilesPS   float64   `json:"run_files_per_s"`  // median, Run alone
+	Ratio        float64   `json:"ratio"`            // sync time / walk time (medians)
 	PeakRSSBytes int64     `json:"peak_rss_bytes"`
+	// Breakdown times the parts of a no-op sync one by one, in one extra
+	// pass after the timed ones (diagnostic; not part of the ratio).
+	Breakdown *noopParts `json:"breakdown"`
+}
+
+type noopParts struct {
+	OpenSec   float64 `json:"open_s"`   // sqlite Open (schema + dimension checks)
+	StoredSec float64 `json:"stored_s"` // Sink.Stored: stream every stored item of the source
+	ListSec   float64 `json:"list_s"`   // folder.Source.List alone
+	CloseSec  float64 `json:"close_s"`
 }
 
 type backfillReport struct {
@@ -42,7 +56,41 @@ type backfillReport struct {
 	ModelOnly []float64 `json:"model_only_img_per_s"` // per rep: Infer on the same images' tensors
 	BackMed   float64   `json:"backfill_median"`
 	ModelMed  float64   `json:"model_only_median"`
-	Ratio     float64   `json:"ratio"`
+	Ratio     float64   `json:"ratio"` // median of per-rep ratios
+}
+
+// cheapEmbedder is a fake connector.Embedder for filling the sink: no
+// decoding, a constant-ish vector of any dimension (connectortest.Embedder
+// hashes 4096-d vectors out of sha256, which is slow for 100k items).
+type cheapEmbedder struct {
+	model    schema.ModelIdentity
+	prepared atomic.Int64
+}
+
+func newCheapEmbedder(dim int) *cheapEmbedder {
+	return &cheapEmbedder{model: connectortest.Model("imgvec-bench", dim)}
+}
+
+func (c *cheapEmbedder) Identity() schema.ModelIdentity { return c.model }
+func (c *cheapEmbedder) BatchSize() int                 { return 256 }
+func (c *cheapEmbedder) Release(*connector.Prepared)    {}
+func (c *cheapEmbedder) Prepare(key string, data []byte) (*connector.Prepared, error) {
+	c.prepared.Add(1)
+	return &connector.Prepared{Key: key, Width: len(data), Height: 1, Format: "fake"}, nil
+}
+func (c *cheapEmbedder) Infer(ctx context.Context, b []*connector.Prepared) ([]connector.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]connector.Result, len(b))
+	for i, p := range b {
+		v := make([]float32, c.model.Dim)
+		for j := range v {
+			v[j] = float32((len(p.Key)+j)%17) / 17
+		}
+		out[i] = connector.Result{Vector: v}
+	}
+	return out, nil
 }
 
 // makeTree writes n tiny files (unique contents, not images) in a two-level
@@ -123,7 +171,8 @@ func runNoop(ctx context.Context, e *env) (*noopReport, error) {
 	db := filepath.Join(e.work, fmt.Sprintf("noop-%d.db", n))
 	removeDB(db)
 	defer removeDB(db)
-	emb := connectortest.NewEmbedder(connectortest.Model("imgvec-bench", 8), 512)
+	emb := newCheapEmbedder(e.cfg.noopDim)
+	rep.Dim = e.cfg.noopDim
 
 	sink, err := openSQLite(ctx, db, emb)
 	if err != nil {
@@ -141,7 +190,7 @@ func runNoop(ctx context.Context, e *env) (*noopReport, error) {
 	if st, err := os.Stat(db); err == nil {
 		rep.DBBytes = st.Size()
 	}
-	e.logf("backfilled %d files (fake embedder) in %.1fs", n, rep.BackfillSec)
+	e.logf("backfilled %d files (fake %d-d embedder) in %.1fs", n, e.cfg.noopDim, rep.BackfillSec)
 
 	if _, err := walkTree(dir); err != nil { // warm the dentry cache equally for both
 		return nil, err
@@ -157,13 +206,18 @@ func runNoop(ctx context.Context, e *env) (*noopReport, error) {
 			return nil, fmt.Errorf("walk found %d files, want %d", got, n)
 		}
 
-		emb := connectortest.NewEmbedder(connectortest.Model("imgvec-bench", 8), 512)
+		emb := newCheapEmbedder(e.cfg.noopDim)
 		t = time.Now()
 		sink, err := openSQLite(ctx, db, emb)
 		if err != nil {
 			return nil, err
 		}
-		runEl, run, err := syncOnce(ctx, dir, sink, emb, connector.KindSync)
+		var runEl time.Duration
+		var run schema.Run
+		// Labelled so that a --cpuprofile can be focused on it (-tagfocus phase=noop-sync).
+		pprof.Do(ctx, pprof.Labels("phase", "noop-sync"), func(ctx context.Context) {
+			runEl, run, err = syncOnce(ctx, dir, sink, emb, connector.KindSync)
+		})
 		if cerr := sink.Close(); err == nil {
 			err = cerr
 		}
@@ -172,16 +226,57 @@ func runNoop(ctx context.Context, e *env) (*noopReport, error) {
 		}
 		rep.SyncSec = append(rep.SyncSec, time.Since(t).Seconds())
 		rep.RunSec = append(rep.RunSec, runEl.Seconds())
-		if run.Unchanged != int64(n) || run.Written != 0 || emb.Stats().Prepared != 0 {
-			return nil, fmt.Errorf("no-op sync: unchanged %d, written %d, prepared %d of %d files", run.Unchanged, run.Written, emb.Stats().Prepared, n)
+		if run.Unchanged != int64(n) || run.Written != 0 || emb.prepared.Load() != 0 {
+			return nil, fmt.Errorf("no-op sync: unchanged %d, written %d, prepared %d of %d files", run.Unchanged, run.Written, emb.prepared.Load(), n)
 		}
+	}
+	if rep.Breakdown, err = noopBreakdown(ctx, dir, db, e.cfg.noopDim, n); err != nil {
+		return nil, err
 	}
 	rep.PeakRSSBytes = procStatus("VmHWM")
 	walk, syn, rn := median(rep.WalkSec), median(rep.SyncSec), median(rep.RunSec)
 	rep.WalkFilesPS, rep.SyncFilesPS, rep.RunFilesPS = float64(n)/walk, float64(n)/syn, float64(n)/rn
-	rep.Ratio = ratio(syn, walk)
+	var rs []float64
+	for i := range rep.SyncSec {
+		rs = append(rs, ratio(rep.SyncSec[i], rep.WalkSec[i]))
+	}
+	rep.Ratio = median(rs) // per-rep ratios: robust to load changing during the run
 	e.logf("no-op sync: %.0f files/s (walk %.0f files/s), ratio %.2f", rep.SyncFilesPS, rep.WalkFilesPS, rep.Ratio)
 	return rep, nil
+}
+
+func noopBreakdown(ctx context.Context, dir, db string, dim, n int) (*noopParts, error) {
+	var b noopParts
+	emb := newCheapEmbedder(dim)
+	t := time.Now()
+	sink, err := openSQLite(ctx, db, emb)
+	if err != nil {
+		return nil, err
+	}
+	b.OpenSec = time.Since(t).Seconds()
+	src, err := folder.New(dir, folder.Options{})
+	if err != nil {
+		sink.Close()
+		return nil, err
+	}
+	stored, listed := 0, 0
+	t = time.Now()
+	err = sink.Stored(ctx, src.Name(), func(connector.StoredItem) error { stored++; return nil })
+	b.StoredSec = time.Since(t).Seconds()
+	if err == nil {
+		t = time.Now()
+		err = src.List(ctx, func(connector.Entry) error { listed++; return nil })
+		b.ListSec = time.Since(t).Seconds()
+	}
+	t = time.Now()
+	if cerr := sink.Close(); err == nil {
+		err = cerr
+	}
+	b.CloseSec = time.Since(t).Seconds()
+	if err == nil && (stored != n || listed != n) {
+		err = fmt.Errorf("breakdown: stored %d, listed %d, want %d", stored, listed, n)
+	}
+	return &b, err
 }
 
 // runBackfill times a backfill of the 640x480 set into a fresh SQLite file
@@ -199,33 +294,19 @@ func runBackfill(ctx context.Context, e *env) (*backfillReport, error) {
 	x := e.x
 	bs := x.BatchSize()
 	rep := &backfillReport{Set: set.Name, Images: set.Count(), Batch: bs}
-	prepared := make([]*extract.Prepared, 0, set.Count())
-	for _, f := range set.Files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		p, err := x.Prepare(filepath.Base(f), b)
-		if err != nil {
-			return nil, err
-		}
-		prepared = append(prepared, p)
+	prepared, err := prepareAll(x, set)
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		for _, p := range prepared {
-			x.Release(p)
-		}
-	}()
+	defer releaseAll(x, prepared)
 	db := filepath.Join(e.work, "backfill.db")
 	defer removeDB(db)
 	for range e.cfg.reps {
-		t := time.Now()
-		for i := 0; i < len(prepared); i += bs {
-			if _, err := x.Infer(ctx, prepared[i:min(i+bs, len(prepared))]); err != nil {
-				return nil, err
-			}
+		mo, err := inferAll(ctx, x, prepared)
+		if err != nil {
+			return nil, err
 		}
-		rep.ModelOnly = append(rep.ModelOnly, float64(len(prepared))/time.Since(t).Seconds())
+		rep.ModelOnly = append(rep.ModelOnly, mo)
 
 		removeDB(db)
 		sink, err := openSQLite(ctx, db, x)
@@ -245,7 +326,11 @@ func runBackfill(ctx context.Context, e *env) (*backfillReport, error) {
 		rep.Backfill = append(rep.Backfill, float64(set.Count())/el.Seconds())
 	}
 	rep.BackMed, rep.ModelMed = median(rep.Backfill), median(rep.ModelOnly)
-	rep.Ratio = ratio(rep.BackMed, rep.ModelMed)
+	var rs []float64
+	for i := range rep.Backfill {
+		rs = append(rs, ratio(rep.Backfill[i], rep.ModelOnly[i]))
+	}
+	rep.Ratio = median(rs)
 	e.logf("backfill %s into sqlite: %.3f img/s, model-only %.3f img/s, ratio %.3f", set.Name, rep.BackMed, rep.ModelMed, rep.Ratio)
 	return rep, nil
 }
@@ -253,10 +338,10 @@ func runBackfill(ctx context.Context, e *env) (*backfillReport, error) {
 func runConnector(ctx context.Context, e *env) (*connectorReport, error) {
 	rep := &connectorReport{}
 	var err error
-	if rep.NoOp, err = runNoop(ctx, e); err != nil {
+	if err = e.phase("no-op sync", func() (err error) { rep.NoOp, err = runNoop(ctx, e); return err }); err != nil {
 		return nil, fmt.Errorf("no-op sync: %w", err)
 	}
-	if rep.Backfill, err = runBackfill(ctx, e); err != nil {
+	if err = e.phase("backfill", func() (err error) { rep.Backfill, err = runBackfill(ctx, e); return err }); err != nil {
 		return nil, fmt.Errorf("backfill: %w", err)
 	}
 	return rep, nil

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -26,14 +27,22 @@ import (
 )
 
 type extractReport struct {
-	Model        modelInfo      `json:"model"`
-	WarmupSec    float64        `json:"warmup_s"` // the first Infer (batch 1), not counted
-	ModelOnly    []modelOnlyRow `json:"model_only"`
-	PeakRSSBytes int64          `json:"peak_rss_bytes"` // VmHWM after the batch-32 run
-	Sets         []*imageSet    `json:"sets"`
-	Decode       []decodeRow    `json:"decode_preprocess"`
-	EndToEnd     []e2eRow       `json:"end_to_end"`
-	Python       *pythonReport  `json:"python,omitempty"`
+	Model       modelInfo      `json:"model"`
+	WarmupSec   float64        `json:"warmup_s"` // the first Infer, not counted
+	WarmupBatch int            `json:"warmup_batch"`
+	ModelOnly   []modelOnlyRow `json:"model_only"`
+	// Memory (Linux /proc/self/status): after loading, and after the
+	// batch-32 run. With PeakReset the peak was reset after loading, so
+	// PeakRSSBytes is the peak while inferring; otherwise it includes loading.
+	LoadPeakRSSBytes int64         `json:"load_peak_rss_bytes"`
+	LoadRSSBytes     int64         `json:"load_rss_bytes"`
+	PeakReset        bool          `json:"peak_reset"`
+	PeakRSSBytes     int64         `json:"peak_rss_bytes"` // VmHWM after the batch-32 run
+	RSSBytes         int64         `json:"rss_bytes"`      // VmRSS after the batch-32 run
+	Sets             []*imageSet   `json:"sets"`
+	Decode           []decodeRow   `json:"decode_preprocess"`
+	EndToEnd         []e2eRow      `json:"end_to_end"`
+	Python           *pythonReport `json:"python,omitempty"`
 }
 
 type modelOnlyRow struct {
@@ -52,54 +61,62 @@ type decodeRow struct {
 	BaseMed   float64   `json:"baseline_median"`
 	Ratio     float64   `json:"ratio"`
 	OursAlloc float64   `json:"ours_alloc_mb_per_img"`
+	// Extractor.Prepare + Release, what the pipeline runs per image.
+	Prepare      []float64 `json:"prepare_img_per_s"`
+	PrepareMed   float64   `json:"prepare_median"`
+	PrepareAlloc float64   `json:"prepare_alloc_mb_per_img"`
 }
 
 type e2eRow struct {
-	Set       string    `json:"set"`
-	Images    int       `json:"images"`
-	Batch     int       `json:"batch"`
-	ImgPerSec []float64 `json:"img_per_s"` // one value per repetition
+	Set    string `json:"set"`
+	Images int    `json:"images"`
+	Batch  int    `json:"batch"`
+	// Per repetition, in this order: Infer alone on the set's tensors in
+	// batches of Batch, the end-to-end sync, then (python section) the
+	// Python recipe on the same files.
+	ModelOnly []float64 `json:"model_only_img_per_s"`
+	ImgPerSec []float64 `json:"img_per_s"`
+	Ratios    []float64 `json:"ratios"` // end-to-end ÷ model-only, per rep
 	Median    float64   `json:"median"`
-	ModelOnly float64   `json:"model_only_img_per_s"` // at Batch, random input
-	Ratio     float64   `json:"ratio"`
-	InferBusy float64   `json:"infer_busy"`  // share of the wall time spent in Infer (median rep)
-	Batches   []int     `json:"batch_sizes"` // of the median rep
+	ModelMed  float64   `json:"model_only_median"`
+	Ratio     float64   `json:"ratio"` // median of Ratios
+	// Bound is the best ratio possible when decoding shares the CPUs with
+	// a model that already uses all of them: 1 / (1 + model-only img/s ÷
+	// (decode img/s per core × cores)).
+	Bound     float64 `json:"cpu_bound_ratio"`
+	InferBusy float64 `json:"infer_busy"`  // share of the wall time spent in Infer (median rep)
+	Batches   []int   `json:"batch_sizes"` // of the median rep
 }
 
 type pythonReport struct {
-	Python   string        `json:"python"`
-	Versions string        `json:"versions,omitempty"`
-	Skipped  string        `json:"skipped,omitempty"`
-	Sets     []pythonRow   `json:"sets,omitempty"`
+	Python   string      `json:"python"`
+	Versions string      `json:"versions,omitempty"`
+	Skipped  string      `json:"skipped,omitempty"`
+	Sets     []pythonRow `json:"sets,omitempty"`
 }
 
 type pythonRow struct {
-	Set        string  `json:"set"`
-	Images     int     `json:"images"`
-	PyImgPerS  float64 `json:"python_img_per_s"`
-	OurImgPerS float64 `json:"ours_img_per_s"` // end-to-end median
-	Ratio      float64 `json:"ratio"`
-	MaxAbsDiff float64 `json:"max_abs_diff"`
-	MinCosine  float64 `json:"min_cosine"`
-	Error      string  `json:"error,omitempty"`
+	Set        string    `json:"set"`
+	Images     int       `json:"images"`
+	PyImgPerS  []float64 `json:"python_img_per_s"` // per rep
+	Ratios     []float64 `json:"ratios"`           // ours end-to-end ÷ python, per rep
+	PyMedian   float64   `json:"python_median"`
+	OurMedian  float64   `json:"ours_median"`
+	Ratio      float64   `json:"ratio"` // median of Ratios
+	MaxAbsDiff float64   `json:"max_abs_diff"`
+	MinCosine  float64   `json:"min_cosine"`
+	Error      string    `json:"error,omitempty"`
 }
 
-// modelOnlyIters is how many timed Infer calls each batch size gets. The full
-// VGG19 takes ~0.45 s per image on 2 cores, so big batches run once or twice.
-func modelOnlyIters(full bool, batch int) int {
-	if !full {
-		return 5
-	}
-	switch {
-	case batch <= 1:
-		return 5
-	case batch <= 4:
-		return 3
-	case batch <= 16:
-		return 2
-	}
-	return 1
-}
+// Model-only timing: every batch size runs at least minIters timed Infer
+// calls and keeps going until iterBudget has passed (at most maxIters), but
+// stops after one call that took longer than tooLong (not affordable).
+const (
+	minIters   = 3
+	maxIters   = 20
+	iterBudget = 4 * time.Second
+	tooLong    = 30 * time.Second
+)
 
 // randomBatch makes n Prepared values with N(0,1) tensors (a normalised
 // image has roughly that distribution).
@@ -118,19 +135,39 @@ func randomBatch(n, per int) []*extract.Prepared {
 
 func runModelOnly(ctx context.Context, e *env, rep *extractReport) error {
 	x := e.x
+	// The loading peak (file bytes, the cut copy, ONNX Runtime's copy) is
+	// kept apart from the inference peak: VmHWM is read, then reset to the
+	// current RSS (Linux: clear_refs 5) where the kernel allows it.
+	rep.LoadPeakRSSBytes = procStatus("VmHWM")
+	rep.LoadRSSBytes = procStatus("VmRSS")
+	rep.PeakReset = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 	maxB := 1
 	for _, b := range e.cfg.batches {
 		maxB = max(maxB, b)
 	}
 	in := randomBatch(maxB, 3*224*224)
+	// Warm up at the largest batch: ONNX Runtime's first run at a new size
+	// grows its arena and faults in the pages, which would otherwise land
+	// in the first timed iteration of each batch size.
 	t0 := time.Now()
-	if _, err := x.Infer(ctx, in[:1]); err != nil {
+	if _, err := x.Infer(ctx, in[:maxB]); err != nil {
 		return err
 	}
 	rep.WarmupSec = time.Since(t0).Seconds()
+	rep.WarmupBatch = maxB
+	budget := iterBudget
+	if !e.full {
+		budget = iterBudget / 20
+	}
 	for _, b := range e.cfg.batches {
-		row := modelOnlyRow{Batch: b, Iters: modelOnlyIters(e.full, b)}
-		for range row.Iters {
+		row := modelOnlyRow{Batch: b}
+		start := time.Now()
+		for i := 0; i < maxIters; i++ {
+			el := time.Since(start)
+			if i >= minIters && el >= budget || i >= 1 && el >= tooLong {
+				break
+			}
+			row.Iters++
 			t := time.Now()
 			res, err := x.Infer(ctx, in[:b])
 			if err != nil {
@@ -148,10 +185,12 @@ func runModelOnly(ctx context.Context, e *env, rep *extractReport) error {
 		e.logf("model-only batch %d: %.3f img/s (%d iters)", b, row.ImgPerSec, row.Iters)
 		if b == 32 {
 			rep.PeakRSSBytes = procStatus("VmHWM")
+			rep.RSSBytes = procStatus("VmRSS")
 		}
 	}
 	if rep.PeakRSSBytes == 0 {
 		rep.PeakRSSBytes = procStatus("VmHWM")
+		rep.RSSBytes = procStatus("VmRSS")
 	}
 	return nil
 }
@@ -232,7 +271,20 @@ func runDecode(e *env, set *imageSet, n int) (decodeRow, error) {
 	if err := baselineDecodePreprocess(data[0], dst); err != nil {
 		return row, err
 	}
-	var ms0, ms1 runtimeMem
+	// What the pipeline's preparers call: Extractor.Prepare (decode +
+	// preprocess into a pooled tensor) and Release of the tensor.
+	prepare := func(d []byte, _ []float32) error {
+		p, err := e.x.Prepare("bench.jpg", d)
+		if err != nil {
+			return err
+		}
+		e.x.Release(p)
+		return nil
+	}
+	if _, err := pass(prepare); err != nil {
+		return row, err
+	}
+	var ms0, ms1, ms2, ms3 runtimeMem
 	for r := range e.cfg.reps {
 		if r == 0 {
 			ms0 = readMem()
@@ -248,11 +300,28 @@ func runDecode(e *env, set *imageSet, n int) (decodeRow, error) {
 		if err != nil {
 			return row, err
 		}
+		if r == 0 {
+			ms2 = readMem()
+		}
+		pr, err := pass(prepare)
+		if err != nil {
+			return row, err
+		}
+		if r == 0 {
+			ms3 = readMem()
+		}
 		row.Ours = append(row.Ours, o)
 		row.Base = append(row.Base, b)
+		row.Prepare = append(row.Prepare, pr)
 	}
+	row.PrepareMed = median(row.Prepare)
+	row.PrepareAlloc = float64(ms3.alloc-ms2.alloc) / float64(n) / (1 << 20)
 	row.OursMed, row.BaseMed = median(row.Ours), median(row.Base)
-	row.Ratio = ratio(row.OursMed, row.BaseMed)
+	var rs []float64
+	for i := range row.Ours {
+		rs = append(rs, ratio(row.Ours[i], row.Base[i]))
+	}
+	row.Ratio = median(rs)
 	row.OursAlloc = float64(ms1.alloc-ms0.alloc) / float64(n) / (1 << 20)
 	e.logf("decode+preprocess %s: ours %.1f img/s, baseline %.1f img/s", set.Name, row.OursMed, row.BaseMed)
 	return row, nil
@@ -312,7 +381,7 @@ func (s *memSink) Write(_ context.Context, b connector.Batch) error {
 	return nil
 }
 func (s *memSink) Delete(context.Context, string, []string) error { return nil }
-func (s *memSink) Close() error                                  { return nil }
+func (s *memSink) Close() error                                   { return nil }
 
 // syncOnce runs one backfill of dir into sink with emb and returns the wall
 // time of Run and the run record.
@@ -335,17 +404,91 @@ func syncOnce(ctx context.Context, dir string, sink connector.Sink, emb connecto
 	return el, run, nil
 }
 
-func runEndToEnd(ctx context.Context, e *env, set *imageSet, modelOnly float64) (e2eRow, map[string][]float32, error) {
-	row := e2eRow{Set: set.Name, Images: set.Count(), Batch: e.x.BatchSize(), ModelOnly: modelOnly}
-	var vecs map[string][]float32
+// python runs the baseline recipe.
+type python struct {
+	exe, script, model string
+	work               string
+}
+
+// setupPython checks the Python env and writes the cut model for it; nil
+// with pr.Skipped set when it cannot run.
+func setupPython(ctx context.Context, e *env, pr *pythonReport) *python {
+	if e.cfg.noPython {
+		pr.Skipped = "--no-python"
+		return nil
+	}
+	if _, err := os.Stat(e.cfg.python); err != nil {
+		pr.Skipped = fmt.Sprintf("no python at %s (run .ci/lib/install-python.sh)", e.cfg.python)
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, e.cfg.python, "-c",
+		"import onnxruntime, PIL, numpy; print('onnxruntime', onnxruntime.__version__, 'pillow', PIL.__version__, 'numpy', numpy.__version__)").Output()
+	if err != nil {
+		pr.Skipped = fmt.Sprintf("python env unusable: %v", err)
+		return nil
+	}
+	pr.Versions = strings.TrimSpace(string(out))
+	// The same bytes the Go side runs: the model cut at fc7 in memory.
+	cut := filepath.Join(e.work, "cut-fc7.onnx")
+	if err := os.WriteFile(cut, e.model.Bytes, 0o644); err != nil {
+		pr.Skipped = err.Error()
+		return nil
+	}
+	return &python{exe: e.cfg.python, script: filepath.Join(e.root, "testdata/reference/baseline_recipe.py"), model: cut, work: e.work}
+}
+
+// run runs the recipe once over files and returns its img/s (timed by the
+// script: after the session is created) and the vectors in file order.
+func (py *python) run(ctx context.Context, files []string) (float64, [][]float32, error) {
+	npy := filepath.Join(py.work, "python-vectors.npy")
+	defer os.Remove(npy)
+	cmd := exec.CommandContext(ctx, py.exe, append([]string{py.script, py.model, npy}, files...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, nil, fmt.Errorf("%v: %s", err, lastLine(stderr.String()))
+	}
+	var res struct {
+		Images    int     `json:"images"`
+		ImgPerSec float64 `json:"images_per_s"`
+	}
+	if err := json.Unmarshal([]byte(lastLine(string(out))), &res); err != nil {
+		return 0, nil, fmt.Errorf("parse %q: %v", lastLine(string(out)), err)
+	}
+	vecs, err := readNpy(npy)
+	return res.ImgPerSec, vecs, err
+}
+
+// runEndToEnd measures one image set: per repetition, Infer alone on the
+// set's preprocessed tensors (batches of the pipeline's size), the whole
+// pipeline (connector.Syncer, folder source, discarding sink), and the
+// Python recipe when py is set.
+func runEndToEnd(ctx context.Context, e *env, set *imageSet, py *python) (e2eRow, *pythonRow, error) {
+	x := e.x
+	bs := x.BatchSize()
+	row := e2eRow{Set: set.Name, Images: set.Count(), Batch: bs}
+	var prow *pythonRow
+	if py != nil {
+		prow = &pythonRow{Set: set.Name, Images: set.Count(), MinCosine: 1}
+	}
+	prepared, err := prepareAll(x, set)
+	if err != nil {
+		return row, nil, err
+	}
+	defer releaseAll(x, prepared)
 	type repInfo struct {
 		busy    float64
 		batches []int
 	}
 	var infos []repInfo
 	for r := range e.cfg.reps {
-		sink := &memSink{keep: r == 0}
-		te := &timedEmbedder{Embedder: e.x}
+		mo, err := inferAll(ctx, x, prepared)
+		if err != nil {
+			return row, nil, err
+		}
+		sink := &memSink{keep: true}
+		te := &timedEmbedder{Embedder: x}
 		el, run, err := syncOnce(ctx, set.Dir, sink, te, connector.KindBackfill)
 		if err != nil {
 			return row, nil, err
@@ -353,98 +496,86 @@ func runEndToEnd(ctx context.Context, e *env, set *imageSet, modelOnly float64) 
 		if run.Extracted != int64(set.Count()) || sink.written != set.Count() {
 			return row, nil, fmt.Errorf("end-to-end %s: extracted %d, wrote %d of %d images (failed %d)", set.Name, run.Extracted, sink.written, set.Count(), run.Failed)
 		}
-		if r == 0 {
-			vecs = sink.vecs
-		}
-		row.ImgPerSec = append(row.ImgPerSec, float64(set.Count())/el.Seconds())
+		ours := float64(set.Count()) / el.Seconds()
+		row.ModelOnly = append(row.ModelOnly, mo)
+		row.ImgPerSec = append(row.ImgPerSec, ours)
+		row.Ratios = append(row.Ratios, ours/mo)
 		infos = append(infos, repInfo{busy: te.busy.Seconds() / el.Seconds(), batches: te.batches})
+		e.logf("end-to-end %s rep %d: %.3f img/s, model-only %.3f img/s", set.Name, r+1, ours, mo)
+
+		if prow == nil || prow.Error != "" {
+			continue
+		}
+		pyRate, pyVecs, err := py.run(ctx, set.Files)
+		if err != nil {
+			prow.Error = err.Error()
+			continue
+		}
+		prow.PyImgPerS = append(prow.PyImgPerS, pyRate)
+		prow.Ratios = append(prow.Ratios, ours/pyRate)
+		var mine [][]float32
+		for _, f := range set.Files {
+			mine = append(mine, sink.vecs[filepath.Base(f)])
+		}
+		maxAbs, minCos, err := compareVectors(mine, pyVecs)
+		if err != nil {
+			prow.Error = "parity: " + err.Error()
+			continue
+		}
+		prow.MaxAbsDiff = math.Max(prow.MaxAbsDiff, maxAbs)
+		prow.MinCosine = math.Min(prow.MinCosine, minCos)
+		e.logf("python %s rep %d: %.3f img/s, max|diff| %.2g, min cos %.9f", set.Name, r+1, pyRate, maxAbs, minCos)
 	}
-	row.Median = median(row.ImgPerSec)
-	row.Ratio = ratio(row.Median, modelOnly)
-	// Report the busy share and batch sizes of the rep closest to the median.
-	best := 0
-	for i, v := range row.ImgPerSec {
-		if math.Abs(v-row.Median) < math.Abs(row.ImgPerSec[best]-row.Median) {
+	row.Median, row.ModelMed, row.Ratio = median(row.ImgPerSec), median(row.ModelOnly), median(row.Ratios)
+	best := 0 // the rep closest to the median ratio
+	for i, v := range row.Ratios {
+		if math.Abs(v-row.Ratio) < math.Abs(row.Ratios[best]-row.Ratio) {
 			best = i
 		}
 	}
 	row.InferBusy, row.Batches = infos[best].busy, infos[best].batches
-	e.logf("end-to-end %s: %.3f img/s (model-only@%d %.3f, ratio %.3f)", set.Name, row.Median, row.Batch, modelOnly, row.Ratio)
-	return row, vecs, nil
+	if prow != nil && len(prow.PyImgPerS) > 0 {
+		prow.PyMedian, prow.OurMedian, prow.Ratio = median(prow.PyImgPerS), row.Median, median(prow.Ratios)
+	}
+	return row, prow, nil
 }
 
-// ---- Python baseline ----
+// prepareAll decodes and preprocesses every image of set (untimed).
+func prepareAll(x *extract.Extractor, set *imageSet) ([]*extract.Prepared, error) {
+	out := make([]*extract.Prepared, 0, set.Count())
+	for _, f := range set.Files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			releaseAll(x, out)
+			return nil, err
+		}
+		p, err := x.Prepare(filepath.Base(f), b)
+		if err != nil {
+			releaseAll(x, out)
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
 
-func runPython(ctx context.Context, e *env, sets []*imageSet, ours map[string]map[string][]float32, e2e map[string]float64) *pythonReport {
-	pr := &pythonReport{Python: e.cfg.python}
-	if e.cfg.noPython {
-		pr.Skipped = "--no-python"
-		return pr
+func releaseAll(x *extract.Extractor, ps []*extract.Prepared) {
+	for _, p := range ps {
+		x.Release(p)
 	}
-	script := filepath.Join(e.root, "testdata/reference/baseline_recipe.py")
-	if _, err := os.Stat(e.cfg.python); err != nil {
-		pr.Skipped = fmt.Sprintf("no python at %s (run .ci/lib/install-python.sh)", e.cfg.python)
-		return pr
+}
+
+// inferAll runs Infer over ps in batches of the Extractor's size and
+// returns img/s.
+func inferAll(ctx context.Context, x *extract.Extractor, ps []*extract.Prepared) (float64, error) {
+	bs := x.BatchSize()
+	t := time.Now()
+	for i := 0; i < len(ps); i += bs {
+		if _, err := x.Infer(ctx, ps[i:min(i+bs, len(ps))]); err != nil {
+			return 0, err
+		}
 	}
-	if out, err := exec.CommandContext(ctx, e.cfg.python, "-c",
-		"import onnxruntime, PIL, numpy; print('onnxruntime', onnxruntime.__version__, 'pillow', PIL.__version__, 'numpy', numpy.__version__)").Output(); err == nil {
-		pr.Versions = strings.TrimSpace(string(out))
-	} else {
-		pr.Skipped = fmt.Sprintf("python env unusable: %v", err)
-		return pr
-	}
-	cut := filepath.Join(e.work, "cut-fc7.onnx")
-	if err := os.WriteFile(cut, e.model.Bytes, 0o644); err != nil {
-		pr.Skipped = err.Error()
-		return pr
-	}
-	defer os.Remove(cut)
-	for _, set := range sets {
-		row := pythonRow{Set: set.Name, Images: set.Count(), OurImgPerS: e2e[set.Name]}
-		npy := filepath.Join(e.work, "python-"+set.Name+".npy")
-		cmd := exec.CommandContext(ctx, e.cfg.python, append([]string{script, cut, npy}, set.Files...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			row.Error = fmt.Sprintf("%v: %s", err, lastLine(stderr.String()))
-			pr.Sets = append(pr.Sets, row)
-			continue
-		}
-		var res struct {
-			Images    int     `json:"images"`
-			ImgPerSec float64 `json:"images_per_s"`
-		}
-		if err := json.Unmarshal([]byte(lastLine(string(out))), &res); err != nil {
-			row.Error = fmt.Sprintf("parse %q: %v", lastLine(string(out)), err)
-			pr.Sets = append(pr.Sets, row)
-			continue
-		}
-		row.PyImgPerS = res.ImgPerSec
-		row.Ratio = ratio(row.OurImgPerS, row.PyImgPerS)
-		py, err := readNpy(npy)
-		os.Remove(npy)
-		if err == nil {
-			var mine [][]float32
-			for _, f := range set.Files {
-				v, ok := ours[set.Name][filepath.Base(f)]
-				if !ok {
-					err = fmt.Errorf("no vector of ours for %s", f)
-					break
-				}
-				mine = append(mine, v)
-			}
-			if err == nil {
-				row.MaxAbsDiff, row.MinCosine, err = compareVectors(mine, py)
-			}
-		}
-		if err != nil {
-			row.Error = err.Error()
-		}
-		e.logf("python %s: %.3f img/s (ours %.3f), max|diff| %.2g, min cos %.7f", set.Name, row.PyImgPerS, row.OurImgPerS, row.MaxAbsDiff, row.MinCosine)
-		pr.Sets = append(pr.Sets, row)
-	}
-	return pr
+	return float64(len(ps)) / time.Since(t).Seconds(), nil
 }
 
 func lastLine(s string) string {
@@ -462,7 +593,7 @@ func runExtract(ctx context.Context, e *env) (*extractReport, error) {
 		return nil, err
 	}
 	rep := &extractReport{Model: e.info}
-	if err := runModelOnly(ctx, e, rep); err != nil {
+	if err := e.phase("model-only", func() error { return runModelOnly(ctx, e, rep) }); err != nil {
 		return nil, fmt.Errorf("model-only: %w", err)
 	}
 	sets, err := e.imageSets()
@@ -475,26 +606,34 @@ func runExtract(ctx context.Context, e *env) (*extractReport, error) {
 		if set.Width*set.Height > 4_000_000 {
 			n = min(n, e.cfg.decodeLarge)
 		}
-		row, err := runDecode(e, set, n)
+		var row decodeRow
+		err := e.phase("decode "+set.Name, func() (err error) { row, err = runDecode(e, set, n); return err })
 		if err != nil {
 			return nil, fmt.Errorf("decode %s: %w", set.Name, err)
 		}
 		rep.Decode = append(rep.Decode, row)
 	}
-	ours := map[string]map[string][]float32{}
-	e2e := map[string]float64{}
-	at := rep.modelOnlyAt(e.x.BatchSize())
+	rep.Python = &pythonReport{Python: e.cfg.python}
+	py := setupPython(ctx, e, rep.Python)
+	if py != nil {
+		defer os.Remove(py.model)
+	}
 	for _, set := range sets {
-		row, vecs, err := runEndToEnd(ctx, e, set, at)
+		var row e2eRow
+		var prow *pythonRow
+		err := e.phase("end-to-end "+set.Name, func() (err error) { row, prow, err = runEndToEnd(ctx, e, set, py); return err })
 		if err != nil {
 			return nil, err
 		}
+		for _, d := range rep.Decode {
+			if d.Set == set.Name && d.OursMed > 0 {
+				row.Bound = 1 / (1 + row.ModelMed/(d.PrepareMed*float64(runtime.NumCPU())))
+			}
+		}
 		rep.EndToEnd = append(rep.EndToEnd, row)
-		ours[set.Name] = vecs
-		e2e[set.Name] = row.Median
+		if prow != nil {
+			rep.Python.Sets = append(rep.Python.Sets, *prow)
+		}
 	}
-	// Python: the 12 MP set first (the target), then 640x480.
-	pySets := []*imageSet{sets[1], sets[0]}
-	rep.Python = runPython(ctx, e, pySets, ours, e2e)
 	return rep, nil
 }

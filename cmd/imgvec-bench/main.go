@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,7 @@ type config struct {
 	decodeLarge int
 	reps        int
 	files       int
+	noopDim     int
 	model       string
 	batches     []int
 	batch       int
@@ -61,6 +63,16 @@ type env struct {
 	model *extract.Model
 	x     *extract.Extractor
 	sets  []*imageSet
+	load  []phaseLoad
+}
+
+// phase runs fn and records how much CPU other processes took meanwhile:
+// the machine is shared, and a busy neighbour skews every rate.
+func (e *env) phase(name string, fn func() error) error {
+	a := sampleCPU()
+	err := fn()
+	e.load = append(e.load, phaseLoad{Phase: name, Others: othersShare(a, sampleCPU())})
+	return err
 }
 
 func (e *env) loadModel(ctx context.Context) error {
@@ -116,6 +128,8 @@ type Report struct {
 	Extract   *extractReport   `json:"extract,omitempty"`
 	Connector *connectorReport `json:"connector,omitempty"`
 	Targets   []target         `json:"targets"`
+	LoadAvg   float64          `json:"loadavg_1m_at_start"`
+	Load      []phaseLoad      `json:"load"`
 }
 
 type hostInfo struct {
@@ -155,11 +169,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("imgvec-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	fs.BoolVar(&cfg.quick, "quick", false, "smoke-test sizes: tiny model, 2 images per set, 2000 files (numbers mean nothing)")
+	fs.BoolVar(&cfg.quick, "quick", false, "smoke-test sizes: tiny model, 2 images per set, 2 reps, 2000 files (numbers mean nothing)")
 	fs.IntVar(&cfg.images, "images", 0, "images per JPEG set (default 32; quick 2)")
-	fs.IntVar(&cfg.decodeLarge, "decode-large", 0, "12 MP images in the decode+preprocess benchmark (default min(8, images))")
-	fs.IntVar(&cfg.reps, "reps", 0, "repetitions of each timed measurement (default 3)")
+	fs.IntVar(&cfg.decodeLarge, "decode-large", 0, "12 MP images in the decode+preprocess benchmark (default min(8, images); quick 1)")
+	fs.IntVar(&cfg.reps, "reps", 0, "repetitions of each timed measurement (default 3; quick 2)")
 	fs.IntVar(&cfg.files, "files", 0, "files in the no-op sync tree (default 100000; quick 2000)")
+	fs.IntVar(&cfg.noopDim, "noop-dim", 0, "vector dimension stored for the no-op sync tree (default 4096, the fc7 width; quick 8)")
 	fs.StringVar(&cfg.model, "model", "", `"full" (generated VGG19, default), "tiny" (default with --quick) or an .onnx path`)
 	batches := fs.String("batches", "1,4,8,16,32", "model-only batch sizes")
 	fs.IntVar(&cfg.batch, "batch", 16, "batch size of the end-to-end and backfill pipelines")
@@ -170,6 +185,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.workDir, "workdir", "", "keep generated images and the file tree here and reuse them (default: a temp dir, removed)")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit 1 when a target is missed")
 	fs.BoolVar(&cfg.verbose, "v", true, "progress on stderr")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -211,10 +227,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	def(&cfg.images, 32, 2)
-	def(&cfg.reps, 3, 3)
+	def(&cfg.reps, 3, 2)
 	def(&cfg.files, 100_000, 2000)
+	def(&cfg.noopDim, 4096, 8)
 	def(&cfg.threads, runtime.NumCPU(), runtime.NumCPU())
-	def(&cfg.decodeLarge, min(8, cfg.images), min(8, cfg.images))
+	def(&cfg.decodeLarge, min(8, cfg.images), 1)
 	if cfg.batch < 1 {
 		cfg.batch = 16
 	}
@@ -243,6 +260,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, "imgvec-bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "imgvec-bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	start := time.Now()
@@ -253,7 +283,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}}
 	defer e.close()
 
-	rep := &Report{Command: cmd, Started: start.UTC(), Quick: cfg.quick, Reps: cfg.reps, Host: host()}
+	rep := &Report{Command: cmd, Started: start.UTC(), Quick: cfg.quick, Reps: cfg.reps, Host: host(), LoadAvg: loadAvg()}
 	if cmd == "extract" || cmd == "all" {
 		if rep.Extract, err = runExtract(ctx, e); err != nil {
 			fmt.Fprintln(stderr, "imgvec-bench extract:", err)
@@ -267,6 +297,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	rep.TotalSec = time.Since(start).Seconds()
+	rep.Load = e.load
 	rep.Targets = targets(rep)
 	writeText(stdout, rep)
 	if cfg.jsonPath != "" {

@@ -66,3 +66,80 @@ func cpuModel() string {
 	}
 	return ""
 }
+
+// cpuSample is the machine's busy and total CPU time (/proc/stat) and this
+// process's own CPU time including waited-for children (/proc/self/stat),
+// in clock ticks.
+type cpuSample struct {
+	busy, total, self uint64
+	ok                bool
+}
+
+func sampleCPU() cpuSample {
+	var c cpuSample
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return c
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return c
+	}
+	var v [8]uint64
+	for i := range v {
+		v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
+	}
+	// user nice system idle iowait irq softirq steal
+	c.busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+	c.total = c.busy + v[3] + v[4]
+	b, err = os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return c
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return c
+	}
+	f = strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return c
+	}
+	for _, k := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+		n, _ := strconv.ParseUint(f[k], 10, 64)
+		c.self += n
+	}
+	c.ok = true
+	return c
+}
+
+// othersShare is the share of all CPUs that other processes used between
+// two samples (0..1); -1 when unknown.
+func othersShare(a, b cpuSample) float64 {
+	if !a.ok || !b.ok || b.total <= a.total {
+		return -1
+	}
+	others := float64(b.busy-a.busy) - float64(b.self-a.self)
+	return max(0, others/float64(b.total-a.total))
+}
+
+// loadAvg is the 1-minute load average.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
+// phaseLoad records how busy the rest of the machine was during a phase.
+type phaseLoad struct {
+	Phase  string  `json:"phase"`
+	Others float64 `json:"others_cpu_share"` // share of all CPUs used by other processes; -1 unknown
+}

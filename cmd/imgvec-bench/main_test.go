@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imgvec/imgvec/extract"
+)
+
+// TestQuick runs `imgvec-bench all --quick` on the committed tiny model: a
+// smoke test of every measurement and of the report, not of the numbers.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the benchmarks in quick mode (~15 s); skipped with -short")
+	}
+	if err := extract.InitRuntime(); err != nil {
+		if errors.Is(err, extract.ErrNoRuntime) && os.Getenv("CI") != "true" {
+			t.Skipf("ONNX Runtime not installed (make setup): %v", err)
+		}
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "bench.json")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"all", "--quick", "--model", "tiny", "--files", "500", "--workdir", dir, "--json", jsonPath, "-v=false"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"== extract ==", "model-only", "decode+preprocess", "end-to-end", "python baseline", "== connector ==", "no-op sync of 500", "backfill into SQLite", "targets:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	x, c := rep.Extract, rep.Connector
+	if x == nil || c == nil || c.NoOp == nil || c.Backfill == nil {
+		t.Fatalf("json lacks sections: %s", b)
+	}
+	if len(x.ModelOnly) != 5 || x.Model.Dim != 64 || x.PeakRSSBytes <= 0 {
+		t.Errorf("model-only: %+v, dim %d, peak RSS %d", x.ModelOnly, x.Model.Dim, x.PeakRSSBytes)
+	}
+	for _, row := range x.ModelOnly {
+		if row.ImgPerSec <= 0 || len(row.SecPerBatch) != row.Iters {
+			t.Errorf("model-only row %+v", row)
+		}
+	}
+	if len(x.Decode) != 2 || len(x.EndToEnd) != 2 {
+		t.Fatalf("decode %d rows, end-to-end %d rows", len(x.Decode), len(x.EndToEnd))
+	}
+	for _, d := range x.Decode {
+		if d.OursMed <= 0 || d.BaseMed <= 0 || len(d.Ours) != rep.Reps {
+			t.Errorf("decode row %+v", d)
+		}
+	}
+	for _, e := range x.EndToEnd {
+		if e.Median <= 0 || e.Ratio <= 0 || e.Images != 2 || len(e.ModelOnly) != rep.Reps || e.Bound <= 0 {
+			t.Errorf("end-to-end row %+v", e)
+		}
+	}
+	if py := x.Python; py == nil {
+		t.Error("no python section")
+	} else if py.Skipped != "" {
+		t.Logf("python baseline skipped: %s", py.Skipped)
+	} else {
+		for _, s := range py.Sets {
+			// The same tiny model on the same images: vectors agree.
+			if s.Error != "" || len(s.PyImgPerS) != rep.Reps || s.Ratio <= 0 || s.MinCosine < 0.9999 || s.MaxAbsDiff > 1e-4 {
+				t.Errorf("python row %+v", s)
+			}
+		}
+	}
+	if n := c.NoOp; n.Files != 500 || n.WalkFilesPS <= 0 || n.SyncFilesPS <= 0 || len(n.SyncSec) != rep.Reps {
+		t.Errorf("no-op %+v", n)
+	}
+	if bf := c.Backfill; bf.BackMed <= 0 || bf.ModelMed <= 0 || bf.Images != 2 {
+		t.Errorf("backfill %+v", bf)
+	}
+	if len(rep.Targets) != 6 {
+		t.Errorf("targets %+v", rep.Targets)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{nil, {"nope"}, {"extract", "--batches", "0"}, {"extract", "extra"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("run(%q) = %d, want 2 (stderr %s)", args, code, errb.String())
+		}
+	}
+}
+
+func TestNpyAndCompare(t *testing.T) {
+	// A 2x3 float32 .npy as numpy.save writes it.
+	hdr := "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
+	hdr += strings.Repeat(" ", 128-10-len(hdr)-1) + "\n"
+	b := append([]byte("\x93NUMPY\x01\x00"), byte(len(hdr)), 0)
+	b = append(b, hdr...)
+	for _, v := range []uint32{0x3f800000, 0, 0, 0, 0x3f800000, 0} { // 1 0 0 / 0 1 0
+		b = append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
+	}
+	p := filepath.Join(t.TempDir(), "x.npy")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readNpy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0][0] != 1 || rows[1][1] != 1 {
+		t.Fatalf("rows %v", rows)
+	}
+	maxAbs, minCos, err := compareVectors(rows, [][]float32{{1, 0, 0}, {0, 0.5, 0.5}})
+	if err != nil || maxAbs != 0.5 || minCos < 0.7071 || minCos > 0.7072 {
+		t.Fatalf("compare: %v %v %v", maxAbs, minCos, err)
+	}
+	if median([]float64{3, 1, 2}) != 2 || median([]float64{4, 1, 2, 3}) != 2.5 {
+		t.Fatal("median")
+	}
+}
