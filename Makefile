@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup build test test-short services services-stop bench bench-extract demo fuzz lint clean
+.PHONY: setup build test test-short services services-stop bench bench-extract bench-connector demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -40,11 +40,14 @@ fuzz: setup
 
 # Benchmarks generate the full-size VGG19 (random weights, ~575 MB) on demand
 # into testdata/models/generated/ (git-ignored).
-bench: bench-extract
+bench: bench-extract bench-connector
 
 bench-extract: setup
 	.ci/lib/install-python.sh
 	$(GO) run ./cmd/imgvec-bench extract
+
+bench-connector: setup
+	$(GO) run ./cmd/imgvec-bench connector
 
 demo: build
 	rm -f imgvec.db imgvec.db-wal imgvec.db-shm

@@ -48,7 +48,6 @@ type Options struct {
 // safe for concurrent use; Infer runs one batch at a time on the session.
 // Close releases the session; the creator closes it.
 type Extractor struct {
-	model    *Model
 	sess     runner
 	spec     imaging.Spec
 	opts     Options
@@ -79,7 +78,10 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 		sess.Close()
 		return nil, fmt.Errorf("open model %s: onnx runtime reports output width %d, the graph says %d", model.Name, sess.Dim(), model.Dim)
 	}
-	x := &Extractor{model: model, sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
+	// The Extractor keeps no reference to model: ONNX Runtime holds its own
+	// copy of the graph, and the model's bytes (over 500 MB for VGG19) can
+	// be collected.
+	x := &Extractor{sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
 	n := 3 * spec.Crop * spec.Crop
 	x.tensors.New = func() any { t := make([]float32, n); return &t }
 	return x, nil
@@ -97,12 +99,15 @@ func (x *Extractor) Prepare(key string, data []byte) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	width, height := img.Width, img.Height
 	tp := x.tensors.Get().(*[]float32)
-	if err := imaging.Preprocess(img, x.spec, *tp); err != nil {
+	err = imaging.Preprocess(img, x.spec, *tp)
+	img.Release() // the decoded pixels go back to imaging's pool for the next Decode
+	if err != nil {
 		x.tensors.Put(tp)
 		return nil, &schema.ItemError{Item: key, Stage: "preprocess", Class: schema.FailDecode, Reason: "preprocess failed", Err: err}
 	}
-	return &Prepared{Key: key, Tensor: *tp, Width: img.Width, Height: img.Height, Format: info.Format}, nil
+	return &Prepared{Key: key, Tensor: *tp, Width: width, Height: height, Format: info.Format}, nil
 }
 
 // Release returns p's tensor to the pool; p must not be used afterwards.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -62,12 +63,17 @@ func (f *modelFlags) extractor(ctx context.Context) (*extract.Extractor, error) 
 	if err != nil {
 		return nil, err
 	}
-	return extract.New(m, extract.Options{
+	x, err := extract.New(m, extract.Options{
 		Session:     extract.SessionOptions{Device: dev, IntraOpThreads: f.threads},
 		BatchSize:   f.batch,
 		NoNormalize: f.noNormalize,
 		Decode:      imaging.DecodeOptions{MaxPixels: f.maxPixels, IgnoreOrientation: f.ignoreOrientation},
 	})
+	// ONNX Runtime now holds the graph: the model file and its cut copy
+	// (over 1 GB together for VGG19) are garbage; give the memory back now
+	// rather than at the GC's leisure.
+	debug.FreeOSMemory()
+	return x, err
 }
 
 // defaultSink is the embedded default.

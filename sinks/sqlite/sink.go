@@ -274,14 +274,18 @@ var ErrDimensionMismatch = errors.New("dimension mismatch")
 
 func (s *Sink) checkDim(ctx context.Context, model schema.ModelIdentity) error {
 	id := model.ID()
-	var dim, n int64
+	// One index probe (items_model_dim) finds a mismatch; only then count.
+	var dim int64
 	err := s.writer.QueryRowContext(ctx,
-		`SELECT dim, count(*) FROM items WHERE model_id = ? AND dim <> ? GROUP BY dim ORDER BY count(*) DESC LIMIT 1`,
-		id, model.Dim).Scan(&dim, &n)
+		`SELECT dim FROM items WHERE model_id = ? AND dim <> ? LIMIT 1`, id, model.Dim).Scan(&dim)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
 	case err != nil:
+		return fmt.Errorf("sqlite sink %s: check stored dimension: %w", s.path, err)
+	}
+	var n int64
+	if err := s.writer.QueryRowContext(ctx, `SELECT count(*) FROM items WHERE model_id = ? AND dim = ?`, id, dim).Scan(&n); err != nil {
 		return fmt.Errorf("sqlite sink %s: check stored dimension: %w", s.path, err)
 	}
 	return fmt.Errorf("sqlite sink %s: %w: %d rows of model %s have dimension %d but the model gives %d; "+
