@@ -306,13 +306,8 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		err  error
 		note string
 	)
-	d, err := loadStored(hardCtx, rs.sink, rs.source, rs.modelID, s.opts.RetryFailed)
-	if err == nil {
-		rs.d = d
-		rs.t.setStored(d.storedCount)
-		err = rs.pipeline(hardCtx, softCtx)
-		err = s.classify(ctx, hardCtx, err)
-	}
+	err = rs.pipeline(hardCtx, softCtx)
+	err = s.classify(ctx, hardCtx, err)
 	if err == nil && rs.listErr != nil {
 		err = fmt.Errorf("list %s: %w: %w", rs.source, ErrIncompleteListing, rs.listErr)
 		note = "the listing was incomplete"
