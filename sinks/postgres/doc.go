@@ -76,11 +76,42 @@
 // transaction back; a lost COMMIT reply is resolved by the idempotent
 // rerun). A cancelled context is never retried.
 //
-// # Search
+// # Search and index strategies
 //
-// Search is exact: embedding <=> query (cosine distance) over the rows of
-// one model id, ORDER BY distance, id LIMIT k; zero-norm rows sort last with
-// a NaN distance. pgvector's HNSW/IVFFlat indexes stop at 2,000 dimensions
-// for vector (4,000 for halfvec), so 4096-d fc7 has no direct index; index
-// strategies are later work.
+// pgvector's HNSW/IVFFlat indexes stop at 2,000 dimensions for vector
+// (4,000 for halfvec; 64,000 for bit), so 4096-d fc7 cannot be indexed
+// directly. Two strategies (IndexStrategy), per model id:
+//
+//   - exact: no index. Search is embedding <=> query (cosine distance)
+//     over the rows of one model id, ORDER BY distance, id LIMIT k; zero-norm
+//     rows sort last with a NaN distance.
+//   - binary: an HNSW index on binary_quantize(embedding)::bit(DIM) with
+//     bit_hamming_ops, partial on model_id (the column holds several
+//     models and dimensions; the cast fixes the dimension), named
+//     TABLE_bq_<12 hex of sha256(model id)> and commented with its model
+//     and dimension. Search then has two stages in one transaction: the
+//     k×N rows nearest by Hamming distance through the index (SET LOCAL
+//     hnsw.ef_search = k×N, at most 1000, iterative scan beyond; custom
+//     plans so that the partial index matches; sorts disabled so that the
+//     planner takes the index over scanning a small model), re-ranked by
+//     exact cosine distance. N is WithCandidates (DefaultCandidates, 40).
+//
+// CreateIndex, DropIndex and IndexStatus serve `imgvec index
+// create|drop|status`; they work on a sink opened with Open or OpenRead.
+// Search uses a valid index when there is one, whoever made it.
+//
+// WithIndexStrategy(IndexBinary) makes the sink maintain the index of the
+// model it is opened with: if Open finds it, it stays live (incremental
+// syncs insert into it); if not (a backfill into an empty table), the load
+// runs without it (IndexDeferred reports true) and BuildDeferredIndex, which
+// the command calls when the run is over, builds it in one pass
+// (maintenance_work_mem 1 GB, then ANALYZE) — many times faster than
+// inserting each row into a live graph. A run that dies before
+// BuildDeferredIndex leaves the table without the index; the next run's Open
+// defers it again, and builds it at its end.
+//
+// Migration 0002 ships the SQL functions imgvec_search(query, model, k, N)
+// and imgvec_similar(id, k, N), returning (id, key, distance): the same
+// two-stage query when the model has a valid binary index, the exact scan
+// otherwise (see SQL.md).
 package postgres

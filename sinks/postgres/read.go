@@ -148,10 +148,16 @@ func (s *Sink) Get(ctx context.Context, id string) (schema.Record, bool, error) 
 	return rec, true, nil
 }
 
-// Search scans the rows of modelID and returns the k nearest to vec by
-// cosine distance (pgvector's <=>), nearest first, ties by id: an exact
-// search, no index. Rows whose vector has zero norm have no cosine
-// distance: they sort last with Distance NaN. Hits carry no vector.
+// Search returns the k rows of modelID nearest to vec by cosine distance
+// (pgvector's <=>), nearest first, ties by id. Hits carry no vector.
+//
+// When the model has a valid binary index (CreateIndex), the search has two
+// stages in one read-only transaction: the k×N rows nearest by Hamming
+// distance of binary_quantize(embedding)::bit(DIM) come from the HNSW index
+// (hnsw.ef_search raised to k×N, at most 1000; iterative scan beyond), and
+// are re-ranked by exact cosine distance. N is WithCandidates. Otherwise
+// the search scans the model's rows and is exact. Rows whose vector has
+// zero norm have no cosine distance: they sort last with Distance NaN.
 func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int) ([]connector.Hit, error) {
 	pool, _, err := s.state(false)
 	if err != nil {
@@ -162,8 +168,12 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 	}
 	items := s.names.Qualified("")
 	var dim int32
+	var indexed bool
 	err = retry(ctx, s.retryPolicy, func() error {
-		return pool.QueryRow(ctx, `SELECT dim FROM `+items+` WHERE model_id = $1 LIMIT 1`, modelID).Scan(&dim)
+		return pool.QueryRow(ctx, `SELECT t.dim, coalesce((SELECT i.indisvalid AND i.indisready FROM pg_index i
+			WHERE i.indexrelid = to_regclass($2) AND i.indrelid = to_regclass($3)), false)
+		FROM `+items+` t WHERE t.model_id = $1 LIMIT 1`,
+			modelID, pgx.Identifier{s.names.Schema, s.indexName(modelID)}.Sanitize(), items).Scan(&dim, &indexed)
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -184,34 +194,71 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 	if k == 0 {
 		return nil, nil
 	}
-	// NaN (zero-norm rows) sorts after every number in PostgreSQL.
 	var hits []connector.Hit
 	err = retry(ctx, s.retryPolicy, func() error {
 		hits = hits[:0]
-		rows, err := pool.Query(ctx, `SELECT `+recordColumns+`, embedding <=> $1 AS distance
-		FROM `+items+` WHERE model_id = $2 ORDER BY distance, id LIMIT $3`, pgvector.NewVector(vec), modelID, k)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var d *float64
-			rec, err := scanRecord(rows, &d)
+		return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			var rows pgx.Rows
+			var err error
+			if indexed {
+				n := k * s.candidates
+				sql, settings := indexedSearchSQL(items, int(dim), n)
+				if _, err := tx.Exec(ctx, settings); err != nil {
+					return err
+				}
+				rows, err = tx.Query(ctx, sql, pgvector.NewVector(vec), modelID, n, k)
+			} else {
+				// NaN (zero-norm rows) sorts after every number in PostgreSQL.
+				rows, err = tx.Query(ctx, `SELECT `+recordColumns+`, embedding <=> $1 AS distance
+				FROM `+items+` WHERE model_id = $2 ORDER BY distance, id LIMIT $3`, pgvector.NewVector(vec), modelID, k)
+			}
 			if err != nil {
 				return err
 			}
-			h := connector.Hit{Record: rec, Distance: math.NaN()}
-			if d != nil {
-				h.Distance = *d
+			defer rows.Close()
+			for rows.Next() {
+				var d *float64
+				rec, err := scanRecord(rows, &d)
+				if err != nil {
+					return err
+				}
+				h := connector.Hit{Record: rec, Distance: math.NaN()}
+				if d != nil {
+					h.Distance = *d
+				}
+				hits = append(hits, h)
 			}
-			hits = append(hits, h)
-		}
-		return rows.Err()
+			return rows.Err()
+		})
 	})
 	if err != nil {
 		return nil, s.wrap("search", err)
 	}
 	return hits, nil
+}
+
+// indexedSearchSQL is the two-stage query of the binary strategy ($1 query
+// vector, $2 model id, $3 candidates, $4 k) and the transaction-local
+// settings it needs: hnsw.ef_search ≥ candidates (pgvector's maximum is
+// 1000; beyond, an iterative scan supplies the rest), and custom plans, so
+// that the planner sees the model id as a constant and can use the partial
+// index even for a cached prepared statement. Sorts are disabled for the
+// query: every plan ends with the re-rank's sort, so the planner then takes
+// the HNSW scan (which delivers the candidates in order) over scanning and
+// sorting the model's rows, which a small table or stale statistics would
+// make look cheaper.
+func indexedSearchSQL(items string, dim, candidates int) (sql, settings string) {
+	settings = fmt.Sprintf("SET LOCAL hnsw.ef_search = %d; SET LOCAL plan_cache_mode = force_custom_plan; "+
+		"SET LOCAL enable_sort = off; SET LOCAL enable_incremental_sort = off", min(max(candidates, 40), maxEfSearch))
+	if candidates > maxEfSearch {
+		settings += "; SET LOCAL hnsw.iterative_scan = strict_order"
+	}
+	sql = fmt.Sprintf(`SELECT `+recordColumns+`, embedding <=> $1 AS distance FROM (
+	SELECT * FROM %s WHERE model_id = $2
+	ORDER BY binary_quantize(embedding)::bit(%d) <~> binary_quantize($1::vector)::bit(%d)
+	LIMIT $3) c
+ORDER BY distance, id LIMIT $4`, items, dim, dim)
+	return sql, settings
 }
 
 // Status reports rows per model, the ledger and the latest runs, from one

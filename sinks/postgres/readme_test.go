@@ -105,7 +105,9 @@ func TestReadmeSQL(t *testing.T) {
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	blocks, _ := sqlBlocks(t, sqlDoc)
-	names := []string{"models", "find by key", "similar to id", "nearest to vector", "similar to id in album"}
+	names := []string{"models", "find by key", "similar to id", "nearest to vector", "similar to id in album",
+		"similar to id (function)", "nearest to vector (function)", "similar to id in album (function)",
+		"nearest to vector (two-stage)"}
 	if len(blocks) != len(names) {
 		t.Fatalf("%s has %d sql blocks, the test knows %d", sqlDoc, len(blocks), len(names))
 	}
@@ -202,6 +204,11 @@ func TestReadmeSQL(t *testing.T) {
 		}),
 	}
 
+	want["similar to id (function)"] = want["similar to id"]
+	want["nearest to vector (function)"] = want["nearest to vector"]
+	want["similar to id in album (function)"] = want["similar to id in album"]
+	want["nearest to vector (two-stage)"] = want["nearest to vector"]
+
 	// A plain connection, as a psql user has: no client-side vector types.
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -211,8 +218,23 @@ func TestReadmeSQL(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SET search_path TO `+pgx.Identifier{sch}.Sanitize()+`, public`); err != nil {
 		t.Fatal(err)
 	}
+	// Every block runs without an index, then with the binary index of the
+	// model (the functions and the two-stage query then go through it).
+	for _, indexed := range []bool{false, true} {
+		if indexed {
+			if _, err := s.CreateIndex(ctx, IndexBinary, m.ID(), 0, IndexOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runBlocks(t, conn, blocks, names, vars, want, indexed)
+	}
+}
+
+func runBlocks(t *testing.T, conn *pgx.Conn, blocks, names []string, vars map[string]string, want map[string][]string, indexed bool) {
+	t.Helper()
+	ctx := context.Background()
 	for i, block := range blocks {
-		name := names[i]
+		name := fmt.Sprintf("%s (indexed: %v)", names[i], indexed)
 		sql, args, err := bind(block, vars)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -236,10 +258,10 @@ func TestReadmeSQL(t *testing.T) {
 		if err := rows.Err(); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if fmt.Sprint(got) != fmt.Sprint(want[name]) {
-			t.Errorf("%s:\n got %v\nwant %v", name, got, want[name])
+		if fmt.Sprint(got) != fmt.Sprint(want[names[i]]) {
+			t.Errorf("%s:\n got %v\nwant %v", name, got, want[names[i]])
 		}
-		if strings.Contains(block, "<=>") {
+		if strings.Contains(block, "<=>") || strings.Contains(block, "imgvec_s") {
 			if len(dists) != len(got) || !sort.Float64sAreSorted(dists) || dists[0] < 0 || dists[len(dists)-1] > 2 {
 				t.Errorf("%s: distances %v are not sorted cosine distances", name, dists)
 			}

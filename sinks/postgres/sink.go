@@ -65,13 +65,16 @@ type Sink struct {
 	autoMigrate AutoMigrate
 	maxConns    int32
 	retryPolicy RetryPolicy
+	strategy    IndexStrategy // WithIndexStrategy
+	candidates  int           // WithCandidates
 
-	mu      sync.Mutex // guards the fields below against Open/Close races
-	migConn *pgx.Conn  // plain connection (no vector types) for migrations
-	pool    *pgxpool.Pool
-	model   schema.ModelIdentity
-	opened  bool
-	writer  bool // opened with a model (Open), not OpenRead
+	mu       sync.Mutex // guards the fields below against Open/Close races
+	migConn  *pgx.Conn  // plain connection (no vector types) for migrations
+	pool     *pgxpool.Pool
+	model    schema.ModelIdentity
+	opened   bool
+	writer   bool // opened with a model (Open), not OpenRead
+	deferred bool // the model's index is built by BuildDeferredIndex
 }
 
 var (
@@ -103,7 +106,7 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 		// url's error quotes the input: say only where it failed.
 		return nil, fmt.Errorf("postgres sink: DSN is not a valid URL")
 	}
-	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy}
+	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy, strategy: IndexExact, candidates: DefaultCandidates}
 	if pw, ok := u.User.Password(); ok {
 		s.password = pw
 	}
@@ -144,6 +147,9 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 	s.cfg = cfg
 	for _, o := range opts {
 		o(s)
+	}
+	if _, err := ParseIndexStrategy(string(s.strategy)); err != nil {
+		return nil, fmt.Errorf("postgres sink %s: %w", s.redacted, err)
 	}
 	return s, nil
 }
@@ -313,6 +319,9 @@ func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelId
 		}
 		s.model = *model
 		s.writer = true
+		if err := s.checkDeferred(ctx); err != nil {
+			return err
+		}
 	}
 	s.opened = true
 	return nil
@@ -368,7 +377,7 @@ func (s *Sink) closeLocked() error {
 		err = s.migConn.Close(ctx)
 		cancel()
 	}
-	s.pool, s.migConn, s.opened, s.writer = nil, nil, false, false
+	s.pool, s.migConn, s.opened, s.writer, s.deferred = nil, nil, false, false, false
 	s.model = schema.ModelIdentity{}
 	return s.wrap("close", err)
 }

@@ -36,7 +36,9 @@ func checkVector(v []float32, dim int) error {
 		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
 	}
 	for i, f := range v {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+		// f-f is 0 for every finite f and NaN for NaN and ±Inf: one
+		// float32 operation per element (4096 per row, on every write).
+		if f-f != 0 {
 			return fmt.Errorf("vector is not finite (element %d is %v)", i, f)
 		}
 	}
@@ -286,8 +288,13 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 			// backfill): COPY straight into the table. A concurrent writer
 			// that inserts one of them first makes the COPY fail with a
 			// unique violation, and Write reruns the batch staged.
+			// QueryExecModeExec: planned on every call with the current
+			// table size. A cached generic plan, made while the table was
+			// small (a backfill's first batches), keeps scanning the whole
+			// table as it grows: 14 ms a batch at 10k rows, 0.4 ms with
+			// the primary key.
 			var exists bool
-			if err := tx.QueryRow(ctx, q.anyExists, p.ids).Scan(&exists); err != nil {
+			if err := tx.QueryRow(ctx, q.anyExists, pgx.QueryExecModeExec, p.ids).Scan(&exists); err != nil {
 				return fmt.Errorf("look up stored ids: %w", err)
 			}
 			direct = !exists
@@ -296,7 +303,7 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 			if _, err := tx.CopyFrom(ctx, q.itemsIdent, itemColumns, src); err != nil {
 				return fmt.Errorf("copy rows: %w", err)
 			}
-			if _, err := tx.Exec(ctx, q.clearLedgerIDs, p.ids); err != nil {
+			if _, err := tx.Exec(ctx, q.clearLedgerIDs, pgx.QueryExecModeExec, p.ids); err != nil {
 				return fmt.Errorf("clear ledger entries of upserted rows: %w", err)
 			}
 		} else {
