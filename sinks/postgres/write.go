@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,37 +29,14 @@ type prepared struct {
 var itemColumns = []string{"id", "source", "key", "size", "mtime_ns", "etag", "sha256", "width", "height", "format",
 	"model_id", "layer", "dim", "extracted_at", "metadata", "embedding"}
 
-// checkVector refuses a vector that is not dim long or not finite.
-func checkVector(v []float32, dim int) error {
-	if len(v) != dim {
-		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
-	}
-	for i, f := range v {
-		// f-f is 0 for every finite f and NaN for NaN and ±Inf: one
-		// float32 operation per element (4096 per row, on every write).
-		if f-f != 0 {
-			return fmt.Errorf("vector is not finite (element %d is %v)", i, f)
-		}
-	}
-	return nil
-}
-
-// Unix nanoseconds cover 1678-2262.
-var (
-	minNano = time.Unix(0, math.MinInt64).UTC()
-	maxNano = time.Unix(0, math.MaxInt64).UTC()
-)
-
 // mtimeNS maps an mtime to the mtime_ns column: NULL for the zero time.
-func mtimeNS(t time.Time) (*int64, error) {
+// connector.Batch.Normalize has checked that it fits.
+func mtimeNS(t time.Time) *int64 {
 	if t.IsZero() {
-		return nil, nil
-	}
-	if t.Before(minNano) || t.After(maxNano) {
-		return nil, fmt.Errorf("mtime %s is outside the years 1678-2262", t.Format(time.RFC3339))
+		return nil
 	}
 	ns := t.UnixNano()
-	return &ns, nil
+	return &ns
 }
 
 func mtimeFromNS(ns *int64) time.Time {
@@ -70,104 +46,34 @@ func mtimeFromNS(ns *int64) time.Time {
 	return time.Unix(0, *ns).UTC()
 }
 
-func itemName(id, key string) string {
-	switch {
-	case key == "":
-		return fmt.Sprintf("%q", id)
-	case id == "":
-		return fmt.Sprintf("%q", key)
-	}
-	return fmt.Sprintf("%q (id %s)", key, id)
-}
-
-// prepare validates and encodes b. Upserts and failures with repeated ids
-// keep the last occurrence (ON CONFLICT DO UPDATE refuses a key twice in
-// one statement).
+// prepare validates (connector.Batch.Normalize: ids deduplicated, last
+// occurrence wins, since ON CONFLICT DO UPDATE refuses a key twice in one
+// statement; model, dimension, finiteness, defaults) and encodes b before
+// any I/O.
 func prepare(b connector.Batch, model schema.ModelIdentity, now time.Time) (prepared, error) {
-	var p prepared
-	modelID := model.ID()
-	last := map[string]int{}
-	for i, r := range b.Upserts {
-		last[r.ID] = i
+	nb, err := b.Normalize(model, now)
+	if err != nil {
+		return prepared{}, err
 	}
-	for i, r := range b.Upserts {
-		if last[r.ID] != i {
-			continue
-		}
-		name := itemName(r.ID, r.Key)
-		switch {
-		case r.ID == "":
-			return p, fmt.Errorf("upsert %s: empty id", name)
-		case r.ModelID != modelID:
-			return p, fmt.Errorf("upsert %s: model id %q, the sink is open for %q", name, r.ModelID, modelID)
-		case r.Dim != 0 && r.Dim != model.Dim:
-			return p, fmt.Errorf("upsert %s: record dimension %d, the model gives %d", name, r.Dim, model.Dim)
-		}
-		if err := checkVector(r.Vector, model.Dim); err != nil {
-			return p, fmt.Errorf("upsert %s: %w", name, err)
-		}
-		mt, err := mtimeNS(r.MTime)
-		if err != nil {
-			return p, fmt.Errorf("upsert %s: %w", name, err)
-		}
+	var p prepared
+	for _, r := range nb.Upserts {
 		md := []byte("{}")
 		if len(r.Metadata) > 0 {
 			if md, err = json.Marshal(r.Metadata); err != nil {
-				return p, fmt.Errorf("upsert %s: metadata: %w", name, err)
+				return prepared{}, fmt.Errorf("upsert %s: metadata: %w", connector.ItemName(r.ID, r.Key), err)
 			}
 		}
-		layer := r.Layer
-		if layer == "" {
-			layer = model.Layer
-		}
 		p.ids = append(p.ids, r.ID)
-		p.upserts = append(p.upserts, []any{r.ID, r.Source, r.Key, r.Size, mt, r.ETag, r.SHA256, int32(r.Width), int32(r.Height),
-			r.Format, r.ModelID, layer, int32(model.Dim), r.ExtractedAt, md, pgvector.NewVector(r.Vector)})
+		p.upserts = append(p.upserts, []any{r.ID, r.Source, r.Key, r.Size, mtimeNS(r.MTime), r.ETag, r.SHA256, int32(r.Width), int32(r.Height),
+			r.Format, r.ModelID, r.Layer, int32(r.Dim), r.ExtractedAt, md, pgvector.NewVector(r.Vector)})
 	}
-
-	clear(last)
-	for i, f := range b.Failures {
-		last[f.ID] = i
-	}
-	for i, f := range b.Failures {
-		if last[f.ID] != i {
-			continue
-		}
-		name := itemName(f.ID, f.Key)
-		if f.ID == "" {
-			return p, fmt.Errorf("ledger entry %s: empty id", name)
-		}
-		mt, err := mtimeNS(f.MTime)
-		if err != nil {
-			return p, fmt.Errorf("ledger entry %s: %w", name, err)
-		}
-		if f.LastSeen.IsZero() {
-			f.LastSeen = now
-		}
-		if f.FirstSeen.IsZero() || f.FirstSeen.After(f.LastSeen) {
-			f.FirstSeen = f.LastSeen
-		}
-		f.Attempts = max(f.Attempts, 1)
-		if f.ModelID == "" {
-			f.ModelID = modelID
-		}
+	for _, f := range nb.Failures {
 		p.failures = append(p.failures, f)
-		p.fmtimes = append(p.fmtimes, mt)
+		p.fmtimes = append(p.fmtimes, mtimeNS(f.MTime))
 	}
-
-	for _, u := range b.Metadata {
-		if u.ID == "" {
-			return p, fmt.Errorf("metadata update: empty id")
-		}
-		mt, err := mtimeNS(u.MTime)
-		if err != nil {
-			return p, fmt.Errorf("metadata update %s: %w", u.ID, err)
-		}
+	for _, u := range nb.Metadata {
 		p.metadata = append(p.metadata, u)
-		p.mmtimes = append(p.mmtimes, mt)
-	}
-	if b.Run != nil && b.Run.ID == "" {
-		return p, fmt.Errorf("run row: empty id")
+		p.mmtimes = append(p.mmtimes, mtimeNS(u.MTime))
 	}
 	return p, nil
 }
