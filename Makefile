@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup build test test-short services services-stop bench bench-extract bench-connector demo fuzz lint clean
+.PHONY: setup build test test-short services services-stop bench bench-extract bench-connector bench-postgres demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -40,7 +40,7 @@ fuzz: setup
 
 # Benchmarks generate the full-size VGG19 (random weights, ~575 MB) on demand
 # into testdata/models/generated/ (git-ignored).
-bench: bench-extract bench-connector
+bench: bench-extract bench-connector bench-postgres
 
 bench-extract: setup
 	.ci/lib/install-python.sh
@@ -48,6 +48,12 @@ bench-extract: setup
 
 bench-connector: setup
 	$(GO) run ./cmd/imgvec-bench connector
+
+# 100k 4096-d rows: upsert vs COPY vs row-by-row, index live vs deferred,
+# recall@10 and latency of the binary index vs exact search.
+bench-postgres: setup services
+	set -a; source .cache/services.env; set +a; \
+	IMGVEC_BENCH_PG_ROWS=100000 $(GO) test -run TestMeasure -v -timeout 60m ./sinks/postgres/
 
 demo: build
 	rm -f imgvec.db imgvec.db-wal imgvec.db-shm

@@ -22,7 +22,7 @@ func newStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, false)
+			sink, err := newSink(sinkURI, false, "")
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,7 @@ func newMigrateCmd() *cobra.Command {
 		ValidArgs: []string{"up", "down", "status"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, false)
+			sink, err := newSink(sinkURI, false, "")
 			if err != nil {
 				return err
 			}

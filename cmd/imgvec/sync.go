@@ -13,6 +13,7 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/postgres"
 )
 
 // addConnectorCommands adds the commands that work on a sink.
@@ -20,7 +21,7 @@ func addConnectorCommands(root *cobra.Command, g *globalFlags) {
 	root.AddCommand(
 		newRunCmd(g, connector.KindSync, "sync", "One incremental pass: extract new and changed images, delete vanished ones"),
 		newRunCmd(g, connector.KindBackfill, "backfill", "One-shot full load (resumable; never deletes)"),
-		newSearchCmd(g), newStatusCmd(), newMigrateCmd(),
+		newSearchCmd(g), newStatusCmd(), newMigrateCmd(), newIndexCmd(),
 	)
 }
 
@@ -36,6 +37,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 		maxDelete   string
 		grace       time.Duration
 		workers     int
+		index       string
 	)
 	cmd := &cobra.Command{
 		Use:   use + " --source PATH [--source PATH...] [--sink URI]",
@@ -50,7 +52,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				return usageError{err.Error()}
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, !dryRun)
+			sink, err := newSink(sinkURI, !dryRun, index)
 			if err != nil {
 				return err
 			}
@@ -107,11 +109,15 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 					break
 				}
 			}
+			if err := buildDeferredIndex(ctx, cmd, sink); err != nil {
+				errs = append(errs, err)
+			}
 			return joinRunErrors(errs)
 		},
 	}
 	f := cmd.Flags()
 	mf.register(f)
+	f.StringVar(&index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
 	f.StringArrayVar(&sources, "source", nil, "image folder (path or file:// URI); repeatable")
 	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors go: sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T")
 	f.StringVar(&job, "job", "", "job name recorded with the run")
@@ -128,6 +134,30 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 		f.StringVar(&maxDelete, "max-delete", "", "abort deletion when more items vanished than this count or percentage (e.g. 100 or 10%)")
 	}
 	return cmd
+}
+
+// buildDeferredIndex builds the vector index a PostgreSQL sink left for the
+// end of the run (a backfill into an empty table loads first, then indexes:
+// a live index slows bulk loads). After a signal it only says how to build
+// it later.
+func buildDeferredIndex(ctx context.Context, cmd *cobra.Command, s sink) error {
+	ps, ok := s.(*postgres.Sink)
+	if !ok || !ps.IndexDeferred() {
+		return nil
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), "vector index not built (run stopped); build it with `imgvec index create binary --sink …`")
+		return nil
+	}
+	start := time.Now()
+	info, built, err := ps.BuildDeferredIndex(context.WithoutCancel(ctx), postgres.IndexOptions{})
+	if err != nil {
+		return fmt.Errorf("build deferred index: %w", err)
+	}
+	if built {
+		fmt.Fprintf(cmd.ErrOrStderr(), "built index %s (%s, %d MiB) in %s\n", info.Name, info.Strategy, info.SizeBytes>>20, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // errorsIsItemOnly is true for errors after which the next source can
@@ -197,7 +227,7 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 				return usagef("search: -k %d: must be at least 1", k)
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, false)
+			sink, err := newSink(sinkURI, false, "")
 			if err != nil {
 				return err
 			}

@@ -90,8 +90,12 @@ type sink interface {
 
 // newSink validates a sink URI without I/O. autoMigrate lets a brand-new
 // database be created and migrated (sync/backfill); upgrades stay explicit.
-func newSink(uri string, autoMigrate bool) (sink, error) {
+// index is the PostgreSQL vector index strategy ("" = exact).
+func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 	scheme, _, _ := strings.Cut(uri, "://")
+	if index != "" && index != string(postgres.IndexExact) && scheme != "postgres" && scheme != "postgresql" {
+		return nil, usagef("--index %s: only PostgreSQL sinks have vector indexes (SQLite searches exactly)", index)
+	}
 	switch scheme {
 	case "sqlite":
 		mode := sqlite.AutoMigrateNever
@@ -104,7 +108,15 @@ func newSink(uri string, autoMigrate bool) (sink, error) {
 		if autoMigrate {
 			mode = postgres.AutoMigrateFresh
 		}
-		return postgres.New(uri, postgres.WithAutoMigrate(mode))
+		strategy := postgres.IndexExact
+		if index != "" {
+			st, err := postgres.ParseIndexStrategy(index)
+			if err != nil {
+				return nil, usageError{err.Error()}
+			}
+			strategy = st
+		}
+		return postgres.New(uri, postgres.WithAutoMigrate(mode), postgres.WithIndexStrategy(strategy))
 	case "milvus":
 		return nil, fmt.Errorf("sink milvus://…: not available in this build yet; use sqlite://PATH or postgres://…")
 	}

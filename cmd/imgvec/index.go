@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgvec/imgvec/sinks/postgres"
+)
+
+func newIndexCmd() *cobra.Command {
+	var (
+		sinkURI string
+		modelID string
+		asJSON  bool
+		o       postgres.IndexOptions
+	)
+	// open opens the PostgreSQL sink for index management.
+	open := func(cmd *cobra.Command) (*postgres.Sink, error) {
+		uri := sinkURI
+		if uri == "" {
+			uri = os.Getenv("IMGVEC_PG_DSN")
+		}
+		s, err := newSink(uri, false, "")
+		if err != nil {
+			return nil, err
+		}
+		ps, ok := s.(*postgres.Sink)
+		if !ok {
+			return nil, usagef("index: only PostgreSQL sinks have vector indexes (SQLite searches exactly)")
+		}
+		if err := ps.OpenRead(cmd.Context()); err != nil {
+			return nil, err
+		}
+		return ps, nil
+	}
+	printIndexes := func(cmd *cobra.Command, infos []postgres.IndexInfo) error {
+		out := cmd.OutOrStdout()
+		if asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(infos)
+		}
+		if len(infos) == 0 {
+			fmt.Fprintln(out, "no vector index: searches are exact")
+			return nil
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "INDEX\tSTRATEGY\tMODEL ID\tDIM\tVALID\tSIZE")
+		for _, i := range infos {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%t\t%d MiB\n", i.Name, i.Strategy, i.ModelID, i.Dim, i.Valid, i.SizeBytes>>20)
+		}
+		return tw.Flush()
+	}
+	cmd := &cobra.Command{
+		Use:   "index create binary|exact | drop | status  --sink postgres://…",
+		Short: "PostgreSQL: create, drop or show the vector index (binary HNSW + exact re-rank, or none)",
+	}
+	create := &cobra.Command{
+		Use:   "create binary|exact",
+		Short: "Build the index for every stored model id (or --model-id); exact drops it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := postgres.ParseIndexStrategy(args[0])
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			ps, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer ps.Close()
+			ids := []string{modelID}
+			if modelID == "" {
+				status, err := ps.Status(cmd.Context())
+				if err != nil {
+					return err
+				}
+				ids = ids[:0]
+				for _, m := range status.Models {
+					ids = append(ids, m.ModelID)
+				}
+				if len(ids) == 0 {
+					return fmt.Errorf("index create: the sink holds no vectors yet; sync first, or pass --model-id")
+				}
+			}
+			var infos []postgres.IndexInfo
+			for _, id := range ids {
+				info, err := ps.CreateIndex(cmd.Context(), st, id, 0, o)
+				if err != nil {
+					return err
+				}
+				if info.Name != "" {
+					infos = append(infos, info)
+				}
+			}
+			return printIndexes(cmd, infos)
+		},
+	}
+	create.Flags().StringVar(&modelID, "model-id", "", "only this model id (default: every stored one)")
+	create.Flags().IntVar(&o.M, "m", 0, "HNSW m (default pgvector's, 16)")
+	create.Flags().IntVar(&o.EfConstruction, "ef-construction", 0, "HNSW ef_construction (default pgvector's, 64)")
+	create.Flags().BoolVar(&o.Concurrently, "concurrently", false, "CREATE INDEX CONCURRENTLY: writers are not blocked")
+	drop := &cobra.Command{
+		Use:   "drop",
+		Short: "Drop the vector index of every model id (or --model-id)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ps, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer ps.Close()
+			infos, err := ps.DropIndex(cmd.Context(), modelID)
+			if err != nil {
+				return err
+			}
+			for _, i := range infos {
+				fmt.Fprintf(cmd.OutOrStdout(), "dropped %s (%s)\n", i.Name, i.ModelID)
+			}
+			return nil
+		},
+	}
+	drop.Flags().StringVar(&modelID, "model-id", "", "only this model id (default: all)")
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "List the vector indexes (models without one are searched exactly)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ps, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer ps.Close()
+			infos, err := ps.IndexStatus(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printIndexes(cmd, infos)
+		},
+	}
+	cmd.PersistentFlags().StringVar(&sinkURI, "sink", "", "postgres://USER@HOST:PORT/DB?schema=S&table=T (default $IMGVEC_PG_DSN)")
+	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(create, drop, status)
+	return cmd
+}
