@@ -313,7 +313,9 @@ func TestInferBisectsPoisonInputs(t *testing.T) {
 
 type cancelRunner struct{ poisonRunner }
 
-func (r *cancelRunner) Run(ctx context.Context, _ []float32, _ int, _ []float32) error { return ctx.Err() }
+func (r *cancelRunner) Run(ctx context.Context, _ []float32, _ int, _ []float32) error {
+	return ctx.Err()
+}
 
 func TestRunCancelled(t *testing.T) {
 	x := loadTiny(t, Options{})
