@@ -13,6 +13,7 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/connectortest"
 	"github.com/imgvec/imgvec/connector/folder"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
@@ -139,7 +140,7 @@ func walkTree(dir string) (int, error) {
 }
 
 func openSQLite(ctx context.Context, path string, emb connector.Embedder) (*sqlite.Sink, error) {
-	s, err := sqlite.New("sqlite://"+path, sqlite.WithAutoMigrate(sqlite.AutoMigrateFresh))
+	s, err := sqlite.New("sqlite://"+path, sqlite.WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/sinks/postgres"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
@@ -98,15 +99,15 @@ func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 	}
 	switch scheme {
 	case "sqlite":
-		mode := sqlite.AutoMigrateNever
+		mode := migrations.AutoMigrateNever
 		if autoMigrate {
-			mode = sqlite.AutoMigrateFresh
+			mode = migrations.AutoMigrateFresh
 		}
 		return sqlite.New(uri, sqlite.WithAutoMigrate(mode))
 	case "postgres", "postgresql":
-		mode := postgres.AutoMigrateNever
+		mode := migrations.AutoMigrateNever
 		if autoMigrate {
-			mode = postgres.AutoMigrateFresh
+			mode = migrations.AutoMigrateFresh
 		}
 		strategy := postgres.IndexExact
 		if index != "" {

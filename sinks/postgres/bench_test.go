@@ -12,6 +12,7 @@ import (
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -49,7 +50,7 @@ func benchRecords(m schema.ModelIdentity, n int) []schema.Record {
 func BenchmarkLoad4096(b *testing.B) {
 	dsn, sch := testSchema(b)
 	ctx := context.Background()
-	s, err := New(withParams(b, dsn, "schema", sch), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(withParams(b, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func TestExtensionPermissionDenied(t *testing.T) {
 	u.Path = "/" + name
 	userDSN := u.String()
 
-	s, err := New(withParams(t, userDSN, "schema", "imgvec"), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(withParams(t, userDSN, "schema", "imgvec"), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -92,7 +93,7 @@ func TestTerminatedMidCopyRetries(t *testing.T) {
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
-	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(AutoMigrateFresh),
+	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(migrations.AutoMigrateFresh),
 		WithRetry(RetryPolicy{Attempts: 4, Base: 10 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestTerminatedMidCopyRerunConverges(t *testing.T) {
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
-	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(AutoMigrateFresh),
+	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(migrations.AutoMigrateFresh),
 		WithRetry(RetryPolicy{Attempts: 1}))
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +162,7 @@ func TestTerminatedIdleConnectionsRetried(t *testing.T) {
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
-	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(AutoMigrateFresh),
+	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(migrations.AutoMigrateFresh),
 		WithRetry(RetryPolicy{Attempts: 4, Base: 10 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +210,7 @@ func TestTerminatedIdleConnectionsRetried(t *testing.T) {
 func TestConcurrentInsertFallsBackToStagedUpsert(t *testing.T) {
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
-	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}

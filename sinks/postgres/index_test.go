@@ -25,7 +25,7 @@ type indexFixture struct {
 func newIndexFixture(t *testing.T, n, dim int, opts ...Option) *indexFixture {
 	t.Helper()
 	dsn, sch := testSchema(t)
-	s, err := New(withParams(t, dsn, "schema", sch), append([]Option{WithAutoMigrate(AutoMigrateFresh)}, opts...)...)
+	s, err := New(withParams(t, dsn, "schema", sch), append([]Option{WithAutoMigrate(migrations.AutoMigrateFresh)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

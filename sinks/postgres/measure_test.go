@@ -17,6 +17,7 @@ import (
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -52,7 +53,7 @@ func TestMeasure(t *testing.T) {
 	const dim, k, batch = 4096, 10, 256
 	ctx := context.Background()
 	dsn, sch := testSchema(t)
-	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -115,7 +116,7 @@ func TestReadmeSQL(t *testing.T) {
 		t.Errorf("the README's postgres-sql section differs from %s: copy it over", sqlDoc)
 	}
 
-	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema/testenv"
 )
 
@@ -131,7 +132,7 @@ func TestServerRestartDuringWrites(t *testing.T) {
 	testDSN(t) // the shared server's script installed the binaries
 	p := startPrivateServer(t)
 	ctx := context.Background()
-	s, err := New(withParams(t, p.dsn, "schema", "imgvec"), WithAutoMigrate(AutoMigrateFresh),
+	s, err := New(withParams(t, p.dsn, "schema", "imgvec"), WithAutoMigrate(migrations.AutoMigrateFresh),
 		WithRetry(RetryPolicy{Attempts: 3, Base: 50 * time.Millisecond, Max: 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)

@@ -31,27 +31,14 @@ const (
 	DefaultTable  = "images"
 )
 
-// AutoMigrate says what Open does with pending migrations.
-type AutoMigrate int
-
-const (
-	// AutoMigrateNever refuses to open a schema with pending migrations.
-	// The default.
-	AutoMigrateNever AutoMigrate = iota
-	// AutoMigrateFresh migrates tables that have no migration applied yet
-	// (a brand-new table), but refuses an existing one with pending
-	// migrations, so that upgrades stay an explicit `imgvec migrate up`.
-	AutoMigrateFresh
-	// AutoMigrateAlways applies every pending migration at Open.
-	AutoMigrateAlways
-)
-
 // Option configures a Sink.
 type Option func(*Sink)
 
 // WithAutoMigrate sets what Open does with pending migrations. Defaults to
-// AutoMigrateNever.
-func WithAutoMigrate(mode AutoMigrate) Option { return func(s *Sink) { s.autoMigrate = mode } }
+// migrations.AutoMigrateNever.
+func WithAutoMigrate(mode migrations.AutoMigrate) Option {
+	return func(s *Sink) { s.autoMigrate = mode }
+}
 
 // WithMaxConns caps the connection pool. Defaults to 4.
 func WithMaxConns(n int32) Option { return func(s *Sink) { s.maxConns = max(n, 1) } }
@@ -62,7 +49,7 @@ type Sink struct {
 	cfg         *pgxpool.Config // parsed DSN without imgvec's parameters
 	redacted    string          // the DSN with its password replaced, for messages
 	password    string          // scrubbed from every error message
-	autoMigrate AutoMigrate
+	autoMigrate migrations.AutoMigrate
 	maxConns    int32
 	retryPolicy RetryPolicy
 	strategy    IndexStrategy // WithIndexStrategy
@@ -258,10 +245,10 @@ func (s *Sink) Open(ctx context.Context, model schema.ModelIdentity) error {
 // Search, Get) without a model. Writes through a sink opened this way are
 // refused.
 func (s *Sink) OpenRead(ctx context.Context) error {
-	return s.open(ctx, AutoMigrateNever, nil)
+	return s.open(ctx, migrations.AutoMigrateNever, nil)
 }
 
-func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelIdentity) (err error) {
+func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *schema.ModelIdentity) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opened {
@@ -284,7 +271,7 @@ func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelId
 		return s.wrap("schema status", err)
 	}
 	if !st.UpToDate() {
-		if !autoMigrates(mode, st) {
+		if !mode.Applies(st) {
 			return fmt.Errorf("postgres sink %s: %w: table %s is at version %d, this imgvec needs %d; run `imgvec migrate up --sink '%s'`",
 				s.redacted, migrations.ErrPending, s.names.Qualified(""), st.Current, st.Latest, s.redacted)
 		}
@@ -325,16 +312,6 @@ func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelId
 	}
 	s.opened = true
 	return nil
-}
-
-func autoMigrates(mode AutoMigrate, st migrations.Status) bool {
-	switch mode {
-	case AutoMigrateAlways:
-		return true
-	case AutoMigrateFresh:
-		return st.Current == 0 && len(st.Applied) == 0
-	}
-	return false
 }
 
 // ErrDimensionMismatch is wrapped by Open's error when rows stored under

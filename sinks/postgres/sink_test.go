@@ -73,7 +73,7 @@ func testSchema(t testing.TB) (dsn, name string) {
 func newTestSink(t *testing.T) connector.Sink {
 	t.Helper()
 	dsn, sch := testSchema(t)
-	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -41,7 +42,7 @@ func randVec(r *rand.Rand) []float32 {
 func benchSink(b *testing.B, n int) (*Sink, schema.ModelIdentity, time.Duration) {
 	b.Helper()
 	ctx := context.Background()
-	s, err := New(Scheme+filepath.Join(b.TempDir(), "bench.db"), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(Scheme+filepath.Join(b.TempDir(), "bench.db"), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -65,7 +66,7 @@ func TestKilledWriterLosesNothing(t *testing.T) {
 	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "crash.db")
-	s, _ := New(Scheme+path, WithAutoMigrate(AutoMigrateFresh))
+	s, _ := New(Scheme+path, WithAutoMigrate(migrations.AutoMigrateFresh))
 	if _, err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}

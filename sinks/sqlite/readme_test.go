@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/schema/testenv"
 )
@@ -81,7 +82,7 @@ func populate(t *testing.T) readmeFixture {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "readme.db")
-	s, err := New(Scheme+path, WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(Scheme+path, WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}

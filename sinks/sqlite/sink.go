@@ -28,33 +28,19 @@ const DefaultPath = "./imgvec.db"
 // BusyTimeout is how long a connection waits for another writer's lock.
 const BusyTimeout = 10 * time.Second
 
-// AutoMigrate says what Open does with pending migrations.
-type AutoMigrate int
-
-const (
-	// AutoMigrateNever refuses to open a database with pending migrations,
-	// and refuses to create a missing file. The default.
-	AutoMigrateNever AutoMigrate = iota
-	// AutoMigrateFresh creates a missing file and migrates a database that
-	// has no migration applied yet (a brand-new file), but still refuses an
-	// existing database with pending migrations, so that upgrades stay an
-	// explicit `imgvec migrate up`. This is what `imgvec sync` uses.
-	AutoMigrateFresh
-	// AutoMigrateAlways applies every pending migration at Open.
-	AutoMigrateAlways
-)
-
 // Option configures a Sink.
 type Option func(*Sink)
 
 // WithAutoMigrate sets what Open does with pending migrations. Defaults to
-// AutoMigrateNever.
-func WithAutoMigrate(mode AutoMigrate) Option { return func(s *Sink) { s.autoMigrate = mode } }
+// migrations.AutoMigrateNever.
+func WithAutoMigrate(mode migrations.AutoMigrate) Option {
+	return func(s *Sink) { s.autoMigrate = mode }
+}
 
 // Sink is the SQLite + sqlite-vec sink. See the package documentation.
 type Sink struct {
 	path        string
-	autoMigrate AutoMigrate
+	autoMigrate migrations.AutoMigrate
 
 	mu     sync.Mutex // guards the fields below against Open/Close races
 	writer *sql.DB    // one connection, BEGIN IMMEDIATE transactions
@@ -209,19 +195,19 @@ func (s *Sink) Open(ctx context.Context, model schema.ModelIdentity) error {
 // Search, Get) without a model: `imgvec status` needs no model. Writes
 // through a sink opened this way are refused.
 func (s *Sink) OpenRead(ctx context.Context) error {
-	return s.open(ctx, AutoMigrateNever, nil)
+	return s.open(ctx, migrations.AutoMigrateNever, nil)
 }
 
 // open connects, migrates as mode allows, and checks model's dimension
 // when there is one.
-func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelIdentity) (err error) {
+func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *schema.ModelIdentity) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opened {
 		return fmt.Errorf("sqlite sink %s: already open", s.path)
 	}
 	if s.writer == nil {
-		if err := s.connect(ctx, mode != AutoMigrateNever); err != nil {
+		if err := s.connect(ctx, mode != migrations.AutoMigrateNever); err != nil {
 			return err
 		}
 	}
@@ -239,7 +225,7 @@ func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelId
 		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
 	}
 	if !st.UpToDate() {
-		if !autoMigrates(mode, st) {
+		if !mode.Applies(st) {
 			return fmt.Errorf("sqlite sink %s: %w: schema is at version %d, this imgvec needs %d; run `imgvec migrate up --sink %s`",
 				s.path, migrations.ErrPending, st.Current, st.Latest, s.URI())
 		}
@@ -255,17 +241,6 @@ func (s *Sink) open(ctx context.Context, mode AutoMigrate, model *schema.ModelId
 	}
 	s.opened = true
 	return nil
-}
-
-// autoMigrates says whether Open applies the pending migrations of st.
-func autoMigrates(mode AutoMigrate, st migrations.Status) bool {
-	switch mode {
-	case AutoMigrateAlways:
-		return true
-	case AutoMigrateFresh:
-		return st.Current == 0 && len(st.Applied) == 0
-	}
-	return false
 }
 
 // ErrDimensionMismatch is wrapped by Open's error when rows stored under

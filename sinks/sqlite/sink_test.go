@@ -21,7 +21,7 @@ import (
 
 func newTestSink(t *testing.T) connector.Sink {
 	t.Helper()
-	s, err := New(Scheme+filepath.Join(t.TempDir(), "imgvec.db"), WithAutoMigrate(AutoMigrateFresh))
+	s, err := New(Scheme+filepath.Join(t.TempDir(), "imgvec.db"), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestAutoMigrate(t *testing.T) {
 
 	// Fresh: a missing file is created and migrated.
 	path := filepath.Join(dir, "fresh.db")
-	s, _ := New(Scheme+path, WithAutoMigrate(AutoMigrateFresh))
+	s, _ := New(Scheme+path, WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err := s.Open(ctx, m); err != nil {
 		t.Fatalf("fresh auto-migrate: %v", err)
 	}
@@ -166,39 +166,17 @@ func TestAutoMigrate(t *testing.T) {
 
 	// Always applies whatever is pending.
 	path2 := filepath.Join(dir, "always.db")
-	s2, _ := New(Scheme+path2, WithAutoMigrate(AutoMigrateAlways))
+	s2, _ := New(Scheme+path2, WithAutoMigrate(migrations.AutoMigrateAlways))
 	if err := s2.Open(ctx, m); err != nil {
 		t.Fatalf("always auto-migrate: %v", err)
 	}
 	s2.Close()
 }
 
-func TestAutoMigrates(t *testing.T) {
-	fresh := migrations.Status{Current: 0, Latest: 2, Pending: make([]migrations.Migration, 2)}
-	behind := migrations.Status{Current: 1, Latest: 2, Applied: make([]migrations.AppliedVersion, 1), Pending: make([]migrations.Migration, 1)}
-	tests := []struct {
-		mode AutoMigrate
-		st   migrations.Status
-		want bool
-	}{
-		{AutoMigrateNever, fresh, false},
-		{AutoMigrateNever, behind, false},
-		{AutoMigrateFresh, fresh, true},
-		{AutoMigrateFresh, behind, false}, // upgrades stay explicit
-		{AutoMigrateAlways, fresh, true},
-		{AutoMigrateAlways, behind, true},
-	}
-	for _, tt := range tests {
-		if got := autoMigrates(tt.mode, tt.st); got != tt.want {
-			t.Errorf("autoMigrates(%d, current %d) = %v, want %v", tt.mode, tt.st.Current, got, tt.want)
-		}
-	}
-}
-
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "newer.db")
-	s, _ := New(Scheme+path, WithAutoMigrate(AutoMigrateFresh))
+	s, _ := New(Scheme+path, WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err := s.Open(ctx, testModel(8)); err != nil {
 		t.Fatal(err)
 	}
