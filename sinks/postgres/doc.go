@@ -23,7 +23,7 @@
 //     fails while the extension does not exist) and reads the migration
 //     ledger; pending migrations are refused with an error wrapping
 //     migrations.ErrPending that names `imgvec migrate up --sink DSN`, unless
-//     WithAutoMigrate allows them (AutoMigrateFresh, what `imgvec sync`
+//     WithAutoMigrate allows them (migrations.AutoMigrateFresh, what `imgvec sync`
 //     uses, migrates only a table with no migration applied yet);
 //   - closes that connection and opens the pool, whose AfterConnect
 //     registers pgvector's types;

@@ -1,11 +1,9 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -18,6 +16,7 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/sinktest"
 )
 
 // The SQL users are shown lies between these markers in SQL.md (and, once
@@ -29,43 +28,9 @@ const (
 	sectionTo   = "<!-- postgres-sql:end -->"
 )
 
-// sqlBlocks returns the ```sql blocks of the section in path, verbatim, and
-// whether the section was found.
 func sqlBlocks(t *testing.T, path string) ([]string, bool) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var blocks []string
-	var cur *strings.Builder
-	inSection, found := false, false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.TrimSpace(line) == sectionFrom:
-			inSection, found = true, true
-		case strings.TrimSpace(line) == sectionTo:
-			inSection = false
-		case !inSection:
-		case cur == nil && strings.TrimSpace(line) == "```sql":
-			cur = &strings.Builder{}
-		case cur != nil && strings.TrimSpace(line) == "```":
-			blocks = append(blocks, cur.String())
-			cur = nil
-		case cur != nil:
-			cur.WriteString(line + "\n")
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if cur != nil {
-		t.Fatalf("%s: unterminated ```sql block", path)
-	}
-	return blocks, found
+	return sinktest.SQLBlocks(t, path, sectionFrom, sectionTo)
 }
 
 // psqlVar is psql's :'name' (the variable quoted as a literal).

@@ -17,9 +17,9 @@
 //   - refuses a missing file and a schema with pending migrations, with an
 //     error (wrapping migrations.ErrPending for the latter) that says to run
 //     `imgvec migrate up --sink sqlite://PATH`, unless WithAutoMigrate allows
-//     it: AutoMigrateFresh (what `imgvec sync` uses) creates and migrates a
+//     it: migrations.AutoMigrateFresh (what `imgvec sync` uses) creates and migrates a
 //     brand-new file but leaves upgrades of an existing one explicit;
-//     AutoMigrateAlways migrates whatever is pending;
+//     migrations.AutoMigrateAlways migrates whatever is pending;
 //   - refuses a schema newer than this build (migrations.ErrUnknownVersion);
 //   - refuses rows stored under model.ID() with another dimension than
 //     model.Dim (ErrDimensionMismatch, with the DELETE that fixes it). Rows of

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/schema/testenv"
+	"github.com/imgvec/imgvec/sinks/sinktest"
 )
 
 // The README's SQLite section lies between these markers; its ```sql blocks
@@ -33,37 +33,9 @@ const (
 // sqlBlocks returns the ```sql blocks of the README's SQLite section, verbatim.
 func sqlBlocks(t *testing.T) []string {
 	t.Helper()
-	f, err := os.Open(readmeSQL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var blocks []string
-	var cur *strings.Builder
-	inSection := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.TrimSpace(line) == sectionFrom:
-			inSection = true
-		case strings.TrimSpace(line) == sectionTo:
-			inSection = false
-		case !inSection:
-		case cur == nil && strings.TrimSpace(line) == "```sql":
-			cur = &strings.Builder{}
-		case cur != nil && strings.TrimSpace(line) == "```":
-			blocks = append(blocks, cur.String())
-			cur = nil
-		case cur != nil:
-			cur.WriteString(line + "\n")
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if cur != nil {
-		t.Fatal("unterminated ```sql block")
+	blocks, found := sinktest.SQLBlocks(t, readmeSQL, sectionFrom, sectionTo)
+	if !found {
+		t.Fatalf("%s has no %s section", readmeSQL, sectionFrom)
 	}
 	return blocks
 }
