@@ -266,18 +266,8 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	if err != nil {
 		return s.wrap("migrations", err)
 	}
-	st, err := m.Status(ctx)
-	if err != nil {
-		return s.wrap("schema status", err)
-	}
-	if !st.UpToDate() {
-		if !mode.Applies(st) {
-			return fmt.Errorf("postgres sink %s: %w: table %s is at version %d, this imgvec needs %d; run `imgvec migrate up --sink '%s'`",
-				s.redacted, migrations.ErrPending, s.names.Qualified(""), st.Current, st.Latest, s.redacted)
-		}
-		if _, err := m.Up(ctx, migrations.Options{}); err != nil {
-			return s.wrap("migrate up", err)
-		}
+	if err := m.Ensure(ctx, mode, "'"+s.redacted+"'"); err != nil {
+		return s.wrap("table "+s.names.Qualified(""), err)
 	}
 	// The plain connection is only for migrations: release it now.
 	_ = s.migConn.Close(ctx)

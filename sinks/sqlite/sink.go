@@ -220,18 +220,8 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	if err != nil {
 		return err
 	}
-	st, err := m.Status(ctx)
-	if err != nil {
+	if err := m.Ensure(ctx, mode, s.URI()); err != nil {
 		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
-	}
-	if !st.UpToDate() {
-		if !mode.Applies(st) {
-			return fmt.Errorf("sqlite sink %s: %w: schema is at version %d, this imgvec needs %d; run `imgvec migrate up --sink %s`",
-				s.path, migrations.ErrPending, st.Current, st.Latest, s.URI())
-		}
-		if _, err := m.Up(ctx, migrations.Options{}); err != nil {
-			return fmt.Errorf("sqlite sink %s: %w", s.path, err)
-		}
 	}
 	if model != nil {
 		if err := s.checkDim(ctx, *model); err != nil {
