@@ -52,57 +52,21 @@ func (d *decoder) convert(m image.Image) (RGB, error) {
 	out := RGB{Width: W, Height: H, Pix: getBuf(3 * W * H)}
 	p := out.Pix
 	switch s := m.(type) {
+	// Alpha is dropped, not composited, as PIL's convert("RGB") does; 16-bit
+	// samples keep their high (first, big-endian) byte.
 	case *image.RGBA:
-		for y := 0; y < H; y++ {
-			row := s.Pix[s.PixOffset(r.Min.X, r.Min.Y+y):]
-			o := p[3*W*y : 3*W*(y+1)]
-			for x := 0; x < W; x++ {
-				o[3*x], o[3*x+1], o[3*x+2] = row[4*x], row[4*x+1], row[4*x+2]
-			}
-		}
+		copySamples(p, s.Pix[s.PixOffset(r.Min.X, r.Min.Y):], s.Stride, W, H, 4, 1)
 	case *image.NRGBA:
-		for y := 0; y < H; y++ {
-			row := s.Pix[s.PixOffset(r.Min.X, r.Min.Y+y):]
-			o := p[3*W*y : 3*W*(y+1)]
-			for x := 0; x < W; x++ {
-				o[3*x], o[3*x+1], o[3*x+2] = row[4*x], row[4*x+1], row[4*x+2]
-			}
-		}
+		copySamples(p, s.Pix[s.PixOffset(r.Min.X, r.Min.Y):], s.Stride, W, H, 4, 1)
 	case *image.RGBA64:
-		for y := 0; y < H; y++ {
-			row := s.Pix[s.PixOffset(r.Min.X, r.Min.Y+y):]
-			o := p[3*W*y : 3*W*(y+1)]
-			for x := 0; x < W; x++ {
-				o[3*x], o[3*x+1], o[3*x+2] = row[8*x], row[8*x+2], row[8*x+4]
-			}
-		}
+		copySamples(p, s.Pix[s.PixOffset(r.Min.X, r.Min.Y):], s.Stride, W, H, 8, 2)
 	case *image.NRGBA64:
-		for y := 0; y < H; y++ {
-			row := s.Pix[s.PixOffset(r.Min.X, r.Min.Y+y):]
-			o := p[3*W*y : 3*W*(y+1)]
-			for x := 0; x < W; x++ {
-				o[3*x], o[3*x+1], o[3*x+2] = row[8*x], row[8*x+2], row[8*x+4]
-			}
-		}
+		copySamples(p, s.Pix[s.PixOffset(r.Min.X, r.Min.Y):], s.Stride, W, H, 8, 2)
 	case *image.Gray:
-		for y := 0; y < H; y++ {
-			row := s.Pix[s.PixOffset(r.Min.X, r.Min.Y+y):]
-			o := p[3*W*y : 3*W*(y+1)]
-			for x := 0; x < W; x++ {
-				v := row[x]
-				o[3*x], o[3*x+1], o[3*x+2] = v, v, v
-			}
-		}
+		copySamples(p, s.Pix[s.PixOffset(r.Min.X, r.Min.Y):], s.Stride, W, H, 1, 0)
 	case *image.Gray16:
 		// PIL's I;16 -> RGB clamps values > 255 to 255; we take the high byte.
-		for y := 0; y < H; y++ {
-			row := s.Pix[s.PixOffset(r.Min.X, r.Min.Y+y):]
-			o := p[3*W*y : 3*W*(y+1)]
-			for x := 0; x < W; x++ {
-				v := row[2*x]
-				o[3*x], o[3*x+1], o[3*x+2] = v, v, v
-			}
-		}
+		copySamples(p, s.Pix[s.PixOffset(r.Min.X, r.Min.Y):], s.Stride, W, H, 2, 0)
 	case *image.Paletted:
 		var pal [256][3]byte
 		for i, c := range s.Palette {
@@ -152,6 +116,21 @@ func ycbcrToRGB(p []byte, s *image.YCbCr, r image.Rectangle) {
 			yi, ci := s.YOffset(x, y), s.COffset(x, y)
 			p[i], p[i+1], p[i+2] = color.YCbCrToRGB(s.Y[yi], s.Cb[ci], s.Cr[ci])
 			i += 3
+		}
+	}
+}
+
+// copySamples writes W×H packed RGB pixels into p from pix (rows stride
+// bytes apart, bpp bytes per pixel), taking the bytes at offsets 0, step
+// and 2·step of each pixel: step 1 for 8-bit RGB(A), 2 for the high bytes of
+// 16-bit RGB(A), 0 to repeat a gray sample.
+func copySamples(p, pix []byte, stride, W, H, bpp, step int) {
+	for y := 0; y < H; y++ {
+		row := pix[y*stride:]
+		o := p[3*W*y : 3*W*(y+1)]
+		for x := 0; x < W; x++ {
+			i := bpp * x
+			o[3*x], o[3*x+1], o[3*x+2] = row[i], row[i+step], row[i+2*step]
 		}
 	}
 }
