@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS {{schema}}.{{name "_runs_job"}};
+DROP TABLE IF EXISTS {{table "_leases"}};
