@@ -1,0 +1,93 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/imgvec/imgvec/connector/lease"
+	"github.com/imgvec/imgvec/migrations"
+)
+
+// TestLeaseTakeoverAndFence: a second holder waits for the first lease to
+// expire, takes it over with a higher epoch, and the first holder — a
+// paused process that wakes up — can neither renew nor commit.
+func TestLeaseTakeoverAndFence(t *testing.T) {
+	ctx := context.Background()
+	dsn, sch := testSchema(t)
+	model := testModel(8)
+	open := func() *Sink {
+		s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Open(ctx, model); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	const ttl = 700 * time.Millisecond
+
+	la, err := a.Leases().Acquire(ctx, "photos", "holder-a", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if la.Epoch != 1 {
+		t.Errorf("first epoch %d", la.Epoch)
+	}
+	_, err = b.Leases().Acquire(ctx, "photos", "holder-b", ttl)
+	var held *lease.HeldError
+	if !errors.As(err, &held) || held.Holder != "holder-a" || held.Expires.IsZero() {
+		t.Fatalf("acquire while held: %v", err)
+	}
+	if la, err = a.Leases().Renew(ctx, la, ttl); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	a.SetFence(la)
+	if err := a.Write(ctx, faultBatch(model, 2)); err != nil {
+		t.Fatalf("fenced write while valid: %v", err)
+	}
+
+	// a stops renewing (it is paused); b takes over once the lease expires.
+	time.Sleep(ttl + 200*time.Millisecond)
+	lb, err := b.Leases().Acquire(ctx, "photos", "holder-b", ttl)
+	if err != nil {
+		t.Fatalf("takeover: %v", err)
+	}
+	if lb.Epoch != 2 {
+		t.Errorf("takeover epoch %d, want 2", lb.Epoch)
+	}
+	if _, err := a.Leases().Renew(ctx, la, ttl); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("renew after takeover: %v", err)
+	}
+	late := faultBatch(model, 5)
+	if err := a.Write(ctx, late); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("fenced write after takeover: %v", err)
+	}
+	if err := a.Delete(ctx, late.Upserts[0].Source, []string{late.Upserts[0].ID}); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("fenced delete after takeover: %v", err)
+	}
+	var n int
+	if err := a.pool.QueryRow(ctx, `SELECT count(*) FROM `+a.names.Qualified("")).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d rows stored, want the 2 written while the lease was valid", n)
+	}
+	if err := a.Leases().Check(ctx, la); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("check of the old lease: %v", err)
+	}
+	if err := b.Leases().Check(ctx, lb); err != nil {
+		t.Fatalf("check of the new lease: %v", err)
+	}
+	// Releasing ends it at once; the same holder may take it again.
+	if err := b.Leases().Release(ctx, lb); err != nil {
+		t.Fatal(err)
+	}
+	if lc, err := a.Leases().Acquire(ctx, "photos", "holder-a", ttl); err != nil || lc.Epoch != 3 {
+		t.Fatalf("acquire after release: %+v %v", lc, err)
+	}
+}
