@@ -269,6 +269,7 @@ func (rs *runState) reader(gctx, softCtx context.Context, in <-chan *item, out c
 }
 
 func (rs *runState) read(ctx context.Context, it *item) error {
+	start := time.Now()
 	data, err := rs.src.Read(ctx, it.entry.Key)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -283,6 +284,7 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 	}
 	sum := sha256.Sum256(data)
 	it.size, it.sha = int64(len(data)), hex.EncodeToString(sum[:])
+	rs.observe(StageRead, 1, start)
 	if len(data) == 0 {
 		it.fail("read", schema.FailEmpty, "zero bytes", nil)
 		return nil
@@ -338,6 +340,7 @@ func (rs *runState) preparer(gctx context.Context, in <-chan *item, out chan<- *
 }
 
 func (rs *runState) prepare(it *item) {
+	defer rs.observe(StageDecode, 1, time.Now())
 	data := it.data
 	it.data = nil
 	p, err := func() (p *Prepared, err error) {
@@ -446,6 +449,7 @@ func (rs *runState) infer(ctx context.Context, b *wbatch) error {
 	for i, it := range b.infer {
 		batch[i] = it.prep
 	}
+	start := time.Now()
 	results, err := func() (res []Result, err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -454,6 +458,7 @@ func (rs *runState) infer(ctx context.Context, b *wbatch) error {
 		}()
 		return rs.emb.Infer(ctx, batch)
 	}()
+	rs.observe(StageInfer, n, start)
 	for _, it := range b.infer {
 		rs.release(it)
 	}
@@ -574,6 +579,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	start := time.Now()
 	rs.sinkMu.Lock()
 	var err error
 	if len(replace) > 0 {
@@ -595,6 +601,14 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 			return ctx.Err()
 		}
 		return err
+	}
+	rs.observe(StageWrite, b.len(), start)
+	if o := rs.s.opts.Observer; o != nil {
+		classes := make([]schema.FailureClass, len(batch.Failures))
+		for i, f := range batch.Failures {
+			classes[i] = f.Class
+		}
+		o.Committed(b.len(), classes)
 	}
 	rs.t.apply(dl)
 	for _, sha := range shas {

@@ -62,6 +62,9 @@ type Options struct {
 	Progress func(Progress)
 	// ProgressEvery defaults to 1s.
 	ProgressEvery time.Duration
+	// Observer, if set, receives per-stage timings and committed batches
+	// (metrics).
+	Observer Observer
 	// Logger receives warnings (incomplete listing, skipped deletes).
 	// Defaults to discarding them.
 	Logger *slog.Logger

@@ -811,3 +811,63 @@ func TestNewSyncerValidates(t *testing.T) {
 		}
 	}
 }
+
+// recorder is an Observer that sums what it is told.
+type recorder struct {
+	mu        sync.Mutex
+	items     map[connector.Stage]int
+	calls     map[connector.Stage]int
+	committed int
+	classes   map[schema.FailureClass]int
+}
+
+func (r *recorder) StageDone(s connector.Stage, n int, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d < 0 {
+		panic("negative duration")
+	}
+	r.items[s] += n
+	r.calls[s]++
+}
+
+func (r *recorder) Committed(n int, failures []schema.FailureClass) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.committed += n
+	for _, c := range failures {
+		r.classes[c]++
+	}
+}
+
+func TestObserver(t *testing.T) {
+	e := newEnv(t, 9)
+	e.src.Put("corrupt.jpg", []byte("corrupt!"), t0)
+	e.src.Put("empty.jpg", nil, t0)
+	e.src.Put("gone.jpg", []byte("x"), t0)
+	e.src.ReadErr = map[string]error{"gone.jpg": errors.New("vanished")}
+	r := &recorder{items: map[connector.Stage]int{}, calls: map[connector.Stage]int{}, classes: map[schema.FailureClass]int{}}
+	run := e.mustRun(func(o *connector.Options) { o.Observer = r })
+	if run.Listed != 12 {
+		t.Fatalf("run %+v", run)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := map[connector.Stage]int{
+		connector.StageRead:   11, // every item read, the empty one included
+		connector.StageDecode: 10, // the non-empty ones
+		connector.StageInfer:  9,  // the decodable ones
+		connector.StageWrite:  12,
+	}
+	for s, n := range want {
+		if r.items[s] != n {
+			t.Errorf("stage %s: %d items reported, want %d", s, r.items[s], n)
+		}
+	}
+	if r.calls[connector.StageInfer] < 3 { // batches of 4
+		t.Errorf("%d infer batches reported", r.calls[connector.StageInfer])
+	}
+	if r.committed != 12 || r.classes[schema.FailDecode] != 1 || r.classes[schema.FailEmpty] != 1 || r.classes[schema.FailIO] != 1 {
+		t.Errorf("committed %d, classes %v", r.committed, r.classes)
+	}
+}
