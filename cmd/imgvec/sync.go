@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks/postgres"
@@ -25,49 +27,103 @@ func addConnectorCommands(root *cobra.Command, g *globalFlags) {
 	)
 }
 
+// runSettings are what a sync or backfill run takes from its flags, or
+// from a config job (settingsFromJob) with the flags given on top.
+type runSettings struct {
+	model       modelFlags
+	source      sourceFlags
+	sources     []string
+	sink        string
+	job         string
+	dryRun      bool
+	retryFailed bool
+	maxDelete   string
+	grace       time.Duration
+	workers     int
+	index       string
+}
+
+// register binds the run flags of a command of the given kind to s.
+func (s *runSettings) register(fs *pflag.FlagSet, kind string) {
+	s.model.register(fs)
+	fs.StringVar(&s.index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
+	fs.StringArrayVar(&s.sources, "source", nil, "image folder (path or file:// URI); repeatable")
+	fs.StringVar(&s.sink, "sink", defaultSink, "where vectors go: sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T")
+	fs.StringVar(&s.job, "job", "", "job name recorded with the run; with --config, the job to run")
+	fs.BoolVar(&s.dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
+	fs.BoolVar(&s.retryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
+	fs.DurationVar(&s.grace, "grace", config.DefaultGrace, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
+	fs.IntVar(&s.workers, "workers", 0, "decode workers (default: number of CPUs)")
+	fs.StringSliceVar(&s.source.include, "include", nil, "glob of keys to include (repeatable, ** allowed)")
+	fs.StringSliceVar(&s.source.exclude, "exclude", nil, "glob of keys to exclude (repeatable)")
+	fs.StringSliceVar(&s.source.extensions, "ext", nil, "file extensions to list (default jpg,jpeg,png,gif,webp,bmp,tif,tiff)")
+	fs.BoolVar(&s.source.followSymlinks, "follow-symlinks", false, "follow symbolic links (loops are detected)")
+	fs.Int64Var(&s.source.maxBytes, "max-bytes", config.DefaultMaxBytes, "refuse files larger than this many bytes")
+	if kind == connector.KindSync {
+		fs.StringVar(&s.maxDelete, "max-delete", "", "abort deletion when more items vanished than this count or percentage (e.g. 100 or 10%)")
+	}
+}
+
+// settingsFromJob is what the flags would hold for the job's settings.
+// --dry-run has no config key: it stays a command-line choice.
+func settingsFromJob(j config.Job) runSettings {
+	return runSettings{
+		model: modelFlags{
+			model: j.Model, layer: j.Layer, batch: j.Batch, device: j.Device, threads: j.Threads,
+			noNormalize: j.NoNormalize, ignoreOrientation: j.IgnoreExifOrientation, maxPixels: j.MaxPixels, download: j.Download,
+		},
+		source: sourceFlags{
+			include: j.Include, exclude: j.Exclude, extensions: j.Extensions,
+			followSymlinks: j.FollowSymlinks, maxBytes: j.MaxBytes,
+		},
+		sources: j.Sources, sink: j.Sink, job: j.Name, retryFailed: j.RetryFailed,
+		maxDelete: j.MaxDelete, grace: j.Grace, workers: j.Workers, index: j.Index,
+	}
+}
+
 func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 	var (
-		mf          modelFlags
-		sf          sourceFlags
-		sources     []string
-		sinkURI     string
-		job         string
-		dryRun      bool
-		retryFailed bool
-		maxDelete   string
-		grace       time.Duration
-		workers     int
-		index       string
+		s  runSettings
+		cf configFlags
 	)
 	cmd := &cobra.Command{
-		Use:   use + " --source PATH [--source PATH...] [--sink URI]",
+		Use:   use + " (--source PATH [--source PATH...] [--sink URI] | --config FILE [--job NAME])",
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(sources) == 0 {
-				return usagef("%s: at least one --source is required", use)
+			j, ok, err := cf.job(s.job)
+			if err != nil {
+				return err
 			}
-			md, err := connector.ParseMaxDelete(maxDelete)
+			if ok {
+				if err := applyJob(cmd.Flags(), func() { s = settingsFromJob(j) }); err != nil {
+					return err
+				}
+			}
+			if len(s.sources) == 0 {
+				return usagef("%s: at least one --source (or --config FILE) is required", use)
+			}
+			md, err := connector.ParseMaxDelete(s.maxDelete)
 			if err != nil {
 				return usageError{err.Error()}
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, !dryRun, index)
+			sink, err := newSink(s.sink, !s.dryRun, s.index)
 			if err != nil {
 				return err
 			}
 			opts := connector.Options{
-				Sink: sink, Kind: kind, Job: job, RetryFailed: retryFailed, MaxDelete: md,
-				Grace: grace, PrepareWorkers: workers,
+				Sink: sink, Kind: kind, Job: s.job, RetryFailed: s.retryFailed, MaxDelete: md,
+				Grace: s.grace, PrepareWorkers: s.workers,
 			}
-			if dryRun {
-				m, err := mf.loadModel(ctx)
+			if s.dryRun {
+				m, err := s.model.loadModel(ctx)
 				if err != nil {
 					return err
 				}
-				opts.Model = m.Identity(!mf.noNormalize)
+				opts.Model = m.Identity(!s.model.noNormalize)
 			} else {
-				x, err := mf.extractor(ctx)
+				x, err := s.model.extractor(ctx)
 				if err != nil {
 					return err
 				}
@@ -79,9 +135,9 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				return err
 			}
 			defer sink.Close()
-			errs := make([]error, 0, len(sources))
-			for _, ref := range sources {
-				src, err := sf.openSource(ref)
+			errs := make([]error, 0, len(s.sources))
+			for _, ref := range s.sources {
+				src, err := s.source.openSource(ref)
 				if err != nil {
 					return err
 				}
@@ -92,7 +148,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 					src.Close()
 					return err
 				}
-				if dryRun {
+				if s.dryRun {
 					plan, err := syn.Plan(ctx)
 					src.Close()
 					if err != nil {
@@ -115,24 +171,8 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 			return joinRunErrors(errs)
 		},
 	}
-	f := cmd.Flags()
-	mf.register(f)
-	f.StringVar(&index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
-	f.StringArrayVar(&sources, "source", nil, "image folder (path or file:// URI); repeatable")
-	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors go: sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T")
-	f.StringVar(&job, "job", "", "job name recorded with the run")
-	f.BoolVar(&dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
-	f.BoolVar(&retryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
-	f.DurationVar(&grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
-	f.IntVar(&workers, "workers", 0, "decode workers (default: number of CPUs)")
-	f.StringSliceVar(&sf.include, "include", nil, "glob of keys to include (repeatable, ** allowed)")
-	f.StringSliceVar(&sf.exclude, "exclude", nil, "glob of keys to exclude (repeatable)")
-	f.StringSliceVar(&sf.extensions, "ext", nil, "file extensions to list (default jpg,jpeg,png,gif,webp,bmp,tif,tiff)")
-	f.BoolVar(&sf.followSymlinks, "follow-symlinks", false, "follow symbolic links (loops are detected)")
-	f.Int64Var(&sf.maxBytes, "max-bytes", 512<<20, "refuse files larger than this many bytes")
-	if kind == connector.KindSync {
-		f.StringVar(&maxDelete, "max-delete", "", "abort deletion when more items vanished than this count or percentage (e.g. 100 or 10%)")
-	}
+	s.register(cmd.Flags(), kind)
+	cf.register(cmd.Flags())
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
@@ -35,14 +36,14 @@ type modelFlags struct {
 }
 
 func (f *modelFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.model, "model", "vgg19-fc7", "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool) or an .onnx file")
+	fs.StringVar(&f.model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool) or an .onnx file")
 	fs.StringVar(&f.layer, "layer", "", "layer to read (default: the preset's, or fc7)")
-	fs.IntVar(&f.batch, "batch", 16, "images per inference batch")
-	fs.StringVar(&f.device, "device", "cpu", "cpu, cuda[:N] or tensorrt[:N]")
+	fs.IntVar(&f.batch, "batch", config.DefaultBatch, "images per inference batch")
+	fs.StringVar(&f.device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]")
 	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (default: number of CPUs)")
 	fs.BoolVar(&f.noNormalize, "no-normalize", false, "keep raw activations (default: L2-normalised vectors)")
 	fs.BoolVar(&f.ignoreOrientation, "ignore-exif-orientation", false, "do not rotate images by their EXIF orientation (the torchvision recipe does not)")
-	fs.Int64Var(&f.maxPixels, "max-pixels", imaging.DefaultMaxPixels, "refuse images with more pixels than this (checked from the header)")
+	fs.Int64Var(&f.maxPixels, "max-pixels", config.DefaultMaxPixels, "refuse images with more pixels than this (checked from the header)")
 	fs.BoolVar(&f.download, "download", false, "download a preset model that is not cached yet")
 }
 
@@ -78,7 +79,7 @@ func (f *modelFlags) extractor(ctx context.Context) (*extract.Extractor, error) 
 }
 
 // defaultSink is the embedded default.
-const defaultSink = "sqlite://./imgvec.db"
+const defaultSink = config.DefaultSink
 
 // sink is what the CLI needs of a sink beyond connector.Sink.
 type sink interface {

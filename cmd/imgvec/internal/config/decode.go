@@ -1,0 +1,407 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/extract"
+	"github.com/imgvec/imgvec/sinks/postgres"
+)
+
+// The file is walked as a yaml.Node tree rather than decoded into structs:
+// the tree keeps the line of every key and value, which every message
+// needs, and lets each scalar be expanded before it is typed.
+
+var jobName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// decoder accumulates problems so that one pass reports all of them.
+type decoder struct {
+	file     string
+	lookup   func(string) (string, bool)
+	env      map[string]bool
+	problems []Problem
+}
+
+// handler decodes the value of one key; field is its path (jobs[0].batch).
+type handler func(v *yaml.Node, field string)
+
+func (d *decoder) addf(n *yaml.Node, field, format string, args ...any) {
+	d.problems = append(d.problems, Problem{File: d.file, Line: n.Line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) decodeFile(data []byte) (*File, error) {
+	f := &File{Serve: DefaultServe()}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			d.addf(&yaml.Node{Line: 1}, "jobs", "missing: the file is empty")
+			return f, nil
+		}
+		return nil, err
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		d.addf(&extra, "---", "a second YAML document: put every job in the one jobs: list")
+	case !errors.Is(err, io.EOF):
+		return nil, err
+	}
+	root := resolve(&doc)
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = resolve(root.Content[0])
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, errNotMapping
+	}
+	var jobs *yaml.Node
+	d.mapping(root, "", map[string]handler{
+		"jobs":     func(v *yaml.Node, _ string) { jobs = v; f.Jobs = d.jobs(v) },
+		"serve":    func(v *yaml.Node, field string) { d.serve(v, field, &f.Serve) },
+		"lock_dsn": d.str(&f.LockDSN, checkLockDSN),
+	})
+	if jobs == nil {
+		d.addf(root, "jobs", "missing: the file defines no jobs")
+	}
+	for i := range f.Jobs {
+		if f.Jobs[i].LockDSN == "" {
+			f.Jobs[i].LockDSN = f.LockDSN
+		}
+	}
+	return f, nil
+}
+
+func (d *decoder) jobs(list *yaml.Node) []Job {
+	switch {
+	case list.Kind != yaml.SequenceNode:
+		d.addf(list, "jobs", "want a list of jobs (- name: …), not %s", kindName(list))
+		return nil
+	case len(list.Content) == 0:
+		d.addf(list, "jobs", "empty: the file defines no jobs")
+		return nil
+	}
+	out := make([]Job, 0, len(list.Content))
+	firstLine := map[string]int{}
+	for i, item := range list.Content {
+		field := fmt.Sprintf("jobs[%d]", i)
+		j, nameNode := d.job(resolve(item), field)
+		if nameNode != nil && j.Name != "" {
+			if line, dup := firstLine[j.Name]; dup {
+				d.addf(nameNode, field+".name", "%q: another job has this name (line %d); names must be unique", j.Name, line)
+			} else {
+				firstLine[j.Name] = nameNode.Line
+			}
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// job decodes and checks one job. It also returns the node of its name,
+// for the uniqueness check.
+func (d *decoder) job(n *yaml.Node, field string) (Job, *yaml.Node) {
+	j := DefaultJob()
+	seen := d.mapping(n, field, map[string]handler{
+		"name":                    d.str(&j.Name, checkJobName),
+		"source":                  d.list(&j.Sources, checkNonEmpty),
+		"sink":                    d.str(&j.Sink, checkSink),
+		"model":                   d.str(&j.Model, checkNonEmpty),
+		"layer":                   d.str(&j.Layer, nil),
+		"schedule":                d.str(&j.Schedule, checkSchedule),
+		"time_zone":               d.str(&j.TimeZone, checkTimeZone),
+		"batch":                   intField(d, &j.Batch, 1),
+		"device":                  d.str(&j.Device, checkDevice),
+		"threads":                 intField(d, &j.Threads, 0),
+		"workers":                 intField(d, &j.Workers, 0),
+		"max_delete":              d.str(&j.MaxDelete, checkMaxDelete),
+		"retry_failed":            d.boolean(&j.RetryFailed),
+		"grace":                   d.duration(&j.Grace, 0),
+		"index":                   d.str(&j.Index, checkIndex),
+		"include":                 d.list(&j.Include, nil),
+		"exclude":                 d.list(&j.Exclude, nil),
+		"ext":                     d.list(&j.Extensions, checkNonEmpty),
+		"follow_symlinks":         d.boolean(&j.FollowSymlinks),
+		"max_bytes":               intField(d, &j.MaxBytes, 1),
+		"max_pixels":              intField(d, &j.MaxPixels, 1),
+		"no_normalize":            d.boolean(&j.NoNormalize),
+		"ignore_exif_orientation": d.boolean(&j.IgnoreExifOrientation),
+		"download":                d.boolean(&j.Download),
+		"lock_dsn":                d.str(&j.LockDSN, checkLockDSN),
+	})
+	if n.Kind != yaml.MappingNode {
+		return j, nil
+	}
+	if seen["name"] == nil {
+		d.addf(n, field+".name", "missing: every job needs a name")
+	}
+	switch v := seen["source"]; {
+	case v == nil:
+		d.addf(n, field+".source", "missing: every job needs a source folder")
+	case v.Kind == yaml.SequenceNode && len(v.Content) == 0:
+		d.addf(v, field+".source", "empty: every job needs a source folder")
+	}
+	// --index binary builds a PostgreSQL index; other sinks search exactly.
+	if v := seen["index"]; v != nil && j.Index != string(postgres.IndexExact) && !isPostgres(j.Sink) {
+		d.addf(v, field+".index", "%q: only PostgreSQL sinks have vector indexes", v.Value)
+	}
+	return j, seen["name"]
+}
+
+func (d *decoder) serve(n *yaml.Node, field string, s *Serve) {
+	d.mapping(n, field, map[string]handler{
+		"listen":       d.str(&s.Listen, checkListen),
+		"token_env":    d.str(&s.TokenEnv, checkEnvName),
+		"lease_ttl":    d.duration(&s.LeaseTTL, time.Second),
+		"grace":        d.duration(&s.Grace, 0),
+		"run_on_start": d.boolean(&s.RunOnStart),
+	})
+}
+
+// mapping calls the handler of each key of n and reports unknown and
+// repeated keys. It returns the value node of every key it handled.
+func (d *decoder) mapping(n *yaml.Node, field string, keys map[string]handler) map[string]*yaml.Node {
+	seen := map[string]*yaml.Node{}
+	if n.Kind != yaml.MappingNode {
+		d.addf(n, field, "want a mapping of key: value, not %s", kindName(n))
+		return seen
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		sub := k.Value
+		if field != "" {
+			sub = field + "." + k.Value
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.addf(k, sub, "set twice (first on line %d)", first.Line)
+			continue
+		}
+		h, ok := keys[k.Value]
+		if !ok {
+			d.addf(k, sub, "unknown key (known: %s)", strings.Join(slices.Sorted(maps.Keys(keys)), ", "))
+			continue
+		}
+		seen[k.Value] = v
+		h(v, sub)
+	}
+	return seen
+}
+
+// scalar expands the value of a scalar node. ok is false for an explicit
+// null (the key keeps its default) and for a problem, which it reports.
+func (d *decoder) scalar(n *yaml.Node, field string) (string, bool) {
+	if n.Kind != yaml.ScalarNode {
+		d.addf(n, field, "want a single value, not %s", kindName(n))
+		return "", false
+	}
+	if n.Tag == "!!null" {
+		return "", false
+	}
+	v, err := expand(n.Value, d.lookup, func(name string) { d.env[name] = true })
+	if err != nil {
+		d.addf(n, field, "%v", err)
+		return "", false
+	}
+	return v, true
+}
+
+// text expands and checks a scalar. Messages quote the value as written,
+// never expanded.
+func (d *decoder) text(n *yaml.Node, field string, check func(string) error) (string, bool) {
+	v, ok := d.scalar(n, field)
+	if !ok {
+		return "", false
+	}
+	if check != nil {
+		if err := check(v); err != nil {
+			d.addf(n, field, "%q: %v", n.Value, err)
+			return "", false
+		}
+	}
+	return v, true
+}
+
+func (d *decoder) str(dst *string, check func(string) error) handler {
+	return func(n *yaml.Node, field string) {
+		if v, ok := d.text(n, field, check); ok {
+			*dst = v
+		}
+	}
+}
+
+// list decodes a single string or a list of strings.
+func (d *decoder) list(dst *[]string, check func(string) error) handler {
+	return func(n *yaml.Node, field string) {
+		if n.Kind != yaml.SequenceNode {
+			if v, ok := d.text(n, field, check); ok {
+				*dst = []string{v}
+			}
+			return
+		}
+		var out []string
+		for i, item := range n.Content {
+			if v, ok := d.text(resolve(item), fmt.Sprintf("%s[%d]", field, i), check); ok {
+				out = append(out, v)
+			}
+		}
+		*dst = out
+	}
+}
+
+func intField[T int | int64](d *decoder, dst *T, minimum T) handler {
+	return func(n *yaml.Node, field string) {
+		v, ok := d.scalar(n, field)
+		if !ok {
+			return
+		}
+		i, err := strconv.ParseInt(strings.ReplaceAll(v, "_", ""), 10, 64)
+		switch {
+		case err != nil || T(i) < minimum || int64(T(i)) != i:
+			d.addf(n, field, "%q: want a whole number of at least %d", n.Value, minimum)
+		default:
+			*dst = T(i)
+		}
+	}
+}
+
+func (d *decoder) boolean(dst *bool) handler {
+	return func(n *yaml.Node, field string) {
+		v, ok := d.scalar(n, field)
+		if !ok {
+			return
+		}
+		switch strings.ToLower(v) {
+		case "true":
+			*dst = true
+		case "false":
+			*dst = false
+		default:
+			d.addf(n, field, "%q: want true or false", n.Value)
+		}
+	}
+}
+
+func (d *decoder) duration(dst *time.Duration, minimum time.Duration) handler {
+	return func(n *yaml.Node, field string) {
+		v, ok := d.scalar(n, field)
+		if !ok {
+			return
+		}
+		t, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			d.addf(n, field, "%q: want a duration such as 30s, 5m or 1h30m", n.Value)
+		case t < minimum:
+			d.addf(n, field, "%q: must be at least %s", n.Value, minimum)
+		default:
+			*dst = t
+		}
+	}
+}
+
+// resolve follows YAML aliases (*name) to the node they stand for.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return "a single value"
+}
+
+func checkNonEmpty(s string) error {
+	if s == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+func checkJobName(s string) error {
+	if !jobName.MatchString(s) {
+		return errors.New("want lowercase letters, digits, _ and -, starting with a letter or digit, at most 63 characters")
+	}
+	return nil
+}
+
+func checkTimeZone(s string) error {
+	if s == "" {
+		return errors.New("must not be empty (UTC is the default)")
+	}
+	if _, err := time.LoadLocation(s); err != nil {
+		return errors.New("unknown time zone: want an IANA name such as Europe/Berlin, or UTC")
+	}
+	return nil
+}
+
+func checkDevice(s string) error {
+	_, err := extract.ParseDevice(s)
+	return err
+}
+
+func checkMaxDelete(s string) error {
+	_, err := connector.ParseMaxDelete(s)
+	return err
+}
+
+func checkIndex(s string) error {
+	_, err := postgres.ParseIndexStrategy(s)
+	return err
+}
+
+func scheme(uri string) string {
+	s, _, _ := strings.Cut(uri, "://")
+	return s
+}
+
+func isPostgres(uri string) bool {
+	s := scheme(uri)
+	return s == "postgres" || s == "postgresql"
+}
+
+func checkSink(s string) error {
+	switch scheme(s) {
+	case "sqlite", "postgres", "postgresql", "milvus":
+		return nil
+	}
+	return errors.New("want sqlite://PATH, postgres://USER@HOST:PORT/DB?table=T or milvus://HOST:PORT/COLLECTION")
+}
+
+func checkLockDSN(s string) error {
+	if s != "" && !isPostgres(s) {
+		return errors.New("want a postgres:// URI (leases live in PostgreSQL)")
+	}
+	return nil
+}
+
+func checkListen(s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return errors.New("want HOST:PORT, e.g. 127.0.0.1:9464 or :9464")
+	}
+	return nil
+}
+
+func checkEnvName(s string) error {
+	if !envName.MatchString(s) {
+		return errors.New("want an environment variable name")
+	}
+	return nil
+}
