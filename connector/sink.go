@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"time"
 
 	"github.com/imgvec/imgvec/schema"
 )
@@ -98,4 +99,13 @@ type ModelCount struct {
 // StatusReader reports what a sink holds.
 type StatusReader interface {
 	Status(ctx context.Context) (Status, error)
+}
+
+// RunAbandoner is implemented by sinks that can close the run rows a dead
+// runner left in progress. The caller must hold the job's lease (so no run
+// of job is in progress anywhere): AbandonRuns then marks every run of job
+// still RunRunning as schema.RunAbandoned, ended at endedAt, with reason as
+// its error, and returns how many it marked.
+type RunAbandoner interface {
+	AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error)
 }

@@ -74,6 +74,10 @@ const (
 	RunPartial   RunOutcome = "partial"   // finished, some items failed (exit code 3)
 	RunFailed    RunOutcome = "failed"    // a fatal error stopped the run
 	RunCancelled RunOutcome = "cancelled" // stopped by a signal or context
+	// RunAbandoned marks a run left "running" by a runner that died
+	// (SIGKILL, OOM, power loss) or lost its job lease: the next holder of
+	// the job's lease closes it (connector.RunAbandoner).
+	RunAbandoned RunOutcome = "abandoned"
 )
 
 // Run is the record of one backfill or sync pass. Counters satisfy

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/lease"
+	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/postgres"
+	"github.com/imgvec/imgvec/sinks/sqlite"
+)
+
+// defaultLeaseTTL is the lease TTL of one-shot runs given --job (serve
+// takes its from the config).
+const defaultLeaseTTL = 30 * time.Second
+
+// abandonedReason is the error recorded on runs a dead runner left open.
+const abandonedReason = "the runner stopped without recording an end (killed, or its job lease expired)"
+
+// leaseHome is where a job's lease lives:
+//
+//   - lock_dsn set: TABLE_leases of that PostgreSQL database; commits to
+//     the sink check the lease first (lease.Guard);
+//   - a PostgreSQL sink: its own TABLE_leases; every commit checks the
+//     lease in its transaction (fenced);
+//   - a SQLite sink: a lock file beside the database.
+//
+// Other sinks without lock_dsn have none (openLeaseHome returns nil).
+type leaseHome struct {
+	store  lease.Store
+	fenced bool
+	db     *postgres.Sink // the database holding TABLE_leases, if any
+}
+
+// openLeaseHome opens the lease home of a job writing to sinkURI. A
+// PostgreSQL database with no imgvec tables yet is migrated (as the first
+// sync would); one with pending upgrades is refused with the command that
+// applies them.
+func openLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*leaseHome, error) {
+	dsn, fenced := lockDSN, false
+	if dsn == "" {
+		switch scheme, _, _ := strings.Cut(sinkURI, "://"); scheme {
+		case "postgres", "postgresql":
+			dsn, fenced = sinkURI, true
+		case "sqlite":
+			ss, err := sqlite.New(sinkURI)
+			if err != nil {
+				return nil, err
+			}
+			return &leaseHome{store: lease.NewFileStore(ss.Path())}, nil
+		default:
+			return nil, nil
+		}
+	}
+	db, err := postgres.New(dsn, postgres.WithAutoMigrate(migrations.AutoMigrateFresh))
+	if err != nil {
+		return nil, fmt.Errorf("job lease database: %w", err)
+	}
+	m, err := db.OpenMigrator(ctx)
+	if err == nil {
+		err = m.Ensure(ctx, migrations.AutoMigrateFresh, "'"+db.URI()+"'")
+	}
+	db.Close()
+	if err == nil {
+		err = db.OpenRead(ctx)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("job lease database %s: %w", db.URI(), err)
+	}
+	return &leaseHome{store: db.Leases(), fenced: fenced, db: db}, nil
+}
+
+func (h *leaseHome) close() error {
+	if h == nil || h.db == nil {
+		return nil
+	}
+	return h.db.Close()
+}
+
+// hold takes and keeps renewing job's lease. An error wrapping
+// lease.ErrHeld means another runner has it.
+func (h *leaseHome) hold(ctx context.Context, job string, ttl time.Duration, log *slog.Logger) (*lease.Held, error) {
+	return lease.Hold(ctx, h.store, job, lease.NewHolderID(), ttl, log)
+}
+
+// writeThrough returns the sink a run writes through while held is the
+// job's lease: s fenced by it, or s guarded by it; s when h is nil. Then
+// it closes the runs of the job that a dead runner left "running" (no run
+// of the job can be in progress elsewhere while the lease is held).
+func writeThrough(ctx context.Context, s sink, h *leaseHome, held *lease.Held, log *slog.Logger) (connector.Sink, error) {
+	if h == nil || held == nil {
+		return s, nil
+	}
+	w := connector.Sink(s)
+	switch f, ok := s.(lease.Fenceable); {
+	case h.fenced && ok:
+		f.SetFence(held.Lease())
+	case h.db != nil: // lock_dsn
+		w = lease.Guard(s, held)
+	}
+	if ra, ok := s.(connector.RunAbandoner); ok {
+		job := held.Lease().Job
+		n, err := ra.AbandonRuns(ctx, job, time.Now().UTC(), abandonedReason)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			log.Warn("closed runs a dead runner left open", "job", job, "runs", n, "outcome", schema.RunAbandoned)
+		}
+	}
+	return w, nil
+}
+
+// warnUnleased says that a job runs without a lease.
+func warnUnleased(log *slog.Logger, job, sinkURI string) {
+	scheme, _, _ := strings.Cut(sinkURI, "://")
+	log.Warn("job runs without a lease: sink "+scheme+" keeps none; set lock_dsn to a PostgreSQL database so that replicas cannot run the job at the same time",
+		"job", job)
+}
+
+// oneShotLease takes job's lease for one run of `imgvec sync|backfill
+// --job` writing to s (open), and returns the sink to write through and
+// the function that releases the lease. Without a job it does nothing.
+func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, s sink, log *slog.Logger) (connector.Sink, func(), error) {
+	nothing := func() {}
+	if job == "" {
+		return s, nothing, nil
+	}
+	h, err := openLeaseHome(ctx, sinkURI, lockDSN)
+	if err != nil {
+		return nil, nothing, err
+	}
+	if h == nil {
+		warnUnleased(log, job, sinkURI)
+		return s, nothing, nil
+	}
+	held, err := h.hold(ctx, job, defaultLeaseTTL, log)
+	if err != nil {
+		h.close()
+		if errors.Is(err, lease.ErrHeld) {
+			return nil, nothing, fmt.Errorf("%w (a serve process or another run has it; trigger the job there with POST /v1/jobs/%s/run, or wait)", err, job)
+		}
+		return nil, nothing, err
+	}
+	release := func() {
+		if err := held.Release(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("release job lease", "job", job, "err", err)
+		}
+		h.close()
+	}
+	w, err := writeThrough(ctx, s, h, held, log)
+	if err != nil {
+		release()
+		return nil, nothing, err
+	}
+	return w, release, nil
+}

@@ -1,0 +1,606 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/lease"
+	"github.com/imgvec/imgvec/connector/schedule"
+	"github.com/imgvec/imgvec/extract"
+	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/schema"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		cf         configFlags
+		listen     string
+		runOnStart bool
+		only       []string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the config's jobs on their schedules; HTTP /healthz, /readyz, /metrics and manual triggers",
+		Long: `serve runs every job of the config file (or those named with --job) on its
+cron schedule: one run per job at a time (an overlapping tick is skipped and
+counted), one active runner per job across replicas (a lease in PostgreSQL,
+or a lock file beside a SQLite database). SIGTERM stops new runs and lets the
+running batches commit within the grace period; a second signal aborts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cf.path == "" {
+				return usagef("serve: --config FILE is required")
+			}
+			f, err := config.Load(cf.path)
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			if cmd.Flags().Changed("listen") {
+				f.Serve.Listen = listen
+			}
+			if cmd.Flags().Changed("run-on-start") {
+				f.Serve.RunOnStart = runOnStart
+			}
+			srv, err := newServer(f, only, slog.Default())
+			if err != nil {
+				return err
+			}
+			return srv.run(cmd.Context())
+		},
+	}
+	cf.register(cmd.Flags())
+	cmd.Flags().StringVar(&listen, "listen", config.DefaultListen, "HTTP address of /healthz, /readyz, /metrics and POST /v1/jobs/{name}/run")
+	cmd.Flags().BoolVar(&runOnStart, "run-on-start", false, "run every job once at start, then on its schedule")
+	cmd.Flags().StringArrayVar(&only, "job", nil, "serve only this job (repeatable; default: every job of the file)")
+	return cmd
+}
+
+// server is one `imgvec serve` process.
+type server struct {
+	cfg     *config.File
+	log     *slog.Logger
+	metrics *serveMetrics
+	sched   *schedule.Scheduler
+	jobs    map[string]*servedJob
+	order   []*servedJob
+	token   string // bearer token of the POST endpoints ("" = none)
+
+	ready    atomic.Bool // every model is loaded
+	stopping atomic.Bool
+	// hardCtx is the runs' context: only a second signal cancels it (the
+	// first one stops the scheduler, whose job contexts are the soft stop).
+	hardCtx    context.Context
+	hardCancel context.CancelFunc
+}
+
+// servedJob is one job of the config and its state in this process.
+type servedJob struct {
+	cfg      config.Job
+	settings runSettings
+	x        *extract.Extractor // loaded at start
+
+	mu      sync.Mutex
+	last    *schema.Run // the last finished run
+	lastErr string
+	probe   probeResult
+
+	// The job's lease, kept between runs: the replica holding it runs
+	// every tick, the others skip theirs until it is released (shutdown)
+	// or expires (the holder died or hangs). Used by the job's run only,
+	// and by shutdown after the scheduler stopped.
+	home     *leaseHome
+	unleased bool // the sink keeps no leases and no lock_dsn is set
+	held     *lease.Held
+	watch    chan struct{} // closed to end held's watcher
+}
+
+type probeResult struct {
+	at  time.Time
+	err error
+}
+
+func newServer(f *config.File, only []string, log *slog.Logger) (*server, error) {
+	s := &server{cfg: f, log: log, metrics: newServeMetrics(), jobs: map[string]*servedJob{}}
+	for _, j := range f.Jobs {
+		if len(only) > 0 && !contains(only, j.Name) {
+			continue
+		}
+		if j.Schedule == "" {
+			return nil, usagef("%s: job %s has no schedule: serve runs scheduled jobs (run it once with `imgvec sync --config %s --job %s`)",
+				f.Path, j.Name, f.Path, j.Name)
+		}
+		sj := &servedJob{cfg: j, settings: settingsFromJob(j)}
+		if _, err := connector.ParseMaxDelete(j.MaxDelete); err != nil {
+			return nil, usagef("%s: job %s: %v", f.Path, j.Name, err)
+		}
+		if _, err := newSink(j.Sink, true, j.Index); err != nil {
+			return nil, fmt.Errorf("%s: job %s: %w", f.Path, j.Name, err)
+		}
+		s.jobs[j.Name] = sj
+		s.order = append(s.order, sj)
+		s.metrics.addJob(j.Name)
+	}
+	for _, name := range only {
+		if _, ok := s.jobs[name]; !ok {
+			return nil, usagef("%s: no job %q", f.Path, name)
+		}
+	}
+	if len(s.order) == 0 {
+		return nil, usagef("%s: no jobs to serve", f.Path)
+	}
+	s.token = os.Getenv(f.Serve.TokenEnv)
+	if s.token == "" && !loopback(f.Serve.Listen) {
+		return nil, usagef("serve: listening on %s, beyond loopback, needs a bearer token for POST /v1/jobs/{name}/run: set $%s",
+			f.Serve.Listen, f.Serve.TokenEnv)
+	}
+	s.sched = schedule.New(schedule.Options{
+		Logger:     log,
+		RunOnStart: f.Serve.RunOnStart,
+		Hooks: schedule.Hooks{
+			Started: func(job string, _ schedule.Trigger) { s.metrics.running.WithLabelValues(job).Set(1) },
+			Finished: func(job string, _ schedule.Trigger, _ time.Duration, err error) {
+				s.metrics.running.WithLabelValues(job).Set(0)
+				var pe *schedule.PanicError
+				if errors.As(err, &pe) {
+					s.metrics.panics.WithLabelValues(job).Inc()
+				}
+			},
+			Skipped: func(job string, _ schedule.Trigger) { s.metrics.skipped.WithLabelValues(job, skipOverlap).Inc() },
+		},
+	})
+	for _, sj := range s.order {
+		loc, err := time.LoadLocation(sj.cfg.TimeZone)
+		if err != nil {
+			return nil, usagef("%s: job %s: time_zone %q: %v", f.Path, sj.cfg.Name, sj.cfg.TimeZone, err)
+		}
+		if err := s.sched.Add(schedule.Job{Name: sj.cfg.Name, Spec: sj.cfg.Schedule, Location: loc,
+			Run: func(ctx context.Context, t schedule.Trigger) error { return s.runJob(ctx, sj, t) }}); err != nil {
+			return nil, usagef("%s: %v", f.Path, err)
+		}
+	}
+	return s, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// loopback reports whether addr (host:port) only accepts local clients.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// run serves until ctx is done (the first SIGINT/SIGTERM), then shuts down:
+// no new runs; running ones commit their in-flight batches within their
+// grace; a second signal cancels them at once.
+func (s *server) run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Serve.Listen)
+	if err != nil {
+		return fmt.Errorf("serve: listen on %s: %w", s.cfg.Serve.Listen, err)
+	}
+	s.hardCtx, s.hardCancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer s.hardCancel()
+	httpSrv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Serve(ln) }()
+	s.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(s.order), "config", s.cfg.Path)
+
+	defer s.closeModels()
+	if err := s.loadModels(ctx); err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	s.ready.Store(true)
+	s.sched.Start(s.hardCtx)
+	for _, sj := range s.order {
+		next, _ := s.sched.Next(sj.cfg.Name)
+		s.log.Info("job scheduled", "job", sj.cfg.Name, "schedule", sj.cfg.Schedule, "time_zone", sj.cfg.TimeZone, "next", next)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		s.stopping.Store(true)
+		_ = s.sched.Stop(context.Background())
+		return fmt.Errorf("serve: http: %w", err)
+	}
+	s.stopping.Store(true)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case sig := <-sigs:
+			s.log.Warn("aborting running jobs: in-flight batches abandoned, nothing half-written", "signal", sig.String())
+			s.hardCancel()
+		case <-s.hardCtx.Done():
+		}
+	}()
+	s.log.Info("stopping: no new runs; running jobs commit their in-flight batches (signal again to abort)")
+	// Each run drains within its job's grace, then cancels itself; wait a
+	// little longer than the longest grace for that to be recorded.
+	wait := time.Duration(0)
+	for _, sj := range s.order {
+		wait = max(wait, sj.settings.grace)
+	}
+	stopCtx, cancel := context.WithTimeout(s.hardCtx, wait+15*time.Second)
+	stopErr := s.sched.Stop(stopCtx)
+	cancel()
+	// Hand the leases over now rather than at their expiry, so another
+	// replica takes over at its next tick (a rolling deploy).
+	relCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for _, sj := range s.order {
+		if s.sched.Running(sj.cfg.Name) {
+			continue // still draining past the wait: its lease expires
+		}
+		s.dropLease(relCtx, sj)
+		sj.home.close()
+	}
+	cancel()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = httpSrv.Shutdown(shutCtx)
+	cancel()
+	if stopErr != nil {
+		return fmt.Errorf("serve: stop: %w", stopErr)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// loadModels starts one extractor per distinct model setting.
+func (s *server) loadModels(ctx context.Context) error {
+	byKey := map[string]*extract.Extractor{}
+	for _, sj := range s.order {
+		m := sj.settings.model
+		key := fmt.Sprintf("%+v", m)
+		if x, ok := byKey[key]; ok {
+			sj.x = x
+			continue
+		}
+		start := time.Now()
+		x, err := m.extractor(ctx)
+		if err != nil {
+			return fmt.Errorf("serve: job %s: load model %s: %w", sj.cfg.Name, m.model, err)
+		}
+		byKey[key], sj.x = x, x
+		s.log.Info("model loaded", "job", sj.cfg.Name, "model", m.model, "id", x.Identity().ID(), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (s *server) closeModels() {
+	closed := map[*extract.Extractor]bool{}
+	for _, sj := range s.order {
+		if sj.x != nil && !closed[sj.x] {
+			closed[sj.x] = true
+			sj.x.Close()
+		}
+	}
+}
+
+// runJob is one scheduled, manual or start-up run of a job: every source
+// of the job, in order, under the job's lease. ctx is the scheduler's: its
+// cancellation (SIGTERM) is the soft stop.
+func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigger) error {
+	name, st := sj.cfg.Name, sj.settings
+	log := s.log.With("job", name, "trigger", string(trig))
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	hard := s.hardCtx
+	sk, err := newSink(st.sink, true, st.index)
+	if err != nil {
+		return s.jobFailed(sj, log, err)
+	}
+	if err := sk.Open(hard, sj.x.Identity()); err != nil {
+		return s.jobFailed(sj, log, err)
+	}
+	defer sk.Close()
+	held, err := s.leadership(hard, sj, log)
+	if errors.Is(err, lease.ErrHeld) {
+		s.metrics.skipped.WithLabelValues(name, skipLeaseHeld).Inc()
+		s.metrics.leaseEvents.WithLabelValues(name, "busy").Inc()
+		log.Info("run skipped: the job runs elsewhere", "reason", err.Error())
+		return nil
+	}
+	if err != nil {
+		return s.jobFailed(sj, log, err)
+	}
+	w, err := writeThrough(hard, sk, sj.home, held, log)
+	if err != nil {
+		return s.jobFailed(sj, log, err)
+	}
+	var lost <-chan struct{}
+	if held != nil {
+		lost = held.Lost()
+	}
+	md, err := connector.ParseMaxDelete(st.maxDelete)
+	if err != nil {
+		return s.jobFailed(sj, log, err)
+	}
+	var errs []error
+	for _, ref := range st.sources {
+		src, err := st.source.openSource(ref)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		syn, err := connector.NewSyncer(connector.Options{
+			Source: src, Sink: w, Embedder: sj.x, Kind: connector.KindSync, Job: name,
+			RetryFailed: st.retryFailed, MaxDelete: md, Grace: st.grace, PrepareWorkers: st.workers,
+			Observer: s.metrics.observer(name), Logger: log,
+		})
+		if err != nil {
+			src.Close()
+			errs = append(errs, err)
+			break
+		}
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-ctx.Done():
+				syn.Stop()
+			case <-lost:
+				log.Error("job lease lost: stopping the run (its commits are refused)")
+				syn.Stop()
+			case <-done:
+			}
+		}()
+		run, err := syn.Run(hard)
+		close(done)
+		src.Close()
+		s.metrics.runDone(name, string(trig), run)
+		sj.finished(run, err)
+		log.Info("run finished", "source", run.Source, "outcome", run.Outcome, "listed", run.Listed, "written", run.Written,
+			"extracted", run.Extracted, "reused", run.Reused, "unchanged", run.Unchanged, "failed", run.Failed,
+			"deleted", run.Deleted, "took", run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond), "err", err)
+		if err != nil {
+			errs = append(errs, err)
+			if !errorsIsItemOnly(err) {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// leadership returns the job's lease, taking it when this process does not
+// hold it (first run, or it was lost); nil when the job runs unleased. An
+// error wrapping lease.ErrHeld means another replica holds it.
+func (s *server) leadership(ctx context.Context, sj *servedJob, log *slog.Logger) (*lease.Held, error) {
+	name := sj.cfg.Name
+	if sj.home == nil && !sj.unleased {
+		h, err := openLeaseHome(ctx, sj.settings.sink, sj.cfg.LockDSN)
+		if err != nil {
+			return nil, err
+		}
+		if h == nil {
+			sj.unleased = true
+			warnUnleased(log, name, sj.settings.sink)
+		}
+		sj.home = h
+	}
+	if sj.unleased {
+		return nil, nil
+	}
+	if sj.held != nil && sj.held.Err() == nil {
+		return sj.held, nil
+	}
+	s.dropLease(ctx, sj)
+	held, err := sj.home.hold(ctx, name, s.cfg.Serve.LeaseTTL, log)
+	if err != nil {
+		return nil, err
+	}
+	l := held.Lease()
+	log.Info("job lease acquired", "holder", l.Holder, "epoch", l.Epoch)
+	s.metrics.leaseEvents.WithLabelValues(name, "acquired").Inc()
+	s.metrics.leaseHeld.WithLabelValues(name).Set(1)
+	sj.held, sj.watch = held, make(chan struct{})
+	go func(watch chan struct{}) {
+		select {
+		case <-held.Lost():
+			log.Error("job lease lost", "err", held.Err())
+			s.metrics.leaseEvents.WithLabelValues(name, "lost").Inc()
+			s.metrics.leaseHeld.WithLabelValues(name).Set(0)
+		case <-watch:
+		}
+	}(sj.watch)
+	return held, nil
+}
+
+// dropLease releases the job's lease if this process has one.
+func (s *server) dropLease(ctx context.Context, sj *servedJob) {
+	if sj.held == nil {
+		return
+	}
+	close(sj.watch)
+	if err := sj.held.Release(ctx); err != nil {
+		s.log.Warn("release job lease", "job", sj.cfg.Name, "err", err)
+	}
+	s.metrics.leaseHeld.WithLabelValues(sj.cfg.Name).Set(0)
+	sj.held, sj.watch = nil, nil
+}
+
+// jobFailed records a run that failed before it started (sink, lease).
+func (s *server) jobFailed(sj *servedJob, log *slog.Logger, err error) error {
+	log.Error("run failed", "err", err)
+	sj.mu.Lock()
+	sj.lastErr = err.Error()
+	sj.mu.Unlock()
+	s.metrics.runs.WithLabelValues(sj.cfg.Name, "", string(schema.RunFailed)).Inc()
+	return err
+}
+
+func (sj *servedJob) finished(run schema.Run, err error) {
+	sj.mu.Lock()
+	defer sj.mu.Unlock()
+	sj.last = &run
+	sj.lastErr = ""
+	if err != nil {
+		sj.lastErr = err.Error()
+	}
+}
+
+// probeTTL is how long a sink reachability check is reused by /readyz.
+const probeTTL = 5 * time.Second
+
+// reachable checks that the job's sink answers: a read-only open (a
+// database that exists but is not migrated yet counts: the first run
+// migrates it).
+func (sj *servedJob) reachable(ctx context.Context) error {
+	sj.mu.Lock()
+	if time.Since(sj.probe.at) < probeTTL {
+		err := sj.probe.err
+		sj.mu.Unlock()
+		return err
+	}
+	sj.mu.Unlock()
+	err := probeSink(ctx, sj.settings.sink)
+	sj.mu.Lock()
+	sj.probe = probeResult{at: time.Now(), err: err}
+	sj.mu.Unlock()
+	return err
+}
+
+func probeSink(ctx context.Context, uri string) error {
+	if path, ok := strings.CutPrefix(uri, "sqlite://"); ok {
+		// The embedded database is created by the first run: its folder
+		// must exist.
+		dir := path[:strings.LastIndex(path, "/")+1]
+		if dir == "" {
+			dir = "."
+		}
+		if _, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("sqlite folder: %w", err)
+		}
+		return nil
+	}
+	sk, err := newSink(uri, false, "")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err = sk.OpenRead(ctx)
+	if err == nil || errors.Is(err, migrations.ErrPending) {
+		err = nil
+	}
+	return errors.Join(err, sk.Close())
+}
+
+// routes is the HTTP API.
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promHandler(s.metrics))
+	mux.HandleFunc("GET /v1/jobs", s.listJobs)
+	mux.HandleFunc("POST /v1/jobs/{name}/run", s.triggerJob)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	problems := map[string]string{}
+	switch {
+	case s.stopping.Load():
+		problems["serve"] = "stopping"
+	case !s.ready.Load():
+		problems["models"] = "loading"
+	}
+	for _, sj := range s.order {
+		if err := sj.reachable(r.Context()); err != nil {
+			problems["job "+sj.cfg.Name] = "sink unreachable: " + err.Error()
+		}
+	}
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "problems": problems})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+}
+
+// jobView is GET /v1/jobs's view of a job.
+type jobView struct {
+	Name      string      `json:"name"`
+	Schedule  string      `json:"schedule"`
+	TimeZone  string      `json:"time_zone"`
+	Next      *time.Time  `json:"next,omitempty"`
+	Running   bool        `json:"running"`
+	LastRun   *schema.Run `json:"last_run,omitempty"`
+	LastError string      `json:"last_error,omitempty"`
+}
+
+func (s *server) listJobs(w http.ResponseWriter, _ *http.Request) {
+	views := make([]jobView, 0, len(s.order))
+	for _, sj := range s.order {
+		v := jobView{Name: sj.cfg.Name, Schedule: sj.cfg.Schedule, TimeZone: sj.cfg.TimeZone, Running: s.sched.Running(sj.cfg.Name)}
+		if next, ok := s.sched.Next(sj.cfg.Name); ok {
+			v.Next = &next
+		}
+		sj.mu.Lock()
+		v.LastRun, v.LastError = sj.last, sj.lastErr
+		sj.mu.Unlock()
+		views = append(views, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": views})
+}
+
+func (s *server) triggerJob(w http.ResponseWriter, r *http.Request) {
+	if s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="imgvec"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "missing or wrong bearer token"})
+		return
+	}
+	name := r.PathValue("name")
+	err := s.sched.Trigger(name)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusAccepted, map[string]any{"status": "started", "job": name})
+	case errors.Is(err, schedule.ErrUnknownJob):
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": err.Error()})
+	case errors.Is(err, schedule.ErrRunning):
+		writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error()})
+	default: // stopping, or not started yet (models loading)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": err.Error()})
+	}
+}

@@ -1,0 +1,29 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+var _ connector.RunAbandoner = (*Sink)(nil)
+
+// AbandonRuns implements connector.RunAbandoner, fenced like Write.
+func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
+	pool, _, err := s.state(true)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = s.inTx(ctx, pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE `+s.names.Qualified("_runs")+` SET outcome = $1, ended_at = $2, error = $3
+WHERE job = $4 AND outcome = $5`, string(schema.RunAbandoned), endedAt, reason, job, string(schema.RunRunning))
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, s.wrap("close abandoned runs of job "+job, err)
+}

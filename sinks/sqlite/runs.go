@@ -1,0 +1,35 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+var _ connector.RunAbandoner = (*Sink)(nil)
+
+// AbandonRuns implements connector.RunAbandoner.
+func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
+	w, _, _, err := s.state()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = inTx(ctx, w, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET outcome = ?, ended_at = ?, error = ? WHERE job = ? AND outcome = ?`,
+			string(schema.RunAbandoned), formatTime(endedAt), reason, job, string(schema.RunRunning))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite sink %s: close abandoned runs of job %s: %w", s.path, job, err)
+	}
+	return n, nil
+}
