@@ -27,7 +27,8 @@ import (
 // moments, not for a whole COPY; and a fenced transaction sets
 // idle_in_transaction_session_timeout to the lease's TTL, so a holder
 // paused between the check and its COMMIT (SIGSTOP) is disconnected and
-// rolled back instead of blocking the takeover forever. Acquire waits at
+// rolled back instead of blocking the takeover forever (statement_timeout
+// does the same for one paused in the middle of a statement). Acquire waits at
 // most leaseLockTimeout for that row lock and otherwise reports the lease
 // as held.
 
@@ -148,6 +149,12 @@ func (s *Sink) SetFence(l lease.Lease) {
 	s.fence = l
 }
 
+// fenceStatementTimeout caps one statement of a fenced transaction, so a
+// holder paused in the middle of a COPY (whose server side then waits for
+// data, which is not "idle") cannot hold its row locks, and so block the
+// next holder's writes, for longer than this.
+const fenceStatementTimeout = time.Minute
+
 // fenceIdleTimeout caps how long a fenced transaction may sit idle (a
 // paused holder) before the server ends it; the lease's remaining time
 // bounds it too.
@@ -161,8 +168,9 @@ func (s *Sink) inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) err
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if fence.Job != "" {
 			idle := min(fenceIdleTimeout, max(time.Until(fence.Expires), time.Second))
-			if _, err := tx.Exec(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, true)`,
-				fmt.Sprintf("%dms", idle.Milliseconds())); err != nil {
+			stmt := min(fenceStatementTimeout, max(time.Until(fence.Expires), 10*time.Second))
+			if _, err := tx.Exec(ctx, `SELECT set_config('idle_in_transaction_session_timeout', $1, true), set_config('statement_timeout', $2, true)`,
+				fmt.Sprintf("%dms", idle.Milliseconds()), fmt.Sprintf("%dms", stmt.Milliseconds())); err != nil {
 				return fmt.Errorf("fence: %w", err)
 			}
 		}
