@@ -16,11 +16,15 @@ import (
 func newStatusCmd() *cobra.Command {
 	var sinkURI string
 	var asJSON bool
+	var cf configFlags
 	cmd := &cobra.Command{
 		Use:   "status [--sink URI] [--json]",
 		Short: "Show what the sink holds: rows per model id, failures by class, recent failures and runs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			sink, err := newSink(sinkURI, false, "")
 			if err != nil {
@@ -62,18 +66,34 @@ func newStatusCmd() *cobra.Command {
 			if len(st.Runs) > 0 {
 				fmt.Fprintln(out, "\nrecent runs:")
 				tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "STARTED\tKIND\tOUTCOME\tLISTED\tWRITTEN\tUNCHANGED\tFAILED\tDELETED\tSOURCE")
+				fmt.Fprintln(tw, "STARTED\tJOB\tKIND\tOUTCOME\tTOOK\tLISTED\tWRITTEN\tUNCHANGED\tFAILED\tDELETED\tSOURCE")
+				var errs []string
 				for _, r := range st.Runs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.StartedAt.Format(time.RFC3339), r.Kind, r.Outcome,
-						r.Listed, r.Written, r.Unchanged, r.Failed, r.Deleted, r.Source)
+					job, took := r.Job, "-"
+					if job == "" {
+						job = "-"
+					}
+					if !r.EndedAt.IsZero() {
+						took = r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.StartedAt.Format(time.RFC3339), job, r.Kind, r.Outcome,
+						took, r.Listed, r.Written, r.Unchanged, r.Failed, r.Deleted, r.Source)
+					if r.Error != "" {
+						errs = append(errs, fmt.Sprintf("  %s %s: %s", r.StartedAt.Format(time.RFC3339), r.Outcome, r.Error))
+					}
 				}
 				tw.Flush()
+				for _, e := range errs {
+					fmt.Fprintln(out, e)
+				}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH or postgres://…")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cf.register(cmd.Flags())
+	cf.registerJob(cmd.Flags())
 	return cmd
 }
 
@@ -81,12 +101,16 @@ func newMigrateCmd() *cobra.Command {
 	var sinkURI string
 	var dryRun bool
 	var target int
+	var cf configFlags
 	cmd := &cobra.Command{
 		Use:       "migrate up|down|status [--sink URI]",
 		Short:     "Apply, roll back or show the sink's schema migrations",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"up", "down", "status"},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			sink, err := newSink(sinkURI, false, "")
 			if err != nil {
@@ -143,5 +167,7 @@ func newMigrateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&sinkURI, "sink", defaultSink, "sqlite://PATH or postgres://…")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the steps without applying them")
 	cmd.Flags().IntVar(&target, "to", 0, "up: highest version to apply; down: version to end at (default one step)")
+	cf.register(cmd.Flags())
+	cf.registerJob(cmd.Flags())
 	return cmd
 }
