@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -586,7 +587,7 @@ func (s *server) listJobs(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *server) triggerJob(w http.ResponseWriter, r *http.Request) {
-	if s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token {
+	if s.token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+s.token)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="imgvec"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "missing or wrong bearer token"})
 		return
