@@ -17,9 +17,13 @@ func newIndexCmd() *cobra.Command {
 		modelID string
 		asJSON  bool
 		o       postgres.IndexOptions
+		cf      configFlags
 	)
 	// open opens the PostgreSQL sink for index management.
 	open := func(cmd *cobra.Command) (*postgres.Sink, error) {
+		if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
+			return nil, err
+		}
 		uri := sinkURI
 		if uri == "" {
 			uri = os.Getenv("IMGVEC_PG_DSN")
@@ -144,6 +148,8 @@ func newIndexCmd() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&sinkURI, "sink", "", "postgres://USER@HOST:PORT/DB?schema=S&table=T (default $IMGVEC_PG_DSN)")
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
+	cf.register(cmd.PersistentFlags())
+	cf.registerJob(cmd.PersistentFlags())
 	cmd.AddCommand(create, drop, status)
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -23,7 +24,7 @@ func addConnectorCommands(root *cobra.Command, g *globalFlags) {
 	root.AddCommand(
 		newRunCmd(g, connector.KindSync, "sync", "One incremental pass: extract new and changed images, delete vanished ones"),
 		newRunCmd(g, connector.KindBackfill, "backfill", "One-shot full load (resumable; never deletes)"),
-		newSearchCmd(g), newStatusCmd(), newMigrateCmd(), newIndexCmd(),
+		newSearchCmd(g), newStatusCmd(), newMigrateCmd(), newIndexCmd(), newConfigCmd(),
 	)
 }
 
@@ -41,6 +42,7 @@ type runSettings struct {
 	grace       time.Duration
 	workers     int
 	index       string
+	lockDSN     string
 }
 
 // register binds the run flags of a command of the given kind to s.
@@ -49,7 +51,8 @@ func (s *runSettings) register(fs *pflag.FlagSet, kind string) {
 	fs.StringVar(&s.index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
 	fs.StringArrayVar(&s.sources, "source", nil, "image folder (path or file:// URI); repeatable")
 	fs.StringVar(&s.sink, "sink", defaultSink, "where vectors go: sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T")
-	fs.StringVar(&s.job, "job", "", "job name recorded with the run; with --config, the job to run")
+	fs.StringVar(&s.job, "job", "", "job name recorded with the run; with --config, the job to run. A named job takes the job's lease: one runner per job at a time")
+	fs.StringVar(&s.lockDSN, "lock-dsn", "", "PostgreSQL database holding job leases (default: the sink's own database, or a lock file beside a SQLite sink)")
 	fs.BoolVar(&s.dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
 	fs.BoolVar(&s.retryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
 	fs.DurationVar(&s.grace, "grace", config.DefaultGrace, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
@@ -77,7 +80,7 @@ func settingsFromJob(j config.Job) runSettings {
 			followSymlinks: j.FollowSymlinks, maxBytes: j.MaxBytes,
 		},
 		sources: j.Sources, sink: j.Sink, job: j.Name, retryFailed: j.RetryFailed,
-		maxDelete: j.MaxDelete, grace: j.Grace, workers: j.Workers, index: j.Index,
+		maxDelete: j.MaxDelete, grace: j.Grace, workers: j.Workers, index: j.Index, lockDSN: j.LockDSN,
 	}
 }
 
@@ -135,6 +138,14 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				return err
 			}
 			defer sink.Close()
+			if !s.dryRun {
+				w, release, err := oneShotLease(ctx, s.job, s.sink, s.lockDSN, sink, slog.Default())
+				if err != nil {
+					return err
+				}
+				defer release()
+				opts.Sink = w
+			}
 			errs := make([]error, 0, len(s.sources))
 			for _, ref := range s.sources {
 				src, err := s.source.openSource(ref)
@@ -254,6 +265,7 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 		id      string
 		k       int
 		asJSON  bool
+		cf      configFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "search (--image FILE | --id ID) [-k N] [--json]",
@@ -265,6 +277,21 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 			}
 			if k < 1 {
 				return usagef("search: -k %d: must be at least 1", k)
+			}
+			j, ok, err := cf.job(cf.name)
+			if err != nil {
+				return err
+			}
+			if ok {
+				// The job's model and sink: a query must be embedded the
+				// way the job embedded what it stored.
+				err := applyJob(cmd.Flags(), func() {
+					s := settingsFromJob(j)
+					mf, sinkURI = s.model, s.sink
+				})
+				if err != nil {
+					return err
+				}
 			}
 			ctx := cmd.Context()
 			sink, err := newSink(sinkURI, false, "")
@@ -326,6 +353,8 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&id, "id", "", "query by a stored item id (searches among that item's model id)")
 	f.IntVarP(&k, "k", "k", 10, "number of results")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	cf.register(f)
+	cf.registerJob(f)
 	return cmd
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -64,8 +63,7 @@ type Serve struct {
 	// LeaseTTL (lease_ttl) is how long a job lease lasts unrenewed
 	// (default 30s).
 	LeaseTTL time.Duration
-	// Grace is how long running batches may take to commit on SIGTERM
-	// (default 30s).
+	// Grace is the default of every job's grace (default 30s).
 	Grace time.Duration
 	// RunOnStart (run_on_start) runs every job once at start.
 	RunOnStart bool
@@ -89,11 +87,13 @@ type Job struct {
 	MaxDelete string // max_delete
 	// RetryFailed (retry_failed) retries ledger items that did not change.
 	RetryFailed bool
-	Grace       time.Duration
-	Index       string
-	Include     []string
-	Exclude     []string
-	Extensions  []string // ext
+	// Grace is how long in-flight batches may take to commit after
+	// SIGTERM before the run is cancelled (default serve.grace).
+	Grace      time.Duration
+	Index      string
+	Include    []string
+	Exclude    []string
+	Extensions []string // ext
 	// FollowSymlinks is follow_symlinks.
 	FollowSymlinks        bool
 	MaxBytes              int64 // max_bytes
@@ -127,14 +127,14 @@ func Load(path string) (*File, error) {
 }
 
 // Parse parses data, expanding ${VAR} from the process environment. name
-// appears in messages.
+// (a path, as given) begins every message.
 func Parse(name string, data []byte) (*File, error) {
 	return ParseEnv(name, data, os.LookupEnv)
 }
 
 // ParseEnv is Parse with lookup in place of the process environment.
 func ParseEnv(name string, data []byte, lookup func(string) (string, bool)) (*File, error) {
-	d := &decoder{file: filepath.Base(name), lookup: lookup, env: map[string]bool{}}
+	d := &decoder{file: name, lookup: lookup, env: map[string]bool{}}
 	f, err := d.decodeFile(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse config %s: %w", name, err)

@@ -103,8 +103,8 @@ jobs:
 	if !reflect.DeepEqual(f.Jobs[0], a) {
 		t.Errorf("job a = %+v\nwant    %+v", f.Jobs[0], a)
 	}
-	if f.Jobs[1].LockDSN != "postgres://other@db/x" || f.Jobs[1].Index != "binary" {
-		t.Errorf("job b = %+v: want its own lock_dsn and index", f.Jobs[1])
+	if f.Jobs[1].LockDSN != "postgres://other@db/x" || f.Jobs[1].Index != "binary" || f.Jobs[1].Grace != 10*time.Second {
+		t.Errorf("job b = %+v: want its own lock_dsn and index, and serve.grace", f.Jobs[1])
 	}
 }
 
@@ -187,7 +187,7 @@ func TestStructureProblems(t *testing.T) {
 		{"lock_dsn not postgres", "lock_dsn: sqlite://x\njobs:\n  - {name: a, source: x}\n", `imgvec.yaml:1: lock_dsn: "sqlite://x": want a postgres://`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseEnv("dir/imgvec.yaml", []byte(tc.src), env(nil))
+			_, err := ParseEnv("imgvec.yaml", []byte(tc.src), env(nil))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v\nwant it to contain %q", err, tc.want)
 			}
@@ -233,6 +233,10 @@ jobs:
     sink: ftp://u:${PGPASSWORD}@x
     model: ${bad name}
     layer: ${UNCLOSED
+  - name: b
+    source: x
+    sink: postgres://u:${NOPE}@db/x
+    index: binary
 `), env(vars))
 	msg := err.Error()
 	for _, want := range []string{
@@ -244,6 +248,9 @@ jobs:
 		if !strings.Contains(msg, want) {
 			t.Errorf("errors lack %q:\n%s", want, msg)
 		}
+	}
+	if strings.Contains(msg, "jobs[1].index") {
+		t.Errorf("an index on a sink that failed to expand is reported against the default sink:\n%s", msg)
 	}
 	if strings.Contains(msg, "s3cr3t") {
 		t.Errorf("an error shows the secret:\n%s", msg)
@@ -274,8 +281,8 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Load(p)
-	if err == nil || !strings.HasPrefix(err.Error(), "imgvec.yaml:4: jobs[0].batch:") {
-		t.Errorf("Load = %v, want a problem on imgvec.yaml:4", err)
+	if err == nil || !strings.HasPrefix(err.Error(), p+":4: jobs[0].batch:") {
+		t.Errorf("Load = %v, want a problem on %s:4", err, p)
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want ErrNotExist", err)

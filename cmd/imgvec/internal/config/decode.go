@@ -67,37 +67,45 @@ func (d *decoder) decodeFile(data []byte) (*File, error) {
 		return nil, errNotMapping
 	}
 	var jobs *yaml.Node
+	var keys []map[string]*yaml.Node
 	d.mapping(root, "", map[string]handler{
-		"jobs":     func(v *yaml.Node, _ string) { jobs = v; f.Jobs = d.jobs(v) },
+		"jobs":     func(v *yaml.Node, _ string) { jobs = v; f.Jobs, keys = d.jobs(v) },
 		"serve":    func(v *yaml.Node, field string) { d.serve(v, field, &f.Serve) },
 		"lock_dsn": d.str(&f.LockDSN, checkLockDSN),
 	})
 	if jobs == nil {
 		d.addf(root, "jobs", "missing: the file defines no jobs")
 	}
+	// Top-level lock_dsn and serve.grace are the defaults of the jobs'.
 	for i := range f.Jobs {
 		if f.Jobs[i].LockDSN == "" {
 			f.Jobs[i].LockDSN = f.LockDSN
+		}
+		if keys[i]["grace"] == nil {
+			f.Jobs[i].Grace = f.Serve.Grace
 		}
 	}
 	return f, nil
 }
 
-func (d *decoder) jobs(list *yaml.Node) []Job {
+// jobs decodes the jobs and returns, for each, the value nodes of the keys
+// it set.
+func (d *decoder) jobs(list *yaml.Node) ([]Job, []map[string]*yaml.Node) {
 	switch {
 	case list.Kind != yaml.SequenceNode:
 		d.addf(list, "jobs", "want a list of jobs (- name: …), not %s", kindName(list))
-		return nil
+		return nil, nil
 	case len(list.Content) == 0:
 		d.addf(list, "jobs", "empty: the file defines no jobs")
-		return nil
+		return nil, nil
 	}
 	out := make([]Job, 0, len(list.Content))
+	keys := make([]map[string]*yaml.Node, 0, len(list.Content))
 	firstLine := map[string]int{}
 	for i, item := range list.Content {
 		field := fmt.Sprintf("jobs[%d]", i)
-		j, nameNode := d.job(resolve(item), field)
-		if nameNode != nil && j.Name != "" {
+		j, seen := d.job(resolve(item), field)
+		if nameNode := seen["name"]; nameNode != nil && j.Name != "" {
 			if line, dup := firstLine[j.Name]; dup {
 				d.addf(nameNode, field+".name", "%q: another job has this name (line %d); names must be unique", j.Name, line)
 			} else {
@@ -105,18 +113,24 @@ func (d *decoder) jobs(list *yaml.Node) []Job {
 			}
 		}
 		out = append(out, j)
+		keys = append(keys, seen)
 	}
-	return out
+	return out, keys
 }
 
-// job decodes and checks one job. It also returns the node of its name,
-// for the uniqueness check.
-func (d *decoder) job(n *yaml.Node, field string) (Job, *yaml.Node) {
+// job decodes and checks one job. It also returns the value nodes of the
+// keys it set.
+func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 	j := DefaultJob()
+	sinkOK := true // the index check needs the sink as written, not the default
 	seen := d.mapping(n, field, map[string]handler{
-		"name":                    d.str(&j.Name, checkJobName),
-		"source":                  d.list(&j.Sources, checkNonEmpty),
-		"sink":                    d.str(&j.Sink, checkSink),
+		"name":   d.str(&j.Name, checkJobName),
+		"source": d.list(&j.Sources, checkNonEmpty),
+		"sink": func(v *yaml.Node, f string) {
+			before := len(d.problems)
+			d.str(&j.Sink, checkSink)(v, f)
+			sinkOK = len(d.problems) == before
+		},
 		"model":                   d.str(&j.Model, checkNonEmpty),
 		"layer":                   d.str(&j.Layer, nil),
 		"schedule":                d.str(&j.Schedule, checkSchedule),
@@ -141,7 +155,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, *yaml.Node) {
 		"lock_dsn":                d.str(&j.LockDSN, checkLockDSN),
 	})
 	if n.Kind != yaml.MappingNode {
-		return j, nil
+		return j, seen
 	}
 	if seen["name"] == nil {
 		d.addf(n, field+".name", "missing: every job needs a name")
@@ -153,10 +167,10 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, *yaml.Node) {
 		d.addf(v, field+".source", "empty: every job needs a source folder")
 	}
 	// --index binary builds a PostgreSQL index; other sinks search exactly.
-	if v := seen["index"]; v != nil && j.Index != string(postgres.IndexExact) && !isPostgres(j.Sink) {
+	if v := seen["index"]; v != nil && sinkOK && j.Index != "" && j.Index != string(postgres.IndexExact) && !isPostgres(j.Sink) {
 		d.addf(v, field+".index", "%q: only PostgreSQL sinks have vector indexes", v.Value)
 	}
-	return j, seen["name"]
+	return j, seen
 }
 
 func (d *decoder) serve(n *yaml.Node, field string, s *Serve) {
@@ -363,6 +377,9 @@ func checkMaxDelete(s string) error {
 }
 
 func checkIndex(s string) error {
+	if s == "" {
+		return nil
+	}
 	_, err := postgres.ParseIndexStrategy(s)
 	return err
 }
@@ -382,7 +399,7 @@ func checkSink(s string) error {
 	case "sqlite", "postgres", "postgresql", "milvus":
 		return nil
 	}
-	return errors.New("want sqlite://PATH, postgres://USER@HOST:PORT/DB?table=T or milvus://HOST:PORT/COLLECTION")
+	return errors.New("want sqlite://PATH, postgres://USER@HOST:PORT/DB?table=T or milvus://HOST:PORT?collection=NAME")
 }
 
 func checkLockDSN(s string) error {

@@ -9,10 +9,11 @@
 //     lookup function instead (tests, and checks of a deployment's
 //     environment).
 //   - A returned *File is complete: every optional key holds its default
-//     (Defaults lists them, and the flags of the one-shot commands use the
-//     same values), every job's lock_dsn falls back to the top-level one, and
-//     every value has been validated (names, cron specs, time zones,
-//     durations, devices, max_delete, index strategies, sink schemes).
+//     (DefaultJob and DefaultServe; the flags of the one-shot commands use
+//     the same values), every job's lock_dsn and grace fall back to the
+//     top-level lock_dsn and serve.grace, and every value has been
+//     validated (names, cron specs, time zones, durations, devices,
+//     max_delete, index strategies, sink schemes).
 //   - An invalid file gives a *ValidationError listing every problem found,
 //     each as FILE:LINE: FIELD: message, in file order. Unknown keys are
 //     problems too (a typo must not silently fall back to a default).
@@ -21,9 +22,10 @@
 //     passed through the environment stay out of logs.
 //   - (*File).Job(name) returns one job by name; with an empty name it
 //     returns the only job of a one-job file.
-//   - Job.CronSchedule returns the job's schedule (in its time zone) parsed
-//     by the same parser validation used; a job without a schedule runs only
-//     when triggered.
+//   - Job.CronSchedule returns the job's schedule in its time zone, parsed
+//     by connector/schedule.ParseSpec as validation did. schedule is
+//     optional here: a job without one is for the one-shot commands
+//     (`imgvec serve` refuses to run it).
 //
 // Relative paths (sources, sqlite:// sinks) are relative to the working
 // directory of the process, as they are for the command-line flags, so a

@@ -15,6 +15,9 @@ var errFieldCount = errors.New("expected 5 fields (or 6 with seconds, or a descr
 // mistake; otherwise the parser's cause is reported without its wrapping,
 // which repeats the spec the message already quotes.
 func checkSchedule(spec string) error {
+	if spec == "" {
+		return nil // no schedule: a job for the one-shot commands
+	}
 	if !strings.HasPrefix(strings.TrimSpace(spec), "@") && !strings.Contains(spec, "=") {
 		if n := len(strings.Fields(spec)); n != 5 && n != 6 {
 			return errFieldCount
