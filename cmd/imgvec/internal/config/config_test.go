@@ -233,6 +233,7 @@ jobs:
     sink: ftp://u:${PGPASSWORD}@x
     model: ${bad name}
     layer: ${UNCLOSED
+    device: ${PGPASSWORD}
   - name: b
     source: x
     sink: postgres://u:${NOPE}@db/x
@@ -244,6 +245,7 @@ jobs:
 		`imgvec.yaml:5: jobs[0].sink: "ftp://u:${PGPASSWORD}@x": want sqlite://`,
 		`imgvec.yaml:6: jobs[0].model: ${bad name}: want ${NAME}`,
 		`imgvec.yaml:7: jobs[0].layer: unterminated ${`,
+		`imgvec.yaml:8: jobs[0].device: "${PGPASSWORD}": parse device "${PGPASSWORD}": want cpu`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("errors lack %q:\n%s", want, msg)

@@ -239,7 +239,12 @@ func (d *decoder) text(n *yaml.Node, field string, check func(string) error) (st
 	}
 	if check != nil {
 		if err := check(v); err != nil {
-			d.addf(n, field, "%q: %v", n.Value, err)
+			msg := err.Error()
+			if v != "" && v != n.Value {
+				// Checks may quote what they were given: show it as written.
+				msg = strings.ReplaceAll(msg, v, n.Value)
+			}
+			d.addf(n, field, "%q: %s", n.Value, msg)
 			return "", false
 		}
 	}
