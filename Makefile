@@ -49,11 +49,14 @@ bench-extract: setup
 bench-connector: setup
 	$(GO) run ./cmd/imgvec-bench connector
 
-# 100k 4096-d rows: upsert vs COPY vs row-by-row, index live vs deferred,
-# recall@10 and latency of the binary index vs exact search.
+# 100k 4096-d rows on a private server with durable settings (started by
+# the test from the services' binaries): upsert vs COPY vs row-by-row, index
+# live vs deferred and its build settings, recall@10 and latency of the
+# binary index vs exact search, halfvec, the reduced-column candidate.
+# Tables also go to .cache/bench-postgres.md.
 bench-postgres: setup services
 	set -a; source .cache/services.env; set +a; \
-	IMGVEC_BENCH_PG_ROWS=100000 $(GO) test -run TestMeasure -v -timeout 60m ./sinks/postgres/
+	IMGVEC_BENCH_PG_ROWS=100000 IMGVEC_BENCH_OUT=.cache/bench-postgres.md $(GO) test -run TestMeasure -v -timeout 90m ./sinks/postgres/
 
 demo: build
 	rm -f imgvec.db imgvec.db-wal imgvec.db-shm

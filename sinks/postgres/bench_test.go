@@ -67,7 +67,7 @@ func BenchmarkLoad4096(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	p, err := prepare(connector.Batch{Upserts: recs}, m, time.Now())
+	p, err := prepare(connector.Batch{Upserts: recs}, m, StorageVector, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

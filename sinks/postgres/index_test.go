@@ -20,6 +20,19 @@ type indexFixture struct {
 	m        schema.ModelIdentity
 	gen      *fc7Gen
 	recs     []schema.Record
+	storage  Storage
+}
+
+// query is the i-th query vector; as the table stores it (rounded to half
+// precision for halfvec), so that exact answers computed here are exact.
+func (f *indexFixture) query(i int) []float32 {
+	v := f.gen.vector(i)
+	if f.storage == StorageHalfvec {
+		for j := range v {
+			v[j] = halfRound(v[j])
+		}
+	}
+	return v
 }
 
 func newIndexFixture(t *testing.T, n, dim int, opts ...Option) *indexFixture {
@@ -34,8 +47,11 @@ func newIndexFixture(t *testing.T, n, dim int, opts ...Option) *indexFixture {
 	if err := s.Open(context.Background(), f.m); err != nil {
 		t.Fatal(err)
 	}
+	f.storage = s.Storage()
 	for i := range n {
-		f.recs = append(f.recs, f.gen.record(f.m, "idx", i))
+		r := f.gen.record(f.m, "idx", i)
+		r.Vector = f.query(i)
+		f.recs = append(f.recs, r)
 	}
 	return f
 }
@@ -114,15 +130,24 @@ func explainSearch(t *testing.T, f *indexFixture, q []float32, k int) string {
 }
 
 func TestIndexCreateSearchDrop(t *testing.T) {
+	for _, st := range []Storage{StorageVector, StorageHalfvec} {
+		t.Run(string(st), func(t *testing.T) { testIndexCreateSearchDrop(t, st) })
+	}
+}
+
+func testIndexCreateSearchDrop(t *testing.T, storage Storage) {
 	ctx := context.Background()
-	f := newIndexFixture(t, 2000, 512)
+	f := newIndexFixture(t, 2000, 512, WithStorage(storage))
+	if f.storage != storage {
+		t.Fatalf("Storage() = %q, want %q", f.storage, storage)
+	}
 	f.load(t, f.recs)
 	s := f.s
 	if ix, err := s.IndexStatus(ctx); err != nil || len(ix) != 0 {
 		t.Fatalf("status before create: %+v, %v", ix, err)
 	}
 	// Exact search first (no index): it is exact.
-	q := f.gen.vector(100000)
+	q := f.query(100000)
 	if got, want := searchIDs(t, s, f.m.ID(), q, 10), f.exact(q, 10, ""); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("exact search:\n got %v\nwant %v", got, want)
 	}
@@ -146,7 +171,7 @@ func TestIndexCreateSearchDrop(t *testing.T) {
 	var sum float64
 	const queries = 20
 	for i := range queries {
-		q := f.gen.vector(100000 + i)
+		q := f.query(100000 + i)
 		sum += recallAt(searchIDs(t, s, f.m.ID(), q, 10), f.exact(q, 10, ""))
 	}
 	if r := sum / queries; r < 0.9 {

@@ -83,7 +83,7 @@ func (s *Sink) VectorsBySHA256(ctx context.Context, modelID string, sha256s []st
 	}
 	err = retry(ctx, s.retryPolicy, func() error {
 		clear(out)
-		rows, err := pool.Query(ctx, `SELECT DISTINCT ON (sha256) sha256, embedding FROM `+s.names.Qualified("")+`
+		rows, err := pool.Query(ctx, `SELECT DISTINCT ON (sha256) sha256, embedding::vector FROM `+s.names.Qualified("")+`
 		WHERE model_id = $1 AND sha256 = ANY($2) ORDER BY sha256, id`, modelID, uniq)
 		if err != nil {
 			return err
@@ -135,7 +135,7 @@ func (s *Sink) Get(ctx context.Context, id string) (schema.Record, bool, error) 
 	var v pgvector.Vector
 	var rec schema.Record
 	err = retry(ctx, s.retryPolicy, func() (err error) {
-		rec, err = scanRecord(pool.QueryRow(ctx, `SELECT `+recordColumns+`, embedding FROM `+s.names.Qualified("")+` WHERE id = $1`, id), &v)
+		rec, err = scanRecord(pool.QueryRow(ctx, `SELECT `+recordColumns+`, embedding::vector FROM `+s.names.Qualified("")+` WHERE id = $1`, id), &v)
 		return err
 	})
 	switch {
@@ -209,7 +209,7 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 				rows, err = tx.Query(ctx, sql, pgvector.NewVector(vec), modelID, n, k)
 			} else {
 				// NaN (zero-norm rows) sorts after every number in PostgreSQL.
-				rows, err = tx.Query(ctx, `SELECT `+recordColumns+`, embedding <=> $1 AS distance
+				rows, err = tx.Query(ctx, `SELECT `+recordColumns+`, embedding <=> $1::vector AS distance
 				FROM `+items+` WHERE model_id = $2 ORDER BY distance, id LIMIT $3`, pgvector.NewVector(vec), modelID, k)
 			}
 			if err != nil {
@@ -253,7 +253,7 @@ func indexedSearchSQL(items string, dim, candidates int) (sql, settings string) 
 	if candidates > maxEfSearch {
 		settings += "; SET LOCAL hnsw.iterative_scan = strict_order"
 	}
-	sql = fmt.Sprintf(`SELECT `+recordColumns+`, embedding <=> $1 AS distance FROM (
+	sql = fmt.Sprintf(`SELECT `+recordColumns+`, embedding <=> $1::vector AS distance FROM (
 	SELECT * FROM %s WHERE model_id = $2
 	ORDER BY binary_quantize(embedding)::bit(%d) <~> binary_quantize($1::vector)::bit(%d)
 	LIMIT $3) c

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,7 @@ import (
 	pgxvector "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/lease"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
@@ -54,14 +56,20 @@ type Sink struct {
 	retryPolicy RetryPolicy
 	strategy    IndexStrategy // WithIndexStrategy
 	candidates  int           // WithCandidates
+	storage     Storage       // the DSN's storage parameter; "" takes the table's
+	// storedIDs is set when the last batch written had stored ids: the
+	// next one looks before it COPYs (see copyPath).
+	storedIDs atomic.Bool
 
 	mu       sync.Mutex // guards the fields below against Open/Close races
 	migConn  *pgx.Conn  // plain connection (no vector types) for migrations
 	pool     *pgxpool.Pool
 	model    schema.ModelIdentity
 	opened   bool
-	writer   bool // opened with a model (Open), not OpenRead
-	deferred bool // the model's index is built by BuildDeferredIndex
+	writer   bool        // opened with a model (Open), not OpenRead
+	deferred bool        // the model's index is built by BuildDeferredIndex
+	stored   Storage     // the embedding column's type, read at Open
+	fence    lease.Lease // SetFence: checked in every write transaction
 }
 
 var (
@@ -72,12 +80,13 @@ var (
 
 // New parses dsn, a libpq-style URL
 //
-//	postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...&schema=S&table=T
+//	postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=...&schema=S&table=T&storage=vector|halfvec
 //
-// ("" reads $IMGVEC_PG_DSN). schema (default public) and table (default
-// images) are imgvec's own parameters and are not sent to the server; they
-// must be lower-case SQL identifiers (migrations.PGNames.Validate). New does
-// no network I/O. The password never appears in errors.
+// ("" reads $IMGVEC_PG_DSN). schema (default public), table (default
+// images) and storage (see Storage) are imgvec's own parameters and are not
+// sent to the server; the names must be lower-case SQL identifiers
+// (migrations.PGNames.Validate). New does no network I/O. The password
+// never appears in errors.
 func New(dsn string, opts ...Option) (*Sink, error) {
 	if dsn == "" {
 		dsn = os.Getenv(EnvDSN)
@@ -111,8 +120,14 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 	if v, ok := q["table"]; ok {
 		s.names.Table = v[len(v)-1]
 	}
+	if v, ok := q["storage"]; ok {
+		if s.storage, err = ParseStorage(v[len(v)-1]); err != nil {
+			return nil, fmt.Errorf("postgres sink: DSN: %w", err)
+		}
+	}
 	q.Del("schema")
 	q.Del("table")
+	q.Del("storage")
 	clean := *u
 	clean.RawQuery = q.Encode()
 
@@ -137,6 +152,11 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 	}
 	if _, err := ParseIndexStrategy(string(s.strategy)); err != nil {
 		return nil, fmt.Errorf("postgres sink %s: %w", s.redacted, err)
+	}
+	if s.storage != "" {
+		if _, err := ParseStorage(string(s.storage)); err != nil {
+			return nil, fmt.Errorf("postgres sink %s: %w", s.redacted, err)
+		}
 	}
 	return s, nil
 }
@@ -226,7 +246,13 @@ func (s *Sink) Migrate(ctx context.Context) (migrations.Result, error) {
 		return migrations.Result{}, err
 	}
 	res, err := m.Up(ctx, migrations.Options{})
-	return res, s.wrap("migrate up", err)
+	if err != nil {
+		return res, s.wrap("migrate up", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err = s.settleStorage(ctx, true)
+	return res, err
 }
 
 // Open connects, checks the schema and the model, and makes the sink ready.
@@ -268,6 +294,9 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	}
 	if err := m.Ensure(ctx, mode, "'"+s.redacted+"'"); err != nil {
 		return s.wrap("table "+s.names.Qualified(""), err)
+	}
+	if s.stored, err = s.settleStorage(ctx, model != nil); err != nil {
+		return err
 	}
 	// The plain connection is only for migrations: release it now.
 	_ = s.migConn.Close(ctx)
@@ -344,8 +373,8 @@ func (s *Sink) closeLocked() error {
 		err = s.migConn.Close(ctx)
 		cancel()
 	}
-	s.pool, s.migConn, s.opened, s.writer, s.deferred = nil, nil, false, false, false
-	s.model = schema.ModelIdentity{}
+	s.pool, s.migConn, s.opened, s.writer, s.deferred, s.stored = nil, nil, false, false, false, ""
+	s.model, s.fence = schema.ModelIdentity{}, lease.Lease{}
 	return s.wrap("close", err)
 }
 

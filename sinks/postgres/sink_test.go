@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/x448/float16"
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/migrations"
@@ -70,10 +71,12 @@ func testSchema(t testing.TB) (dsn, name string) {
 	return dsn, name
 }
 
-func newTestSink(t *testing.T) connector.Sink {
+// newTestSink returns an unopened sink over a fresh schema; kv are extra
+// DSN parameters (storage).
+func newTestSink(t *testing.T, kv ...string) connector.Sink {
 	t.Helper()
 	dsn, sch := testSchema(t)
-	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
+	s, err := New(withParams(t, dsn, append([]string{"schema", sch}, kv...)...), WithAutoMigrate(migrations.AutoMigrateFresh))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +103,17 @@ func forgeDim(t *testing.T, s connector.Sink, model schema.ModelIdentity, dim in
 
 func TestConformance(t *testing.T) {
 	testDSN(t)
-	sinktest.Run(t, newTestSink, sinktest.WithForgeDim(forgeDim))
+	sinktest.Run(t, func(t *testing.T) connector.Sink { return newTestSink(t) }, sinktest.WithForgeDim(forgeDim))
+}
+
+// halfRound is an element as halfvec stores it: the nearest half-precision
+// value (ties to even), as pgvector-go encodes it.
+func halfRound(x float32) float32 { return float16.Fromfloat32(x).Float32() }
+
+func TestConformanceHalfvec(t *testing.T) {
+	testDSN(t)
+	sinktest.Run(t, func(t *testing.T) connector.Sink { return newTestSink(t, "storage", "halfvec") },
+		sinktest.WithForgeDim(forgeDim), sinktest.WithVectorPrecision(halfRound))
 }
 
 func testModel(dim int) schema.ModelIdentity {
@@ -123,6 +136,7 @@ func TestNew(t *testing.T) {
 		{dsn: "postgres://u@h/db?schema=pg_catalog", err: "reserved"},
 		{dsn: "postgres://u@h/db?table=" + strings.Repeat("t", 64), err: "63"},
 		{dsn: "postgres://u@h/db?sslmode=bogus", err: "sslmode"},
+		{dsn: "postgres://u@h/db?storage=float16", err: "want vector or halfvec"},
 	}
 	for _, tt := range tests {
 		s, err := New(tt.dsn)

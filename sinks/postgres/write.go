@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/pgvector/pgvector-go"
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/schema"
@@ -49,8 +48,8 @@ func mtimeFromNS(ns *int64) time.Time {
 // prepare validates (connector.Batch.Normalize: ids deduplicated, last
 // occurrence wins, since ON CONFLICT DO UPDATE refuses a key twice in one
 // statement; model, dimension, finiteness, defaults) and encodes b before
-// any I/O.
-func prepare(b connector.Batch, model schema.ModelIdentity, now time.Time) (prepared, error) {
+// any I/O; vectors are encoded as the column's type st.
+func prepare(b connector.Batch, model schema.ModelIdentity, st Storage, now time.Time) (prepared, error) {
 	nb, err := b.Normalize(model, now)
 	if err != nil {
 		return prepared{}, err
@@ -63,9 +62,13 @@ func prepare(b connector.Batch, model schema.ModelIdentity, now time.Time) (prep
 				return prepared{}, fmt.Errorf("upsert %s: metadata: %w", connector.ItemName(r.ID, r.Key), err)
 			}
 		}
+		vec, err := encodeVector(st, r.Vector)
+		if err != nil {
+			return prepared{}, fmt.Errorf("upsert %s: %w", connector.ItemName(r.ID, r.Key), err)
+		}
 		p.ids = append(p.ids, r.ID)
 		p.upserts = append(p.upserts, []any{r.ID, r.Source, r.Key, r.Size, mtimeNS(r.MTime), r.ETag, r.SHA256, int32(r.Width), int32(r.Height),
-			r.Format, r.ModelID, r.Layer, int32(r.Dim), r.ExtractedAt, md, pgvector.NewVector(r.Vector)})
+			r.Format, r.ModelID, r.Layer, int32(r.Dim), r.ExtractedAt, md, vec})
 	}
 	for _, f := range nb.Failures {
 		p.failures = append(p.failures, f)
@@ -136,16 +139,18 @@ ON CONFLICT (id) DO UPDATE SET
 }
 
 // Write commits b in one transaction: ledger upserts; row upserts (binary
-// COPY into a temp table, then one INSERT ... ON CONFLICT (id) DO UPDATE,
-// then the removal of their ids' ledger entries); metadata updates (rows
-// that do not exist are left alone); then the run row. Vectors are checked
-// before any I/O. Errors that are safe to retry are retried (see retry.go).
+// COPY straight into the table while none of the ids is stored, else into
+// a temp table and one INSERT ... ON CONFLICT (id) DO UPDATE: see
+// copyPath; then the removal of their ids' ledger entries); metadata
+// updates (rows that do not exist are left alone); then the run row.
+// Vectors are checked before any I/O. Errors that are safe to retry are
+// retried (see retry.go).
 func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 	pool, model, err := s.state(true)
 	if err != nil {
 		return err
 	}
-	p, err := prepare(b, model, time.Now())
+	p, err := prepare(b, model, s.Storage(), time.Now())
 	if err != nil {
 		return fmt.Errorf("postgres sink %s: write: %w", s.redacted, err)
 	}
@@ -155,22 +160,50 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 	desc := fmt.Sprintf("write batch of %d upserts, %d metadata updates, %d ledger entries into %s",
 		len(p.upserts), len(p.metadata), len(p.failures), s.names.Qualified(""))
 	q := s.queries()
-	stage := false
+	path := pathDirect
+	if s.storedIDs.Load() {
+		path = pathLookup
+	}
+	var staged bool
 	err = retry(ctx, s.retryPolicy, func() error {
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeTx(ctx, tx, q, p, b.Run, stage) })
+		err := s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
 		var pe *pgconn.PgError
-		if !stage && errors.As(err, &pe) && pe.Code == "23505" {
-			// Another writer stored one of the ids since the fast path
-			// looked: upsert through the stage table instead.
-			stage = true
-			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeTx(ctx, tx, q, p, b.Run, stage) })
+		if path != pathStaged && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == s.names.Table {
+			// One of the ids is stored (an earlier run's row, or a
+			// concurrent writer's since the lookup): the transaction
+			// rolled back; upsert through the stage table instead.
+			path = pathStaged
+			err = s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
 		}
 		return err
 	})
+	if err == nil && len(p.upserts) > 0 {
+		s.storedIDs.Store(staged)
+	}
 	return s.wrap(desc, err)
 }
 
-func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.Run, stage bool) error {
+// copyPath is how writeTx stores a batch's rows.
+type copyPath int
+
+const (
+	// pathDirect COPYs straight into the table, as if none of the ids were
+	// stored; if one is, the COPY fails with a unique violation and Write
+	// reruns the batch with pathStaged. What a backfill's batches take.
+	pathDirect copyPath = iota
+	// pathLookup looks whether any id is stored first, then takes the
+	// direct or the staged path: for the batch after one that had stored
+	// ids (a sync re-embedding changed files or a new model), so that a
+	// run of such batches does not pay a failed COPY each.
+	pathLookup
+	// pathStaged COPYs into a temp table, then INSERT ... ON CONFLICT (id)
+	// DO UPDATE.
+	pathStaged
+)
+
+// writeTx writes the batch in tx; staged reports whether its rows took the
+// staged path.
+func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.Run, path copyPath) (staged bool, err error) {
 	if len(p.failures) > 0 {
 		var bt pgx.Batch
 		for i, f := range p.failures {
@@ -178,7 +211,7 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 				f.Stage, string(f.Class), f.Reason, int32(f.Attempts), f.FirstSeen, f.LastSeen)
 		}
 		if err := tx.SendBatch(ctx, &bt).Close(); err != nil {
-			return fmt.Errorf("ledger entries: %w", err)
+			return false, fmt.Errorf("ledger entries: %w", err)
 		}
 	}
 	if len(p.upserts) > 0 {
@@ -188,12 +221,8 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 			}
 			return p.upserts[i], nil
 		})
-		direct := false
-		if !stage {
-			// Fast path for a batch of ids none of which is stored (a
-			// backfill): COPY straight into the table. A concurrent writer
-			// that inserts one of them first makes the COPY fail with a
-			// unique violation, and Write reruns the batch staged.
+		direct := path == pathDirect
+		if path == pathLookup {
 			// QueryExecModeExec: planned on every call with the current
 			// table size. A cached generic plan, made while the table was
 			// small (a backfill's first batches), keeps scanning the whole
@@ -201,29 +230,30 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 			// the primary key.
 			var exists bool
 			if err := tx.QueryRow(ctx, q.anyExists, pgx.QueryExecModeExec, p.ids).Scan(&exists); err != nil {
-				return fmt.Errorf("look up stored ids: %w", err)
+				return false, fmt.Errorf("look up stored ids: %w", err)
 			}
 			direct = !exists
 		}
+		staged = !direct
 		if direct {
 			if _, err := tx.CopyFrom(ctx, q.itemsIdent, itemColumns, src); err != nil {
-				return fmt.Errorf("copy rows: %w", err)
+				return false, fmt.Errorf("copy rows: %w", err)
 			}
 			if _, err := tx.Exec(ctx, q.clearLedgerIDs, pgx.QueryExecModeExec, p.ids); err != nil {
-				return fmt.Errorf("clear ledger entries of upserted rows: %w", err)
+				return false, fmt.Errorf("clear ledger entries of upserted rows: %w", err)
 			}
 		} else {
 			if _, err := tx.Exec(ctx, q.createStage); err != nil {
-				return fmt.Errorf("create stage table: %w", err)
+				return false, fmt.Errorf("create stage table: %w", err)
 			}
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{stageTable}, itemColumns, src); err != nil {
-				return fmt.Errorf("copy rows: %w", err)
+				return false, fmt.Errorf("copy rows: %w", err)
 			}
 			if _, err := tx.Exec(ctx, q.mergeStage); err != nil {
-				return fmt.Errorf("upsert rows: %w", err)
+				return false, fmt.Errorf("upsert rows: %w", err)
 			}
 			if _, err := tx.Exec(ctx, q.clearLedger); err != nil {
-				return fmt.Errorf("clear ledger entries of upserted rows: %w", err)
+				return false, fmt.Errorf("clear ledger entries of upserted rows: %w", err)
 			}
 		}
 	}
@@ -233,7 +263,7 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 			bt.Queue(q.updateMeta, u.Size, p.mmtimes[i], u.ETag, u.SHA256, u.ID)
 		}
 		if err := tx.SendBatch(ctx, &bt).Close(); err != nil {
-			return fmt.Errorf("metadata updates: %w", err)
+			return false, fmt.Errorf("metadata updates: %w", err)
 		}
 	}
 	if run != nil {
@@ -244,10 +274,10 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 		}
 		if _, err := tx.Exec(ctx, q.upsertRun, r.ID, r.Job, r.Kind, r.Source, r.ModelID, r.StartedAt, ended,
 			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted); err != nil {
-			return fmt.Errorf("run %s: %w", r.ID, err)
+			return false, fmt.Errorf("run %s: %w", r.ID, err)
 		}
 	}
-	return nil
+	return staged, nil
 }
 
 // Delete removes the rows and ledger entries of ids in source, in one
@@ -261,7 +291,7 @@ func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
 		return ctx.Err()
 	}
 	err = retry(ctx, s.retryPolicy, func() error {
-		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return s.inTx(ctx, pool, func(tx pgx.Tx) error {
 			for _, table := range []string{s.names.Qualified(""), s.names.Qualified("_failures")} {
 				if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE source = $1 AND id = ANY($2)`, source, ids); err != nil {
 					return fmt.Errorf("%s: %w", table, err)

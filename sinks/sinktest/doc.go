@@ -22,6 +22,8 @@
 //   - Optionally, WithForgeDim gives the suite a back door to store rows of
 //     a model id with a wrong dimension, so that it can check that Open
 //     refuses them.
+//   - Vectors round-trip bit for bit, unless the sink declares a lower
+//     element precision with WithVectorPrecision (then as rounded by it).
 //
 // # What the suite checks (semantics every sink shares)
 //

@@ -21,9 +21,12 @@ type env struct {
 	ctx  context.Context
 	s    connector.Sink
 	prec time.Duration
+	// round is the sink's element precision (WithVectorPrecision); nil:
+	// float32, exact.
+	round func(float32) float32
 }
 
-func newEnv(t *testing.T, newSink func(t *testing.T) connector.Sink) *env {
+func newEnv(t *testing.T, newSink func(t *testing.T) connector.Sink, round func(float32) float32) *env {
 	t.Helper()
 	s := newSink(t)
 	if s == nil {
@@ -42,7 +45,7 @@ func newEnv(t *testing.T, newSink func(t *testing.T) connector.Sink) *env {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	e := &env{t: t, ctx: ctx, s: s, prec: time.Nanosecond}
+	e := &env{t: t, ctx: ctx, s: s, prec: time.Nanosecond, round: round}
 	if p, ok := s.(TimePrecisioner); ok && p.TimePrecision() > 0 {
 		e.prec = p.TimePrecision()
 	}
@@ -151,7 +154,7 @@ func (e *env) checkRecord(got, want schema.Record, ignoreVector bool) {
 	if !(len(got.Metadata) == 0 && len(want.Metadata) == 0) && !reflect.DeepEqual(got.Metadata, want.Metadata) {
 		e.t.Errorf("%s: Metadata = %v, want %v", what, got.Metadata, want.Metadata)
 	}
-	if !ignoreVector && !sameBits(got.Vector, want.Vector) {
+	if !ignoreVector && !e.sameVector(got.Vector, want.Vector) {
 		e.t.Errorf("%s: vector differs (len %d, want %d)", what, len(got.Vector), len(want.Vector))
 	}
 }
@@ -159,6 +162,19 @@ func (e *env) checkRecord(got, want schema.Record, ignoreVector bool) {
 func brief(r schema.Record) schema.Record {
 	r.Vector = nil
 	return r
+}
+
+// sameVector reports whether got is want as the sink stores it: bit for
+// bit, after rounding want's elements to the sink's precision.
+func (e *env) sameVector(got, want []float32) bool {
+	if e.round != nil {
+		r := make([]float32, len(want))
+		for i, x := range want {
+			r[i] = e.round(x)
+		}
+		want = r
+	}
+	return sameBits(got, want)
 }
 
 func sameBits(a, b []float32) bool {
