@@ -35,6 +35,9 @@ func WithRetry(p RetryPolicy) Option { return func(s *Sink) { s.retryPolicy = p 
 //     (pgconn.SafeToRetry), or could not be made at all;
 //   - serialization failure (40001) and deadlock (40P01): the server
 //     rolled the transaction back;
+//   - idle-in-transaction timeout (25P03), which fenced transactions set
+//     (lease.go): the server ended a paused writer's transaction; the
+//     rerun checks the lease again;
 //   - the backend was terminated (57P01 admin_shutdown, e.g.
 //     pg_terminate_backend; 57P02/57P03) or the connection broke (class 08,
 //     EOF, network errors) in the middle of the transaction: the server
@@ -53,6 +56,7 @@ func Retryable(err error) bool {
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "40001", pe.Code == "40P01", pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03",
+			pe.Code == "25P03", // idle_in_transaction_session_timeout: a fenced writer that was paused; its rerun meets the fence
 			strings.HasPrefix(pe.Code, "08"):
 			return true
 		}
