@@ -70,6 +70,7 @@ func Run(t *testing.T, newSink func(t *testing.T) connector.Sink, opts ...Option
 		{"SearchOrdering", testSearchOrdering},
 		{"Get", testGet},
 		{"StatusRuns", testStatusRuns},
+		{"AbandonRuns", testAbandonRuns},
 		{"RoundTrip4096", testRoundTrip4096},
 	}
 	for _, tt := range tests {
