@@ -10,10 +10,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
+	"io/fs"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -757,5 +759,26 @@ func TestE2EDeviceCUDA(t *testing.T) {
 	r := mustCode(t, exitUsage, tmp, "embed", img, "--model", e2eModel, "--device", "npu", "--out", "v.npy")
 	if !strings.Contains(r.stderr, "cuda") {
 		t.Errorf("--device npu: message should list the devices: %s", r)
+	}
+}
+
+// TestE2EMigrateStatusDoesNotCreate: only `migrate up` creates a SQLite
+// database; status and dry runs of a missing file report it as absent.
+func TestE2EMigrateStatusDoesNotCreate(t *testing.T) {
+	needBinaryNoORT(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "absent.db")
+	for _, args := range [][]string{{"migrate", "status"}, {"migrate", "up", "--dry-run"}, {"migrate", "down"}} {
+		r := mustCode(t, 0, dir, append(args, "--sink", "sqlite://"+db)...)
+		if !strings.Contains(r.stdout, "does not exist yet") {
+			t.Errorf("%v: %s", args, r)
+		}
+		if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%v created the database file (%v)", args, err)
+		}
+	}
+	mustCode(t, 0, dir, "migrate", "up", "--sink", "sqlite://"+db)
+	if r := mustCode(t, 0, dir, "migrate", "status", "--sink", "sqlite://"+db); !strings.Contains(r.stdout, "applied") {
+		t.Errorf("status after up: %s", r)
 	}
 }

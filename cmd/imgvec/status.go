@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -122,12 +126,28 @@ func newMigrateCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("migrate: sink %s has no migrations", redactURI(sinkURI))
 			}
+			out := cmd.OutOrStdout()
+			if ss, ok := sink.(*sqlite.Sink); ok && (args[0] != "up" || dryRun) {
+				// Only `migrate up` creates the database file.
+				if _, err := os.Stat(ss.Path()); errors.Is(err, fs.ErrNotExist) {
+					ms, err := migrations.SQLiteMigrations()
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "database file %s does not exist yet: schema version 0 of %d\n", ss.Path(), len(ms))
+					for _, m := range ms {
+						if args[0] != "down" {
+							fmt.Fprintf(out, "  pending  %04d %s\n", m.Version, m.Name)
+						}
+					}
+					return nil
+				}
+			}
 			m, err := mg.OpenMigrator(ctx)
 			if err != nil {
 				return err
 			}
 			defer sink.Close()
-			out := cmd.OutOrStdout()
 			opts := migrations.Options{DryRun: dryRun, TargetVersion: target}
 			var res migrations.Result
 			switch args[0] {
