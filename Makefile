@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup build test test-short services services-stop bench bench-extract bench-connector bench-postgres demo fuzz lint clean
+.PHONY: setup build test test-short services services-stop bench bench-extract bench-connector bench-postgres bench-milvus demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -40,7 +40,7 @@ fuzz: setup
 
 # Benchmarks generate the full-size VGG19 (random weights, ~575 MB) on demand
 # into testdata/models/generated/ (git-ignored).
-bench: bench-extract bench-connector bench-postgres
+bench: bench-extract bench-connector bench-postgres bench-milvus
 
 bench-extract: setup
 	.ci/lib/install-python.sh
@@ -57,6 +57,12 @@ bench-connector: setup
 bench-postgres: setup services
 	set -a; source .cache/services.env; set +a; \
 	IMGVEC_BENCH_PG_ROWS=100000 IMGVEC_BENCH_OUT=.cache/bench-postgres.md $(GO) test -run TestMeasure -v -timeout 90m ./sinks/postgres/
+
+# Upsert rows/s of 4096-d vectors by chunk size and concurrent writers
+# (the best setting is the sink's default).
+bench-milvus: setup services
+	set -a; source .cache/services.env; set +a; \
+	IMGVEC_BENCH_MILVUS_ROWS=4000 $(GO) test -run TestMeasureUpsert -v -timeout 30m ./sinks/milvus/
 
 demo: build
 	rm -f imgvec.db imgvec.db-wal imgvec.db-shm

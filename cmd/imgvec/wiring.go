@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"runtime/debug"
 	"strings"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/sinks/milvus"
 	"github.com/imgvec/imgvec/sinks/postgres"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
@@ -120,9 +120,17 @@ func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 		}
 		return postgres.New(uri, postgres.WithAutoMigrate(mode), postgres.WithIndexStrategy(strategy))
 	case "milvus":
-		return nil, fmt.Errorf("sink milvus://…: not available in this build yet; use sqlite://PATH or postgres://…")
+		mode := migrations.AutoMigrateNever
+		if autoMigrate {
+			mode = migrations.AutoMigrateFresh
+		}
+		s, err := milvus.New(uri, milvus.WithAutoMigrate(mode))
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		return s, nil
 	}
-	return nil, usagef("--sink %q: want sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T", redactURI(uri))
+	return nil, usagef("--sink %q: want sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME", redactURI(uri))
 }
 
 // redactURI hides a password in a URI so it can appear in errors and logs.

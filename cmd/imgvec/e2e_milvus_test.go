@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/milvus-io/milvus-sdk-go/v2/client"
+
+	"github.com/imgvec/imgvec/schema/testenv"
+)
+
+// milvusSink returns a milvus:// sink URI with collections of its own on
+// the test server (IMGVEC_TEST_MILVUS_ADDR, started by `make services`),
+// dropped after t.
+func milvusSink(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv("IMGVEC_TEST_MILVUS_ADDR")
+	if addr == "" {
+		testenv.Skip(t, "IMGVEC_TEST_MILVUS_ADDR is not set: run `make services` and source .cache/services.env")
+	}
+	base := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c, err := client.NewClient(ctx, client.Config{Address: addr})
+		if err != nil {
+			t.Logf("drop collections %s_*: %v", base, err)
+			return
+		}
+		defer c.Close()
+		_ = c.DropAlias(ctx, base)
+		colls, err := c.ListCollections(ctx)
+		if err != nil {
+			t.Logf("drop collections %s_*: %v", base, err)
+			return
+		}
+		for _, coll := range colls {
+			if strings.HasPrefix(coll.Name, base+"_") {
+				_ = c.DropCollection(ctx, coll.Name)
+			}
+		}
+	})
+	return "milvus://" + addr + "?collection=" + base
+}
+
+// TestE2EMilvus runs the user's commands against a real Milvus: migrate
+// status, backfill, search, an unchanged sync, a delete, a model change
+// (blue/green: both models searchable), status, and credentials that
+// never show.
+func TestE2EMilvus(t *testing.T) {
+	needBinary(t)
+	sinkURI := milvusSink(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	copyTree(t, filepath.Join("..", "..", "testdata", "images"), src)
+	model := []string{"--model", e2eModel}
+
+	if r := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI); !strings.Contains(r.stdout, "pending  0001") {
+		t.Errorf("migrate status of a new store:\n%s", r)
+	}
+	r := mustCode(t, exitItemFailures, tmp, append([]string{"backfill", "-q", "--source", src, "--sink", sinkURI}, model...)...)
+	first := parseRunLine(t, r)
+	if first.Written != int64(len(goodImages(t))) || first.Failed == 0 {
+		t.Fatalf("backfill: %+v\n%s", first, r)
+	}
+	r = mustCode(t, exitOK, tmp, append([]string{"search", "--image", filepath.Join(src, "landscape.jpg"), "-k", "3", "--sink", sinkURI}, model...)...)
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 4 || !strings.Contains(lines[1], "landscape.jpg") {
+		t.Errorf("search:\n%s", r)
+	}
+	r = mustCode(t, exitItemFailures, tmp, append([]string{"sync", "-q", "--source", src, "--sink", sinkURI}, model...)...)
+	if again := parseRunLine(t, r); again.Unchanged != first.Written || again.Written != 0 {
+		t.Errorf("second sync: %+v", again)
+	}
+	if err := os.Remove(filepath.Join(src, "portrait.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	r = mustCode(t, exitItemFailures, tmp, append([]string{"sync", "-q", "--source", src, "--sink", sinkURI}, model...)...)
+	if del := parseRunLine(t, r); del.Deleted != 1 {
+		t.Errorf("sync after a delete: %+v", del)
+	}
+	// Another layer is another model id: a new collection, filled by sync.
+	r = mustCode(t, exitItemFailures, tmp, append([]string{"sync", "-q", "--layer", "fc6", "--source", src, "--sink", sinkURI}, model...)...)
+	if fc6 := parseRunLine(t, r); fc6.Extracted != first.Written-1 {
+		t.Errorf("sync with another model: %+v", fc6)
+	}
+	st := status(t, tmp, sinkURI)
+	if len(st.Models) != 2 || st.Models[0].Rows != first.Written-1 || st.Models[1].Rows != first.Written-1 {
+		t.Errorf("status: %+v", st)
+	}
+	for _, layer := range []string{"fc6", "fc7"} {
+		r = mustCode(t, exitOK, tmp, append([]string{"search", "--layer", layer, "--image", filepath.Join(src, "landscape.jpg"), "-k", "2", "--sink", sinkURI}, model...)...)
+		if !strings.Contains(r.stdout, "landscape.jpg") {
+			t.Errorf("search %s after the model change:\n%s", layer, r)
+		}
+	}
+	if r := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI); !strings.Contains(r.stdout, "schema version 1 of 1") {
+		t.Errorf("migrate status:\n%s", r)
+	}
+	// Credentials come from the environment and never show.
+	t.Setenv("IMGVEC_MILVUS_USER", "root")
+	t.Setenv("IMGVEC_MILVUS_PASSWORD", "hunter2")
+	bad := strings.Replace(sinkURI, "127.0.0.1:", "127.0.0.1:1", 1)
+	r = imgvec(t, tmp, "status", "--sink", bad)
+	if r.code == exitOK || strings.Contains(r.stderr, "hunter2") || strings.Contains(r.stdout, "hunter2") {
+		t.Errorf("status with credentials against no server: exit %d\n%s", r.code, r)
+	}
+}

@@ -1,0 +1,124 @@
+// Package milvus is the Milvus sink (github.com/milvus-io/milvus-sdk-go/v2,
+// tested against Milvus 2.3.5 standalone).
+//
+// # URI and credentials
+//
+//	milvus://HOST:PORT?collection=NAME&db=DB&tls=true&tls_ca=FILE&index=HNSW&grace=24h&chunk_mb=32&writers=1&retries=4
+//
+// collection (default imgvec) is the base name of every collection the
+// sink owns; index is HNSW (default), IVF_FLAT or AUTOINDEX, always with
+// the COSINE metric; grace is how long a collection replaced by a
+// blue/green switch is kept; chunk_mb and writers shape the write path
+// (below); retries bounds the tries of each request. Credentials never go
+// in the URI (New refuses user info): the token comes from
+// $IMGVEC_MILVUS_TOKEN, or user and password from $IMGVEC_MILVUS_USER and
+// $IMGVEC_MILVUS_PASSWORD. They never appear in errors (scrub) or URI().
+// New validates without I/O.
+//
+// # Collections
+//
+//   - NAME_vN (N = 1, 2, ...): the item collections, one per model id.
+//     Primary key id (VarChar, the item id, never auto_id); vector
+//     (FloatVector of the model's dimension, indexed with COSINE); scalar
+//     fields source, key, size, mtime_ns, etag, sha256, width, height,
+//     format, model_id, layer, dim, extracted_at_ns; the dynamic field
+//     holds {"metadata": {...}} (filter with metadata["album"] == "x").
+//     Its description is JSON naming the model id, layer, dimension and
+//     the item schema version (ItemsSchemaVersion): the sink finds a
+//     model's collection by listing NAME_v* and reading descriptions.
+//   - NAME: an alias of the current item collection, the one readers
+//     (pymilvus, Attu, imgvec search) should query.
+//   - NAME_failures: the failure ledger. NAME_runs: one row per run.
+//   - NAME_meta: the migration ledger (rows migration/NNNN), the current
+//     collection (row current, which mirrors the alias) and retired
+//     collections (rows retired/NAME_vN with the time of retirement).
+//
+// Companion collections carry a 2-d placeholder vector: Milvus requires
+// a vector field in every collection. Every collection is created with
+// Strong consistency and one shard; every read the diff depends on is
+// Strong (the query iterator inherits the collection's level).
+// Times are int64 Unix nanoseconds (math.MinInt64 for the zero time), so
+// fingerprints round-trip exactly.
+//
+// # Open and versioning
+//
+// Open(ctx, model) connects, applies pending migrations as WithAutoMigrate
+// allows (else the error wraps migrations.ErrPending and names `imgvec
+// migrate up --sink URI`), verifies the companion collections, then finds
+// model's item collection and verifies its primary key (VarChar id,
+// no auto_id), its fields and types, its dimension and its index metric
+// (COSINE); a mismatch is refused with ErrIncompatible and a hint. A model
+// without a collection gets a new NAME_vN (indexed, loaded). Every
+// collection is loaded before Open returns. OpenRead opens without a
+// model (writes refused); OpenMigrator serves `imgvec migrate`.
+//
+// Versions are recorded in two places: the companion layout by the
+// migration ledger in NAME_meta (migrations are Go steps, each
+// idempotent, the ledger row written after the step: Milvus has no
+// transaction to share), the item layout in each item collection's
+// description. A change Milvus cannot make in place (a new dimension, a
+// new model, a new item layout) is blue/green: the new NAME_vN is created
+// beside the old one and filled by sync while readers keep the alias on
+// the old one; when a run of the new model completes (a run row with an
+// end time and outcome ok or partial), the alias NAME moves to it and the
+// old collection is recorded as retired; the first Open after the grace
+// period drops it. Searches by model id go to that model's collection
+// whatever the alias says, so imgvec never mixes models.
+//
+// Servers without aliases (milvus-lite): the switch keeps only the meta
+// row current; readers must resolve it (or read `imgvec status`) instead of
+// querying NAME. The sink notices the missing feature (an unimplemented or
+// "not support" error) and carries on without aliases.
+//
+// # Writes
+//
+// Write validates the whole batch first (connector.Batch.Normalize: ids
+// deduplicated, the last occurrence wins; model, dimension, finite
+// values), then reads what it must merge (rows that metadata updates
+// rewrite whole, since Milvus 2.3 has no partial update; stored ledger
+// entries for the attempt count). A batch whose context is cancelled by
+// then writes nothing. The first mutation is the commit point: the rest
+// of the batch runs on a context that ignores cancellation (bounded by
+// two minutes), so a stop leaves all of a batch or none. In order:
+//
+//  1. item rows, upserted in chunks of at most chunk_mb estimated bytes
+//     (default 32 MB; Milvus refuses requests over 64 MB, so a larger
+//     batch is split, never rejected), writers chunks at a time;
+//  2. ledger entries (upsert);
+//  3. deletion of the ledger entries of the upserted ids;
+//  4. the run row, and the blue/green switch when the run completed.
+//
+// Milvus has no transactions, so a crash (client or server) between
+// requests can leave a prefix of that order. The order keeps the "nothing
+// lost" invariant: a row written before its ledger entry was removed
+// shadows the entry (Stored reports the row; a stale entry stays counted
+// in the ledger until the item is next written); an item whose row or
+// ledger entry was not written is absent, so the next run treats it as new
+// and extracts it again; the run row, written last, is then the rerun's.
+// Every step is idempotent (upserts by primary key, ledger attempts
+// counted only when last_seen moves forward), so a rerun converges. Each
+// request is retried (retries tries, backoff 250 ms doubling to 4 s) when
+// the server is unavailable, overloaded or the try timed out, on top of
+// the SDK's own retries of rate-limited calls.
+//
+// Delete removes the ids from every item collection and the ledger with
+// `source == S && id in [...]` filters. Every string in a filter is built
+// by quote (strconv.Quote; Milvus decodes literals with strconv.Unquote),
+// so keys and ids with quotes, backslashes or newlines cannot break out of
+// their literal: Milvus 2.3 has no expression templates. One exception is
+// outside the sink's hands: the SDK's query iterator writes the last id of
+// a page into its next filter unquoted, so Write refuses ids that need
+// quoting (item ids, schema.ItemID, are hex; only a caller's own ids can).
+//
+// # Reads
+//
+// Stored iterates (query iterator, primary-key pages of 2000) the open
+// model's collection, then older ones, then the ledger; each id once.
+// VectorsBySHA256 and the merges query by `in` lists of 500. Search runs
+// an ANN search on the model's collection (HNSW ef = max(k, 64)) and
+// reports distance = 1 - cosine similarity. Status counts rows per item
+// collection with Strong count(*) and reads the ledger and runs whole.
+//
+// Concurrency: as connector.Sink says; Status, Search and Get may run
+// beside the writer.
+package milvus

@@ -1,0 +1,187 @@
+package milvus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/milvus-io/milvus-sdk-go/v2/client"
+	"github.com/milvus-io/milvus-sdk-go/v2/entity"
+
+	"github.com/imgvec/imgvec/migrations"
+)
+
+// step is one Milvus migration: Go functions instead of SQL. Each is
+// idempotent (create-if-absent, drop-if-present), because Milvus has no
+// transaction to put the step and its ledger row in: the ledger row is
+// written after the step, so a crash between them leaves a step that the
+// next `migrate up` runs again harmlessly.
+type step struct {
+	name     string
+	up, down string // what the step does, shown by --dry-run
+	apply    func(ctx context.Context, s *Sink, dir migrations.Direction) error
+}
+
+var steps = []step{{
+	name: "initial",
+	up:   "create collections NAME_failures (ledger) and NAME_runs (runs), indexed and loaded; item collections NAME_vN are created per model at Open",
+	down: "drop NAME_failures, NAME_runs, every item collection NAME_vN and the alias NAME",
+	apply: func(ctx context.Context, s *Sink, dir migrations.Direction) error {
+		if dir == migrations.DirectionUp {
+			for _, sc := range []*entity.Schema{failuresSchema(s.cfg.failuresName()), runsSchema(s.cfg.runsName())} {
+				if err := create(ctx, s.c, sc, placeholderIndex()); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		colls, err := s.c.ListCollections(ctx)
+		if err != nil {
+			return fmt.Errorf("list collections: %w", err)
+		}
+		if err := s.c.DropAlias(ctx, s.cfg.base); err != nil && !notFound(err) && !unsupported(err) {
+			return fmt.Errorf("drop alias %s: %w", s.cfg.base, err)
+		}
+		for _, coll := range colls {
+			if _, ok := s.cfg.itemsVersion(coll.Name); ok || coll.Name == s.cfg.failuresName() || coll.Name == s.cfg.runsName() {
+				if err := s.c.DropCollection(ctx, coll.Name); err != nil && !notFound(err) {
+					return fmt.Errorf("drop collection %s: %w", coll.Name, err)
+				}
+			}
+		}
+		return s.c.Delete(ctx, s.cfg.metaName(), "", fID+` like "`+metaRetiredPrefix+`%" || `+eq(fID, metaCurrent))
+	},
+}}
+
+func milvusMigrations() []migrations.Migration {
+	ms := make([]migrations.Migration, len(steps))
+	for i, st := range steps {
+		ms[i] = migrations.Migration{Version: i + 1, Name: st.name, Up: st.up, Down: st.down}
+	}
+	return ms
+}
+
+// driver implements migrations.Driver over the meta collection NAME_meta,
+// whose rows "migration/NNNN" are the ledger.
+type driver struct{ s *Sink }
+
+type ledgerRow struct {
+	Name      string    `json:"name"`
+	AppliedAt time.Time `json:"applied_at"`
+}
+
+func (d driver) Applied(ctx context.Context) ([]migrations.AppliedVersion, error) {
+	ok, err := d.s.c.HasCollection(ctx, d.s.cfg.metaName())
+	if err != nil {
+		return nil, fmt.Errorf("check collection %s: %w", d.s.cfg.metaName(), err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	if err := loadAll(ctx, d.s.c, d.s.cfg.metaName()); err != nil {
+		return nil, err
+	}
+	rows, err := d.s.metaScan(ctx, metaMigration)
+	if err != nil {
+		return nil, err
+	}
+	var out []migrations.AppliedVersion
+	for k, v := range rows {
+		var version int
+		var lr ledgerRow
+		if _, err := fmt.Sscanf(k, metaMigration+"%d", &version); err != nil || json.Unmarshal([]byte(v), &lr) != nil {
+			return nil, fmt.Errorf("migration ledger row %q in %s is malformed", k, d.s.cfg.metaName())
+		}
+		out = append(out, migrations.AppliedVersion{Version: version, Name: lr.Name, AppliedAt: lr.AppliedAt})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+func (d driver) Apply(ctx context.Context, st migrations.Step) error {
+	if err := create(ctx, d.s.c, metaSchema(d.s.cfg.metaName()), placeholderIndex()); err != nil {
+		return err
+	}
+	if err := loadAll(ctx, d.s.c, d.s.cfg.metaName()); err != nil {
+		return err
+	}
+	key := fmt.Sprintf("%s%04d", metaMigration, st.Version)
+	_, present, err := d.s.metaGet(ctx, key)
+	if err != nil {
+		return err
+	}
+	if present != (st.Direction == migrations.DirectionDown) {
+		return fmt.Errorf("%w: version %04d", migrations.ErrConflict, st.Version)
+	}
+	if st.Version < 1 || st.Version > len(steps) {
+		return fmt.Errorf("milvus migration %04d: unknown version", st.Version)
+	}
+	if err := steps[st.Version-1].apply(ctx, d.s, st.Direction); err != nil {
+		return fmt.Errorf("milvus migration %04d_%s %s: %w", st.Version, st.Name, st.Direction, err)
+	}
+	if st.Direction == migrations.DirectionDown {
+		return d.s.retry(ctx, "delete migration ledger row", func(ctx context.Context) error {
+			return d.s.c.Delete(ctx, d.s.cfg.metaName(), "", eq(fID, key))
+		})
+	}
+	row, _ := json.Marshal(ledgerRow{Name: st.Name, AppliedAt: time.Now().UTC()})
+	return d.s.metaPut(ctx, key, string(row))
+}
+
+func (s *Sink) migrator() (*migrations.Migrator, error) {
+	return migrations.New(driver{s}, milvusMigrations())
+}
+
+// OpenMigrator connects without Open's checks and returns the runner for
+// `imgvec migrate up|down|status`. It is valid until Close.
+func (s *Sink) OpenMigrator(ctx context.Context) (*migrations.Migrator, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	return s.migrator()
+}
+
+// metaPut upserts one meta row.
+func (s *Sink) metaPut(ctx context.Context, key, value string) error {
+	return s.retry(ctx, "write meta row "+key, func(ctx context.Context) error {
+		_, err := s.c.Upsert(ctx, s.cfg.metaName(), "",
+			entity.NewColumnVarChar(fID, []string{key}),
+			entity.NewColumnFloatVector(fVector, placeholderDim, [][]float32{placeholder}),
+			entity.NewColumnVarChar(fValue, []string{value}))
+		return err
+	})
+}
+
+func (s *Sink) metaGet(ctx context.Context, key string) (string, bool, error) {
+	rs, err := s.c.Query(ctx, s.cfg.metaName(), nil, eq(fID, key), []string{fValue}, strong)
+	if err != nil {
+		return "", false, fmt.Errorf("read meta row %s: %w", key, err)
+	}
+	if rs.Len() == 0 {
+		return "", false, nil
+	}
+	v, err := rs.GetColumn(fValue).GetAsString(0)
+	return v, err == nil, err
+}
+
+// metaScan returns the meta rows whose key starts with prefix, one of the
+// constants above (no like wildcards in them).
+func (s *Sink) metaScan(ctx context.Context, prefix string) (map[string]string, error) {
+	out := map[string]string{}
+	err := scan(ctx, s.c, s.cfg.metaName(), fID+" like "+quote(prefix+"%"), []string{fID, fValue}, func(rs client.ResultSet) error {
+		for i := range rs.Len() {
+			k, _ := rs.GetColumn(fID).GetAsString(i)
+			v, _ := rs.GetColumn(fValue).GetAsString(i)
+			out[k] = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read meta rows %s*: %w", prefix, err)
+	}
+	return out, nil
+}
