@@ -1,0 +1,91 @@
+package milvus
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/milvus-io/milvus-sdk-go/v2/client"
+
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
+)
+
+// A model change is blue/green: the new model's collection is filled
+// while the alias stays on the old one, the alias moves when a run of the
+// new model completes, and the old collection is dropped after the grace
+// period.
+func TestBlueGreenModelSwitch(t *testing.T) {
+	addr := testAddr(t)
+	base := testBase(t, addr)
+	ctx := context.Background()
+	c, err := client.NewClient(ctx, client.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	aliasTarget := func() string {
+		t.Helper()
+		coll, err := c.DescribeCollection(ctx, base) // through the alias
+		if err != nil {
+			t.Fatalf("describe alias %s: %v", base, err)
+		}
+		return coll.Name
+	}
+	run := func(m schema.ModelIdentity, id string, outcome schema.RunOutcome) *schema.Run {
+		now := time.Now().UTC()
+		return &schema.Run{ID: id, Kind: "sync", Source: "file:///bg", ModelID: m.ID(), StartedAt: now, EndedAt: now, Outcome: outcome}
+	}
+	a, b := model(8), schema.ModelIdentity{ModelSHA256: model(8).ModelSHA256, Layer: "fc6", Preprocess: "test-v1", Dim: 16}
+
+	s := newTestSink(t, addr, base)
+	open(t, s, a)
+	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{record(a, "file:///bg", "1.jpg", 1)}, Run: run(a, "r1", schema.RunOK)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := aliasTarget(); got != base+"_v1" {
+		t.Fatalf("alias after the first model's run: %s, want %s_v1", got, base)
+	}
+	s.Close()
+
+	open(t, s, b)
+	// While the new model fills, readers stay on the old collection; a run
+	// that failed does not switch.
+	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{record(b, "file:///bg", "1.jpg", 2)}, Run: run(b, "r2", schema.RunFailed)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := aliasTarget(); got != base+"_v1" {
+		t.Fatalf("alias while the new model fills: %s, want %s_v1", got, base)
+	}
+	if err := s.Write(ctx, connector.Batch{Run: run(b, "r3", schema.RunPartial)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := aliasTarget(); got != base+"_v2" {
+		t.Fatalf("alias after the new model's complete run: %s, want %s_v2", got, base)
+	}
+	s.Close()
+
+	// Within the grace period the old collection stays searchable.
+	open(t, s, b)
+	if hits, err := s.Search(ctx, a.ID(), record(a, "", "", 1).Vector, 3); err != nil || len(hits) != 1 {
+		t.Errorf("old model during the grace period: %d hits, %v", len(hits), err)
+	}
+	s.Close()
+	// After it, the next Open drops it.
+	short, err := New("milvus://" + addr + "?collection=" + base + "&grace=0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	open(t, short, b)
+	if ok, err := c.HasCollection(ctx, base+"_v1"); err != nil || ok {
+		t.Errorf("retired collection after the grace period: exists %v, %v", ok, err)
+	}
+	if hits, err := short.Search(ctx, b.ID(), record(b, "", "", 2).Vector, 3); err != nil || len(hits) != 1 {
+		t.Errorf("new model after the drop: %d hits, %v", len(hits), err)
+	}
+	st, err := short.Status(ctx)
+	if err != nil || len(st.Models) != 1 || st.Models[0].ModelID != b.ID() {
+		t.Errorf("status after the drop: %+v %v", st.Models, err)
+	}
+}
