@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -272,14 +273,42 @@ type privateServer struct {
 
 func startPrivate(t *testing.T) *privateServer {
 	testAddr(t) // the same rule: skip (or fail under CI) when the tests have no Milvus
-	port := 19700
-	if v := os.Getenv("IMGVEC_TEST_MILVUS_FAULT_PORT"); v != "" {
-		fmt.Sscan(v, &port)
-	}
+	port := freePorts(t)
 	p := &privateServer{t: t, env: append(os.Environ(), fmt.Sprintf("IMGVEC_MILVUS_PORT=%d", port), "IMGVEC_MILVUS_DIR="+t.TempDir())}
 	p.addr = strings.TrimPrefix(strings.TrimSpace(p.script("start")), "IMGVEC_TEST_MILVUS_ADDR=")
 	t.Cleanup(func() { p.script("kill") }) // its data is a temp folder: no need to wait for a clean stop
 	return p
+}
+
+// freePorts finds a port base whose ports (PORT..PORT+11 and PORT+90, see
+// .ci/services/milvus.sh) are all free, so that tests running at the same
+// time on one machine start separate servers.
+func freePorts(t *testing.T) int {
+	t.Helper()
+	for base := 19700; base < 20500; base += 100 {
+		free := true
+		for _, p := range append([]int{base + 90}, seq(base, base+11)...) {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free port range for a private Milvus between 19700 and 20500")
+	return 0
+}
+
+func seq(lo, hi int) []int {
+	var out []int
+	for p := lo; p <= hi; p++ {
+		out = append(out, p)
+	}
+	return out
 }
 
 func (p *privateServer) script(cmd string) string {
