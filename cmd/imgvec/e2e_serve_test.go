@@ -169,11 +169,7 @@ const (
 // classes) shows in /metrics with the right values; a manual trigger runs
 // again; SIGTERM stops cleanly and hands the lock file over.
 func TestE2EServeMetricsAndTrigger(t *testing.T) {
-	needBinary(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	copyTree(t, generated(t), src)
-	db := filepath.Join(dir, "imgvec.db")
+	dir, src, db := generatedSQLite(t)
 	cfg := writeConfig(t, dir, src, "sqlite://"+db, "@every 1h", "serve.run_on_start: true")
 	p := startServe(t, dir, cfg)
 
@@ -251,6 +247,17 @@ func TestE2EServeMetricsAndTrigger(t *testing.T) {
 	}
 }
 
+// generatedSQLite copies the generated collection into a temporary folder
+// (dir/src) beside a SQLite database path (dir/imgvec.db).
+func generatedSQLite(t *testing.T) (dir, src, db string) {
+	t.Helper()
+	needBinary(t)
+	dir = t.TempDir()
+	src = filepath.Join(dir, "src")
+	copyTree(t, generated(t), src)
+	return dir, src, filepath.Join(dir, "imgvec.db")
+}
+
 // refModelID is the model id the rows carry.
 func refModelID(t *testing.T, st dbState) string {
 	t.Helper()
@@ -265,11 +272,7 @@ func refModelID(t *testing.T, st dbState) string {
 // within the grace period with whole batches committed; the next serve's
 // run completes the work.
 func TestE2EServeSIGTERMDuringRun(t *testing.T) {
-	needBinary(t)
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	copyTree(t, generated(t), src)
-	db := filepath.Join(dir, "imgvec.db")
+	dir, src, db := generatedSQLite(t)
 	// Batches of one on one thread: the run lasts long enough to be hit.
 	cfg := writeConfig(t, dir, src, "sqlite://"+db, "@every 1h", "batch: 1", "threads: 1", "workers: 1", "grace: 20s",
 		"serve.run_on_start: true")
