@@ -64,7 +64,7 @@ func openLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*leaseHome, er
 	}
 	m, err := db.OpenMigrator(ctx)
 	if err == nil {
-		err = m.Ensure(ctx, migrations.AutoMigrateFresh, "'"+db.URI()+"'")
+		err = m.Ensure(ctx, migrations.AutoMigrateFresh, "'"+db.URI()+"'", nil)
 	}
 	db.Close()
 	if err == nil {

@@ -142,7 +142,7 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	if err != nil {
 		return err
 	}
-	if err := m.Ensure(ctx, mode, s.uri); err != nil {
+	if err := m.Ensure(ctx, mode, s.uri, nil); err != nil {
 		return fmt.Errorf("open milvus sink %s: %w", s.cfg.base, err)
 	}
 	for _, want := range []*entity.Schema{failuresSchema(s.cfg.failuresName()), runsSchema(s.cfg.runsName())} {

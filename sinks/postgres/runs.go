@@ -27,3 +27,13 @@ WHERE job = $4 AND outcome = $5`, string(schema.RunAbandoned), endedAt, reason, 
 	})
 	return n, s.wrap("close abandoned runs of job "+job, err)
 }
+
+// holdsData is the migrations.DataProbe of AutoMigrateFresh: whether any
+// of the table's tables holds a row (called once the first migration
+// created them), on the migration connection.
+func (s *Sink) holdsData(ctx context.Context) (bool, error) {
+	var has bool
+	err := s.migConn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.names.Qualified("")+`) OR EXISTS (SELECT 1 FROM `+
+		s.names.Qualified("_failures")+`) OR EXISTS (SELECT 1 FROM `+s.names.Qualified("_runs")+`)`).Scan(&has)
+	return has, err
+}

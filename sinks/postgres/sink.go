@@ -292,7 +292,7 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	if err != nil {
 		return s.wrap("migrations", err)
 	}
-	if err := m.Ensure(ctx, mode, "'"+s.redacted+"'"); err != nil {
+	if err := m.Ensure(ctx, mode, "'"+s.redacted+"'", s.holdsData); err != nil {
 		return s.wrap("table "+s.names.Qualified(""), err)
 	}
 	if s.stored, err = s.settleStorage(ctx, model != nil); err != nil {

@@ -33,3 +33,12 @@ func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, r
 	}
 	return n, nil
 }
+
+// holdsData is the migrations.DataProbe of AutoMigrateFresh: whether any
+// table holds a row (called once the first migration created them).
+func (s *Sink) holdsData(ctx context.Context) (bool, error) {
+	var has bool
+	err := s.writer.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM items) OR EXISTS (SELECT 1 FROM failures) OR EXISTS (SELECT 1 FROM runs)`).Scan(&has)
+	return has, err
+}

@@ -220,7 +220,7 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	if err != nil {
 		return err
 	}
-	if err := m.Ensure(ctx, mode, s.URI()); err != nil {
+	if err := m.Ensure(ctx, mode, s.URI(), s.holdsData); err != nil {
 		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
 	}
 	if model != nil {

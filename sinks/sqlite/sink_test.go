@@ -164,6 +164,35 @@ func TestAutoMigrate(t *testing.T) {
 	}
 	s.Close()
 
+	// Fresh: a database whose creation was interrupted after its first
+	// migration (a killed sync) still holds nothing, and is completed; once
+	// it holds data, an upgrade is explicit.
+	path3 := filepath.Join(dir, "interrupted.db")
+	s3, _ := New(Scheme+path3, WithAutoMigrate(migrations.AutoMigrateFresh))
+	mig, err := s3.OpenMigrator(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mig.Up(ctx, migrations.Options{MaxSteps: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s3.Close()
+	if err := s3.Open(ctx, m); err != nil {
+		t.Fatalf("interrupted creation not completed: %v", err)
+	}
+	if err := s3.Write(ctx, connector.Batch{Run: &schema.Run{ID: "r", StartedAt: time.Now(), Outcome: schema.RunRunning}}); err != nil {
+		t.Fatal(err)
+	}
+	s3.Close()
+	mig, _ = s3.OpenMigrator(ctx)
+	if _, err := mig.Down(ctx, migrations.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	s3.Close()
+	if err := s3.Open(ctx, m); !errors.Is(err, migrations.ErrPending) {
+		t.Fatalf("pending upgrade of a database with data: %v", err)
+	}
+
 	// Always applies whatever is pending.
 	path2 := filepath.Join(dir, "always.db")
 	s2, _ := New(Scheme+path2, WithAutoMigrate(migrations.AutoMigrateAlways))
