@@ -24,7 +24,8 @@
 //     ledger; pending migrations are refused with an error wrapping
 //     migrations.ErrPending that names `imgvec migrate up --sink DSN`, unless
 //     WithAutoMigrate allows them (migrations.AutoMigrateFresh, what `imgvec sync`
-//     uses, migrates only a table with no migration applied yet);
+//     uses, migrates only a table with no migration applied yet, or one
+//     whose creation was interrupted and that holds no rows);
 //   - closes that connection and opens the pool, whose AfterConnect
 //     registers pgvector's types;
 //   - refuses rows stored under model.ID() with another dimension than

@@ -18,7 +18,8 @@
 //     error (wrapping migrations.ErrPending for the latter) that says to run
 //     `imgvec migrate up --sink sqlite://PATH`, unless WithAutoMigrate allows
 //     it: migrations.AutoMigrateFresh (what `imgvec sync` uses) creates and migrates a
-//     brand-new file but leaves upgrades of an existing one explicit;
+//     brand-new file (or completes one whose creation was interrupted and
+//     that holds no rows) but leaves upgrades of one with data explicit;
 //     migrations.AutoMigrateAlways migrates whatever is pending;
 //   - refuses a schema newer than this build (migrations.ErrUnknownVersion);
 //   - refuses rows stored under model.ID() with another dimension than
