@@ -118,4 +118,17 @@
 // once at the end (Progress.Last) with the counters, the number of items
 // queued for reading and committed, the rate over the last ~10 calls and
 // an ETA.
+//
+// # Metrics and job runs
+//
+// Options.Observer, when set, is told each stage's unit of work (read and
+// decode per item, infer per model batch, write per commit) with its
+// duration, and each committed batch with its failure classes; `imgvec
+// serve` turns these into Prometheus series. Calls come from the stage
+// goroutines, concurrently.
+//
+// Scheduling lives in connector/schedule and the one-runner-per-job rule in
+// connector/lease: a job's runs write through a sink fenced by (or guarded
+// by) the job's lease. A sink that implements RunAbandoner lets the next
+// holder of a job's lease close the run rows a dead runner left "running".
 package connector
