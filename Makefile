@@ -56,7 +56,7 @@ bench-connector: setup
 # Tables also go to .cache/bench-postgres.md.
 bench-postgres: setup services
 	set -a; source .cache/services.env; set +a; \
-	IMGVEC_BENCH_PG_ROWS=100000 IMGVEC_BENCH_OUT=.cache/bench-postgres.md $(GO) test -run TestMeasure -v -timeout 90m ./sinks/postgres/
+	IMGVEC_BENCH_PG_ROWS=100000 IMGVEC_BENCH_OUT=$(CURDIR)/.cache/bench-postgres.md $(GO) test -run TestMeasure -v -timeout 90m ./sinks/postgres/
 
 # Upsert rows/s of 4096-d vectors by chunk size and concurrent writers
 # (the best setting is the sink's default).

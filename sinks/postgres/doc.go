@@ -103,11 +103,12 @@
 //
 // Measured (TestMeasure: 100k fc7-like rows in batches of 256, a durable
 // server — fsync, synchronous_commit, full_page_writes on — on 2 shared
-// cores; medians of 3 rounds): Write 9,484 rows/s = 0.72× raw binary COPY
-// (13,253 rows/s), 5.8× row-by-row INSERT with a commit per row (1,642),
-// 2.1× row-by-row INSERT in transactions of 256 (4,603). The targets were
-// ≥ 0.8× COPY and ≥ 5× row-by-row: met against autocommit INSERTs, not
-// against batched ones, which raw COPY itself beats only 2.9×. Most of the
+// cores, nothing else running; medians of 3 rounds): Write 12,070 rows/s =
+// 0.80× raw binary COPY (15,061 rows/s), 5.2× row-by-row INSERT with a
+// commit per row (2,316), 2.5× row-by-row INSERT in transactions of 256
+// (4,796); 0.72× COPY in a run that shared the cores with other tests. The
+// targets were ≥ 0.8× COPY and ≥ 5× row-by-row: met against autocommit
+// INSERTs, not against batched ones, which raw COPY itself beats only 3.1×. Most of the
 // gap to raw COPY is the validation and encoding that Write does before
 // any I/O (≈ 1.3 ms of client CPU a batch of 256 4096-d rows; the raw COPY
 // of the measurement has its rows encoded ahead of the clock): on 30k rows
@@ -158,16 +159,17 @@
 // defers it again, and builds it at its end.
 //
 // Measured (TestMeasure, `make bench-postgres`: 100k fc7-like rows, a
-// durable server, 2 cores): load 11.1 s + build 19.4 s = 30.5 s, against
-// 1 min 57 s with the index live: 3.8×, not the 10× the issue asked for,
-// and no build setting gets there: the load alone is 11.1 s, so even a
-// free build would give 10.5×. The build settings tried: pgvector's m 16,
-// ef_construction 64 are kept (recall@10 0.977 at N=10, 1.000 at N=40);
-// ef_construction 32 loses recall (0.948 at N=10, 0.986 at N=40) for a
-// build that was not reliably faster here (11.5 s and 19.6 s in two runs),
-// m 8 loses more (0.907 at N=40); two parallel maintenance workers (the
-// server's default) gain nothing on two cores (19.4 s vs 17.2 s without);
-// maintenance_work_mem 1 GB holds the graph (83 MB).
+// durable server, 2 quiet cores): load 7.9 s + build 14.2 s = 22.1 s,
+// against 1 min 54 s with the index live: 5.1× (3.8× in a run sharing the
+// cores), not the 10× the issue asked for, and no build setting gets
+// there: the load alone is 7.9 s, so even a free build would give 14×.
+// The build settings tried: pgvector's m 16, ef_construction 64 are kept
+// (recall@10 0.975 at N=10, 1.000 at N=40); ef_construction 32 builds in
+// 11.2 s but loses recall (0.958 at N=10, 0.984 at N=40), m 8 loses more
+// (0.923 at N=40); two parallel maintenance workers (the server's default)
+// build in 14.2 s against 25.3 s without on two quiet cores (and gain
+// nothing when the cores are shared); maintenance_work_mem 1 GB holds the
+// graph (83 MB).
 //
 // A reduced companion column (≤ 2,000-d, indexable with HNSW cosine) was
 // evaluated and is not shipped: a fixed-seed very sparse random
