@@ -11,7 +11,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
 func newServeCmd() *cobra.Command {
@@ -119,7 +121,7 @@ type probeResult struct {
 func newServer(f *config.File, only []string, log *slog.Logger) (*server, error) {
 	s := &server{cfg: f, log: log, metrics: newServeMetrics(), jobs: map[string]*servedJob{}}
 	for _, j := range f.Jobs {
-		if len(only) > 0 && !contains(only, j.Name) {
+		if len(only) > 0 && !slices.Contains(only, j.Name) {
 			continue
 		}
 		if j.Schedule == "" {
@@ -176,15 +178,6 @@ func newServer(f *config.File, only []string, log *slog.Logger) (*server, error)
 		}
 	}
 	return s, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // loopback reports whether addr (host:port) only accepts local clients.
@@ -496,21 +489,17 @@ func (sj *servedJob) reachable(ctx context.Context) error {
 }
 
 func probeSink(ctx context.Context, uri string) error {
-	if path, ok := strings.CutPrefix(uri, "sqlite://"); ok {
-		// The embedded database is created by the first run: its folder
-		// must exist.
-		dir := path[:strings.LastIndex(path, "/")+1]
-		if dir == "" {
-			dir = "."
-		}
-		if _, err := os.Stat(dir); err != nil {
-			return fmt.Errorf("sqlite folder: %w", err)
-		}
-		return nil
-	}
 	sk, err := newSink(uri, false, "")
 	if err != nil {
 		return err
+	}
+	if ss, ok := sk.(*sqlite.Sink); ok {
+		// The embedded database is created by the first run: its folder
+		// must exist.
+		if _, err := os.Stat(filepath.Dir(ss.Path())); err != nil {
+			return fmt.Errorf("sqlite folder: %w", err)
+		}
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
