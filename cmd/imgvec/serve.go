@@ -313,10 +313,10 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 	hard := s.hardCtx
 	sk, err := newSink(st.sink, true, st.index)
 	if err != nil {
-		return s.jobFailed(sj, log, err)
+		return s.jobFailed(sj, trig, log, err)
 	}
 	if err := sk.Open(hard, sj.x.Identity()); err != nil {
-		return s.jobFailed(sj, log, err)
+		return s.jobFailed(sj, trig, log, err)
 	}
 	defer sk.Close()
 	held, err := s.leadership(hard, sj, log)
@@ -327,11 +327,11 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 		return nil
 	}
 	if err != nil {
-		return s.jobFailed(sj, log, err)
+		return s.jobFailed(sj, trig, log, err)
 	}
 	w, err := writeThrough(hard, sk, sj.home, held, log)
 	if err != nil {
-		return s.jobFailed(sj, log, err)
+		return s.jobFailed(sj, trig, log, err)
 	}
 	var lost <-chan struct{}
 	if held != nil {
@@ -339,7 +339,7 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 	}
 	md, err := connector.ParseMaxDelete(st.maxDelete)
 	if err != nil {
-		return s.jobFailed(sj, log, err)
+		return s.jobFailed(sj, trig, log, err)
 	}
 	var errs []error
 	for _, ref := range st.sources {
@@ -448,12 +448,12 @@ func (s *server) dropLease(ctx context.Context, sj *servedJob) {
 }
 
 // jobFailed records a run that failed before it started (sink, lease).
-func (s *server) jobFailed(sj *servedJob, log *slog.Logger, err error) error {
+func (s *server) jobFailed(sj *servedJob, trig schedule.Trigger, log *slog.Logger, err error) error {
 	log.Error("run failed", "err", err)
 	sj.mu.Lock()
 	sj.lastErr = err.Error()
 	sj.mu.Unlock()
-	s.metrics.runs.WithLabelValues(sj.cfg.Name, "", string(schema.RunFailed)).Inc()
+	s.metrics.runs.WithLabelValues(sj.cfg.Name, string(trig), string(schema.RunFailed)).Inc()
 	return err
 }
 
