@@ -89,3 +89,54 @@ func TestBlueGreenModelSwitch(t *testing.T) {
 		t.Errorf("status after the drop: %+v %v", st.Models, err)
 	}
 }
+
+// With several sources in one sink, the alias moves to the new model's
+// collection only once every source the old one was complete for (and
+// still holds rows of) has had a complete run of the new model.
+func TestBlueGreenWaitsForEverySource(t *testing.T) {
+	addr := testAddr(t)
+	base := testBase(t, addr)
+	ctx := context.Background()
+	c, err := client.NewClient(ctx, client.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	aliasTarget := func() string {
+		t.Helper()
+		coll, err := c.DescribeCollection(ctx, base)
+		if err != nil {
+			t.Fatalf("describe alias %s: %v", base, err)
+		}
+		return coll.Name
+	}
+	a, b := model(8), schema.ModelIdentity{ModelSHA256: model(8).ModelSHA256, Layer: "fc6", Preprocess: "test-v1", Dim: 16}
+	sync := func(s *Sink, m schema.ModelIdentity, source string, n int) {
+		t.Helper()
+		now := time.Now().UTC()
+		run := &schema.Run{ID: source + m.ID(), Kind: "sync", Source: source, ModelID: m.ID(), StartedAt: now, EndedAt: now, Outcome: schema.RunOK}
+		if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{record(m, source, "1.jpg", n)}, Run: run}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newTestSink(t, addr, base)
+	open(t, s, a)
+	sync(s, a, "file:///x", 1)
+	sync(s, a, "file:///y", 2)
+	sync(s, a, "file:///gone", 3)
+	gone := record(a, "file:///gone", "1.jpg", 3)
+	if err := s.Delete(ctx, "file:///gone", []string{gone.ID}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	open(t, s, b)
+	sync(s, b, "file:///x", 4)
+	if got := aliasTarget(); got != base+"_v1" {
+		t.Fatalf("alias after the new model's run of one of two sources: %s, want %s_v1", got, base)
+	}
+	sync(s, b, "file:///y", 5)
+	if got := aliasTarget(); got != base+"_v2" {
+		t.Fatalf("alias after both sources: %s, want %s_v2 (the emptied source must not hold it back)", got, base)
+	}
+}

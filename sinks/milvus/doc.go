@@ -30,8 +30,10 @@
 //     (pymilvus, Attu, imgvec search) should query.
 //   - NAME_failures: the failure ledger. NAME_runs: one row per run.
 //   - NAME_meta: the migration ledger (rows migration/NNNN), the current
-//     collection (row current, which mirrors the alias) and retired
-//     collections (rows retired/NAME_vN with the time of retirement).
+//     collection (row current, which mirrors the alias), retired
+//     collections (rows retired/NAME_vN with the time of retirement) and
+//     the sources each collection has had a complete run of (rows
+//     complete/NAME_vN/HASH, whose value is the source).
 //
 // Companion collections carry a 2-d placeholder vector: Milvus requires
 // a vector field in every collection. Every collection is created with
@@ -59,10 +61,16 @@
 // description. A change Milvus cannot make in place (a new dimension, a
 // new model, a new item layout) is blue/green: the new NAME_vN is created
 // beside the old one and filled by sync while readers keep the alias on
-// the old one; when a run of the new model completes (a run row with an
-// end time and outcome ok or partial), the alias NAME moves to it and the
+// the old one; each run of the new model that completes (a run row with
+// an end time and outcome ok or partial) records its source as covered
+// (meta row complete/NAME_vN/HASH); the alias NAME moves to the new
+// collection once it covers every source the old one was complete for and
+// still holds rows of — so a sink fed by several sources keeps serving all
+// of them from the old model until each has been re-embedded — and the
 // old collection is recorded as retired; the first Open after the grace
-// period drops it. Searches by model id go to that model's collection
+// period drops it (and its complete rows). A source that stops being
+// synced but keeps rows holds the switch back until it is synced or its
+// rows are deleted. Searches by model id go to that model's collection
 // whatever the alias says, so imgvec never mixes models.
 //
 // Servers without aliases (milvus-lite): the switch keeps only the meta

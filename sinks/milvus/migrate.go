@@ -169,7 +169,8 @@ func (s *Sink) metaGet(ctx context.Context, key string) (string, bool, error) {
 }
 
 // metaScan returns the meta rows whose key starts with prefix, one of the
-// constants above (no like wildcards in them).
+// constants above, possibly followed by a collection name (no like
+// wildcards in them).
 func (s *Sink) metaScan(ctx context.Context, prefix string) (map[string]string, error) {
 	out := map[string]string{}
 	err := scan(ctx, s.c, s.cfg.metaName(), fID+" like "+quote(prefix+"%"), []string{fID, fValue}, func(rs client.ResultSet) error {

@@ -2,6 +2,8 @@ package milvus
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -248,7 +250,10 @@ func (s *Sink) ensureItems(ctx context.Context, model schema.ModelIdentity) erro
 const (
 	metaCurrent       = "current"  // the collection the alias points to
 	metaRetiredPrefix = "retired/" // + collection: when it stopped being current
-	metaMigration     = "migration/"
+	// + collection + "/" + hash of a source: a run of that source into the
+	// collection completed (the value is the source).
+	metaCompletePrefix = "complete/"
+	metaMigration      = "migration/"
 )
 
 // aliasTarget returns the collection readers are pointed at (the "current"
@@ -282,13 +287,26 @@ func unsupported(err error) bool {
 	return strings.Contains(msg, "unimplemented") || strings.Contains(msg, "not support")
 }
 
-// switchTo is the blue/green switch after a complete run of the open
-// model: the alias moves to its collection, and the previous one is
+// switchTo is the blue/green switch after a complete run of source under
+// the open model: the run is recorded as covering source in ic; the alias
+// moves to ic once ic covers every source the current collection was
+// complete for and still holds rows of (so a sink fed by several sources
+// does not lose the others' items from the readers' view while they are
+// re-embedded one source at a time), and the previous collection is
 // retired (dropped by a later Open once the grace period has passed).
-func (s *Sink) switchTo(ctx context.Context, ic itemColl) error {
+func (s *Sink) switchTo(ctx context.Context, ic itemColl, source string) error {
+	if err := s.metaPut(ctx, completeKey(ic.name, source), source); err != nil {
+		return err
+	}
 	cur, ok, err := s.aliasTarget(ctx)
 	if err != nil || (ok && cur == ic.name) {
 		return err
+	}
+	if ok {
+		waiting, err := s.uncovered(ctx, cur, ic.name)
+		if err != nil || len(waiting) > 0 {
+			return err
+		}
 	}
 	if err := s.pointAlias(ctx, ic.name); err != nil {
 		return err
@@ -297,6 +315,47 @@ func (s *Sink) switchTo(ctx context.Context, ic itemColl) error {
 		return s.metaPut(ctx, metaRetiredPrefix+cur, time.Now().UTC().Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// completeKey is the meta row recording a complete run of source into
+// coll (its value is the source; the key holds a hash, as sources can be
+// longer than a primary key).
+func completeKey(coll, source string) string {
+	sum := sha256.Sum256([]byte(source))
+	return metaCompletePrefix + coll + "/" + hex.EncodeToString(sum[:12])
+}
+
+// uncovered returns the sources that had a complete run into from, still
+// have rows there, and have had none into to yet: the sources the alias
+// switch from → to waits for.
+func (s *Sink) uncovered(ctx context.Context, from, to string) ([]string, error) {
+	had, err := s.metaScan(ctx, metaCompletePrefix+from+"/")
+	if err != nil {
+		return nil, err
+	}
+	have, err := s.metaScan(ctx, metaCompletePrefix+to+"/")
+	if err != nil {
+		return nil, err
+	}
+	covered := map[string]bool{}
+	for _, src := range have {
+		covered[src] = true
+	}
+	var waiting []string
+	for _, src := range had {
+		if covered[src] {
+			continue
+		}
+		n, err := count(ctx, s.c, from, eq(fSource, src))
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			waiting = append(waiting, src)
+		}
+	}
+	sort.Strings(waiting)
+	return waiting, nil
 }
 
 // dropExpired drops collections retired longer than the grace period ago.
@@ -327,7 +386,15 @@ func (s *Sink) dropExpired(ctx context.Context) error {
 				delete(s.items, id)
 			}
 		}
-		if err := s.c.Delete(ctx, s.cfg.metaName(), "", eq(fID, k)); err != nil {
+		done, err := s.metaScan(ctx, metaCompletePrefix+coll+"/")
+		if err != nil {
+			return err
+		}
+		keys := []string{k}
+		for key := range done {
+			keys = append(keys, key)
+		}
+		if err := s.c.Delete(ctx, s.cfg.metaName(), "", inList(fID, keys)); err != nil {
 			return fmt.Errorf("forget retired collection %s: %w", coll, err)
 		}
 	}

@@ -87,7 +87,7 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 		if complete(*nb.Run) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			if err := s.switchTo(wctx, ic); err != nil {
+			if err := s.switchTo(wctx, ic, nb.Run.Source); err != nil {
 				return fmt.Errorf("switch readers to %s: %w", ic.name, err)
 			}
 		}
