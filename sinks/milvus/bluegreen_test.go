@@ -11,6 +11,26 @@ import (
 	"github.com/imgvec/imgvec/schema"
 )
 
+// aliasOf connects a client of its own (closed after t) and returns it with
+// a function naming the collection the alias base points to.
+func aliasOf(t *testing.T, addr, base string) (client.Client, func() string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := client.NewClient(ctx, client.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, func() string {
+		t.Helper()
+		coll, err := c.DescribeCollection(ctx, base) // through the alias
+		if err != nil {
+			t.Fatalf("describe alias %s: %v", base, err)
+		}
+		return coll.Name
+	}
+}
+
 // A model change is blue/green: the new model's collection is filled
 // while the alias stays on the old one, the alias moves when a run of the
 // new model completes, and the old collection is dropped after the grace
@@ -19,19 +39,7 @@ func TestBlueGreenModelSwitch(t *testing.T) {
 	addr := testAddr(t)
 	base := testBase(t, addr)
 	ctx := context.Background()
-	c, err := client.NewClient(ctx, client.Config{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	aliasTarget := func() string {
-		t.Helper()
-		coll, err := c.DescribeCollection(ctx, base) // through the alias
-		if err != nil {
-			t.Fatalf("describe alias %s: %v", base, err)
-		}
-		return coll.Name
-	}
+	c, aliasTarget := aliasOf(t, addr, base)
 	run := func(m schema.ModelIdentity, id string, outcome schema.RunOutcome) *schema.Run {
 		now := time.Now().UTC()
 		return &schema.Run{ID: id, Kind: "sync", Source: "file:///bg", ModelID: m.ID(), StartedAt: now, EndedAt: now, Outcome: outcome}
@@ -97,19 +105,7 @@ func TestBlueGreenWaitsForEverySource(t *testing.T) {
 	addr := testAddr(t)
 	base := testBase(t, addr)
 	ctx := context.Background()
-	c, err := client.NewClient(ctx, client.Config{Address: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	aliasTarget := func() string {
-		t.Helper()
-		coll, err := c.DescribeCollection(ctx, base)
-		if err != nil {
-			t.Fatalf("describe alias %s: %v", base, err)
-		}
-		return coll.Name
-	}
+	_, aliasTarget := aliasOf(t, addr, base)
 	a, b := model(8), schema.ModelIdentity{ModelSHA256: model(8).ModelSHA256, Layer: "fc6", Preprocess: "test-v1", Dim: 16}
 	sync := func(s *Sink, m schema.ModelIdentity, source string, n int) {
 		t.Helper()
