@@ -80,9 +80,8 @@ type server struct {
 	log     *slog.Logger
 	metrics *serveMetrics
 	sched   *schedule.Scheduler
-	jobs    map[string]*servedJob
-	order   []*servedJob
-	token   string // bearer token of the POST endpoints ("" = none)
+	jobs    []*servedJob // in config order
+	token   string       // bearer token of the POST endpoints ("" = none)
 
 	ready    atomic.Bool // every model is loaded
 	stopping atomic.Bool
@@ -119,7 +118,7 @@ type probeResult struct {
 }
 
 func newServer(f *config.File, only []string, log *slog.Logger) (*server, error) {
-	s := &server{cfg: f, log: log, metrics: newServeMetrics(), jobs: map[string]*servedJob{}}
+	s := &server{cfg: f, log: log, metrics: newServeMetrics()}
 	for _, j := range f.Jobs {
 		if len(only) > 0 && !slices.Contains(only, j.Name) {
 			continue
@@ -128,23 +127,20 @@ func newServer(f *config.File, only []string, log *slog.Logger) (*server, error)
 			return nil, usagef("%s: job %s has no schedule: serve runs scheduled jobs (run it once with `imgvec sync --config %s --job %s`)",
 				f.Path, j.Name, f.Path, j.Name)
 		}
-		sj := &servedJob{cfg: j, settings: settingsFromJob(j)}
-		if _, err := connector.ParseMaxDelete(j.MaxDelete); err != nil {
-			return nil, usagef("%s: job %s: %v", f.Path, j.Name, err)
-		}
+		// The config validated the job's keys; the sink URI is checked by
+		// the sink itself.
 		if _, err := newSink(j.Sink, true, j.Index); err != nil {
 			return nil, fmt.Errorf("%s: job %s: %w", f.Path, j.Name, err)
 		}
-		s.jobs[j.Name] = sj
-		s.order = append(s.order, sj)
+		s.jobs = append(s.jobs, &servedJob{cfg: j, settings: settingsFromJob(j)})
 		s.metrics.addJob(j.Name)
 	}
 	for _, name := range only {
-		if _, ok := s.jobs[name]; !ok {
-			return nil, usagef("%s: no job %q", f.Path, name)
+		if _, err := f.Job(name); err != nil {
+			return nil, usageError{err.Error()}
 		}
 	}
-	if len(s.order) == 0 {
+	if len(s.jobs) == 0 {
 		return nil, usagef("%s: no jobs to serve", f.Path)
 	}
 	s.token = os.Getenv(f.Serve.TokenEnv)
@@ -167,7 +163,7 @@ func newServer(f *config.File, only []string, log *slog.Logger) (*server, error)
 			Skipped: func(job string, _ schedule.Trigger) { s.metrics.skipped.WithLabelValues(job, skipOverlap).Inc() },
 		},
 	})
-	for _, sj := range s.order {
+	for _, sj := range s.jobs {
 		loc, err := time.LoadLocation(sj.cfg.TimeZone)
 		if err != nil {
 			return nil, usagef("%s: job %s: time_zone %q: %v", f.Path, sj.cfg.Name, sj.cfg.TimeZone, err)
@@ -206,7 +202,7 @@ func (s *server) run(ctx context.Context) error {
 	httpSrv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
-	s.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(s.order), "config", s.cfg.Path)
+	s.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(s.jobs), "config", s.cfg.Path)
 
 	defer s.closeModels()
 	if err := s.loadModels(ctx); err != nil {
@@ -215,7 +211,7 @@ func (s *server) run(ctx context.Context) error {
 	}
 	s.ready.Store(true)
 	s.sched.Start(s.hardCtx)
-	for _, sj := range s.order {
+	for _, sj := range s.jobs {
 		next, _ := s.sched.Next(sj.cfg.Name)
 		s.log.Info("job scheduled", "job", sj.cfg.Name, "schedule", sj.cfg.Schedule, "time_zone", sj.cfg.TimeZone, "next", next)
 	}
@@ -243,7 +239,7 @@ func (s *server) run(ctx context.Context) error {
 	// Each run drains within its job's grace, then cancels itself; wait a
 	// little longer than the longest grace for that to be recorded.
 	wait := time.Duration(0)
-	for _, sj := range s.order {
+	for _, sj := range s.jobs {
 		wait = max(wait, sj.settings.grace)
 	}
 	stopCtx, cancel := context.WithTimeout(s.hardCtx, wait+15*time.Second)
@@ -252,7 +248,7 @@ func (s *server) run(ctx context.Context) error {
 	// Hand the leases over now rather than at their expiry, so another
 	// replica takes over at its next tick (a rolling deploy).
 	relCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	for _, sj := range s.order {
+	for _, sj := range s.jobs {
 		if s.sched.Running(sj.cfg.Name) {
 			continue // still draining past the wait: its lease expires
 		}
@@ -273,7 +269,7 @@ func (s *server) run(ctx context.Context) error {
 // loadModels starts one extractor per distinct model setting.
 func (s *server) loadModels(ctx context.Context) error {
 	byKey := map[string]*extract.Extractor{}
-	for _, sj := range s.order {
+	for _, sj := range s.jobs {
 		m := sj.settings.model
 		key := fmt.Sprintf("%+v", m)
 		if x, ok := byKey[key]; ok {
@@ -293,7 +289,7 @@ func (s *server) loadModels(ctx context.Context) error {
 
 func (s *server) closeModels() {
 	closed := map[*extract.Extractor]bool{}
-	for _, sj := range s.order {
+	for _, sj := range s.jobs {
 		if sj.x != nil && !closed[sj.x] {
 			closed[sj.x] = true
 			sj.x.Close()
@@ -537,7 +533,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	case !s.ready.Load():
 		problems["models"] = "loading"
 	}
-	for _, sj := range s.order {
+	for _, sj := range s.jobs {
 		if err := sj.reachable(r.Context()); err != nil {
 			problems["job "+sj.cfg.Name] = "sink unreachable: " + err.Error()
 		}
@@ -561,8 +557,8 @@ type jobView struct {
 }
 
 func (s *server) listJobs(w http.ResponseWriter, _ *http.Request) {
-	views := make([]jobView, 0, len(s.order))
-	for _, sj := range s.order {
+	views := make([]jobView, 0, len(s.jobs))
+	for _, sj := range s.jobs {
 		v := jobView{Name: sj.cfg.Name, Schedule: sj.cfg.Schedule, TimeZone: sj.cfg.TimeZone, Running: s.sched.Running(sj.cfg.Name)}
 		if next, ok := s.sched.Next(sj.cfg.Name); ok {
 			v.Next = &next
