@@ -145,8 +145,14 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 	seen := map[string]bool{}
 	fields := []string{fID, fKey, fSize, fMTime, fETag, fSHA256, fModelID}
 	var stop error // fn's error, returned as is
-	for _, ic := range ordered(items, model) {
-		err := scan(ctx, c, ic.name, eq(fSource, source), fields, func(rs client.ResultSet) error {
+	// read streams coll's rows of source not seen yet; failed marks the
+	// ledger, whose rows also carry their class.
+	read := func(coll string, failed bool) error {
+		fs := fields
+		if failed {
+			fs = append(fs[:len(fs):len(fs)], fClass)
+		}
+		err := scan(ctx, c, coll, eq(fSource, source), fs, func(rs client.ResultSet) error {
 			for i := range rs.Len() {
 				r := row{rs, i}
 				id := r.str(fID)
@@ -154,7 +160,11 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 					continue
 				}
 				seen[id] = true
-				if stop = fn(connector.StoredItem{ID: id, Key: r.str(fKey), Fingerprint: r.fingerprint(), ModelID: r.str(fModelID)}); stop != nil {
+				it := connector.StoredItem{ID: id, Key: r.str(fKey), Fingerprint: r.fingerprint(), ModelID: r.str(fModelID), Failed: failed}
+				if failed {
+					it.Class = schema.FailureClass(r.str(fClass))
+				}
+				if stop = fn(it); stop != nil {
 					return stop
 				}
 			}
@@ -164,32 +174,16 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 			return stop
 		}
 		if err != nil {
-			return fmt.Errorf("read stored items of %s from %s: %w", source, ic.name, err)
-		}
-	}
-	err = scan(ctx, c, s.cfg.failuresName(), eq(fSource, source), append(fields, fClass), func(rs client.ResultSet) error {
-		for i := range rs.Len() {
-			r := row{rs, i}
-			id := r.str(fID)
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			it := connector.StoredItem{ID: id, Key: r.str(fKey), Fingerprint: r.fingerprint(), ModelID: r.str(fModelID),
-				Failed: true, Class: schema.FailureClass(r.str(fClass))}
-			if stop = fn(it); stop != nil {
-				return stop
-			}
+			return fmt.Errorf("read stored items of %s from %s: %w", source, coll, err)
 		}
 		return nil
-	})
-	if stop != nil {
-		return stop
 	}
-	if err != nil {
-		return fmt.Errorf("read ledger of %s: %w", source, err)
+	for _, ic := range ordered(items, model) {
+		if err := read(ic.name, false); err != nil {
+			return err
+		}
 	}
-	return nil
+	return read(s.cfg.failuresName(), true)
 }
 
 // lookupChunk bounds the values of one `in [...]` filter.
