@@ -21,9 +21,11 @@ type Result = extract.Result
 // Embedder turns image bytes into vectors. *extract.Extractor satisfies it;
 // connectortest.Embedder is a fake for tests.
 //
-// Concurrency: Identity, BatchSize and Prepare are safe for concurrent use;
-// Infer is called from one goroutine at a time; Release is safe for
-// concurrent use.
+// Concurrency: every method is safe for concurrent use. One Embedder may
+// serve several pipelines at once (`imgvec serve` shares one per model
+// between its jobs), each calling Infer from its own goroutine: a call
+// must not depend on or disturb another in flight, and cancelling one
+// call's ctx ends that call only.
 type Embedder interface {
 	// Identity is the model identity stamped on every vector. It does no I/O.
 	Identity() schema.ModelIdentity
@@ -36,6 +38,8 @@ type Embedder interface {
 	// Infer runs one batch. It returns exactly one Result per input, in
 	// order. A per-item failure (found by bisecting inside Infer) is
 	// Result.Err; a returned error is fatal for the run. Infer honours ctx.
+	// It is safe for concurrent use: the vectors of a batch are those a
+	// lone call would give, whatever other calls run meanwhile.
 	Infer(ctx context.Context, batch []*Prepared) ([]Result, error)
 	// Release hands p back to the Embedder's pool. The pipeline calls it
 	// once per Prepared, after Infer (or when the item is abandoned).

@@ -27,10 +27,15 @@
 //   - Extractor.Prepare is safe for concurrent use (the pipeline runs N
 //     decode workers). The returned Prepared holds a pooled tensor; hand it
 //     back with Release exactly once, after Infer.
-//   - Extractor.Infer and Session.Run must not be called concurrently: one
-//     goroutine owns inference. Cancelling ctx terminates a run in flight
-//     (RunOptions.Terminate) and Infer returns the context's error.
-//   - The creator of an Extractor or Session closes it.
+//   - Extractor.Infer and Session.Run are safe for concurrent use, so one
+//     Extractor (one copy of the weights) serves every job that uses its
+//     model (`imgvec serve` shares it). ONNX Runtime runs one session
+//     concurrently; each call has its own input buffer, tensors and run
+//     options, and keeps nothing after it returns. Cancelling ctx
+//     terminates that call's run in flight (its own RunOptions.Terminate),
+//     never another call's, and Infer returns the context's error.
+//   - The creator of an Extractor or Session closes it, once no call is in
+//     flight.
 //
 // # Errors
 //

@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/schema"
@@ -330,6 +335,133 @@ func TestRunCancelled(t *testing.T) {
 	// The session still works afterwards.
 	if err := s.Run(context.Background(), in, 1, out); err != nil {
 		t.Fatalf("run after cancellation: %v", err)
+	}
+}
+
+// TestInferConcurrent: goroutines sharing one Extractor (as serve's jobs
+// of one model do) get, bit for bit, the vectors a sequential Infer gives
+// for the same batches; and one goroutine whose runs are cancelled in
+// flight neither fails nor changes the others' concurrent runs.
+func TestInferConcurrent(t *testing.T) {
+	x := loadTiny(t, Options{BatchSize: 4})
+	ents, err := os.ReadDir(imagesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prepared []*Prepared
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(imagesDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := x.Prepare(e.Name(), data); err == nil {
+			prepared = append(prepared, p)
+			defer x.Release(p)
+		}
+	}
+	if len(prepared) < 8 {
+		t.Fatalf("only %d test images prepared", len(prepared))
+	}
+	// Every worker has a batch of its own (different images in a different
+	// order), all of one size, so that any buffer shared between calls
+	// would be overwritten by another worker's images of the same size.
+	const workers, rounds = 4, 20
+	batches := make([][]*Prepared, workers+1)
+	for w := range batches {
+		for i := range 4 {
+			batches[w] = append(batches[w], prepared[(w*3+i*5)%len(prepared)])
+		}
+	}
+	// The cancelled worker's batch is bigger, so that its runs last long
+	// enough to be cancelled in flight.
+	batches[workers] = prepared[:12]
+	want := make([][]Result, len(batches))
+	var runTime time.Duration
+	for w, b := range batches {
+		// Twice: the first run of a batch size includes ONNX Runtime's
+		// planning for that shape; the second is the run time to cancel.
+		for range 2 {
+			start := time.Now()
+			if want[w], err = x.Infer(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+			runTime = time.Since(start)
+		}
+	}
+
+	var mu sync.Mutex
+	var problems []string
+	report := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+	}
+	check := func(who string, w int, got []Result) {
+		for i, r := range got {
+			if r.Err != nil {
+				report("%s, %s: %v", who, batches[w][i].Key, r.Err)
+				continue
+			}
+			for j, v := range r.Vector {
+				if math.Float32bits(v) != math.Float32bits(want[w][i].Vector[j]) {
+					report("%s, %s: vector[%d] = %v, a sequential Infer gives %v", who, batches[w][i].Key, j, v, want[w][i].Vector[j])
+					break
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range rounds {
+				who := fmt.Sprintf("worker %d, round %d", w, round)
+				got, err := x.Infer(context.Background(), batches[w])
+				if err != nil {
+					report("%s: %v", who, err)
+					continue
+				}
+				check(who, w, got)
+			}
+		}()
+	}
+	var cancelled atomic.Int32
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for round := range rounds {
+			ctx, cancel := context.WithCancel(context.Background())
+			timer := time.AfterFunc(time.Duration(rng.Int64N(int64(runTime))), cancel)
+			got, err := x.Infer(ctx, batches[workers])
+			timer.Stop()
+			cancel()
+			switch {
+			case errors.Is(err, context.Canceled):
+				cancelled.Add(1)
+			case err != nil:
+				report("cancelled worker, round %d: %v, want context.Canceled", round, err)
+			default:
+				check(fmt.Sprintf("cancelled worker, round %d (not cancelled in time)", round), workers, got)
+			}
+		}
+	}()
+	wg.Wait()
+	t.Logf("a sequential run of %d images took %s; %d of %d runs of the cancelled worker were cancelled",
+		len(batches[workers]), runTime.Round(time.Microsecond), cancelled.Load(), rounds)
+	for i, p := range problems {
+		if i == 20 {
+			t.Errorf("... and %d more", len(problems)-i)
+			break
+		}
+		t.Error(p)
+	}
+	if cancelled.Load() == 0 {
+		t.Errorf("no run was cancelled: the test did not exercise cancellation")
 	}
 }
 

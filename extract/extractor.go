@@ -27,7 +27,8 @@ type Result struct {
 }
 
 // runner is what the Extractor needs of a Session; tests substitute one
-// that fails on chosen inputs to exercise bisection.
+// that fails on chosen inputs to exercise bisection. Run must be safe for
+// concurrent use.
 type runner interface {
 	Run(ctx context.Context, input []float32, n int, output []float32) error
 	InputSize() (height, width int)
@@ -44,16 +45,18 @@ type Options struct {
 	Decode      imaging.DecodeOptions
 }
 
-// Extractor turns image bytes into vectors: Prepare (decode + preprocess) is
-// safe for concurrent use; Infer runs one batch at a time on the session.
-// Close releases the session; the creator closes it.
+// Extractor turns image bytes into vectors. Every method but Close is safe
+// for concurrent use: one Extractor (one copy of the weights) serves any
+// number of pipelines. Infer keeps no state between calls; each call has
+// its own batch buffer and run. Close releases the session; the creator
+// closes it, once no call is in flight.
 type Extractor struct {
 	sess     runner
 	spec     imaging.Spec
 	opts     Options
 	identity schema.ModelIdentity
 	tensors  sync.Pool // *[]float32 of one image
-	batchBuf []float32 // reused by Infer (single goroutine)
+	inputs   sync.Pool // *[]float32: the input of one Run, owned by that call until it returns
 }
 
 // New opens a session on model and returns an Extractor for it.
@@ -84,6 +87,7 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	x := &Extractor{sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
 	n := 3 * spec.Crop * spec.Crop
 	x.tensors.New = func() any { t := make([]float32, n); return &t }
+	x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
 	return x, nil
 }
 
@@ -124,7 +128,8 @@ func (x *Extractor) Release(p *Prepared) {
 // that fails inside the model is bisected so that one bad input fails alone
 // (Result.Err, class "infer"); vectors that are not finite fail with class
 // "non_finite". The returned error is fatal (cancellation, broken session).
-// Infer must not be called concurrently.
+// Infer is safe for concurrent use, also on the same Prepared values (it
+// only reads them); cancelling ctx stops this call only.
 func (x *Extractor) Infer(ctx context.Context, batch []*Prepared) ([]Result, error) {
 	results := make([]Result, len(batch))
 	if len(batch) == 0 {
@@ -162,10 +167,12 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*Prepared, results [
 func (x *Extractor) run(ctx context.Context, batch []*Prepared) ([]float32, error) {
 	per := 3 * x.spec.Crop * x.spec.Crop
 	need := len(batch) * per
-	if cap(x.batchBuf) < need {
-		x.batchBuf = make([]float32, need)
+	buf := x.inputs.Get().(*[]float32)
+	defer x.inputs.Put(buf)
+	if cap(*buf) < need {
+		*buf = make([]float32, need)
 	}
-	in := x.batchBuf[:need]
+	in := (*buf)[:need]
 	for i, p := range batch {
 		if len(p.Tensor) != per {
 			return nil, fmt.Errorf("infer %s: tensor has %d floats, want %d", p.Key, len(p.Tensor), per)

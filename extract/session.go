@@ -2,7 +2,6 @@ package extract
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -19,19 +18,20 @@ type SessionOptions struct {
 }
 
 // Session runs one ONNX model whose single image input is [N,C,H,W] float32
-// and whose output is [N,Dim] float32 (a cut model). Run may be called from
-// one goroutine at a time; Close ends it.
+// and whose output is [N,Dim] float32 (a cut model). Run is safe for
+// concurrent use: ONNX Runtime allows concurrent runs of one session, and
+// every call has its own tensors and run options, so cancelling one call
+// never touches another. Close ends the session once no Run is in flight.
 type Session struct {
-	sess       *ort.DynamicAdvancedSession
-	input      string
-	output     string
-	channels   int
-	height     int
-	width      int
-	dim        int
-	device     Device
-	closeOnce  sync.Once
-	runOptions *ort.RunOptions
+	sess      *ort.DynamicAdvancedSession
+	input     string
+	output    string
+	channels  int
+	height    int
+	width     int
+	dim       int
+	device    Device
+	closeOnce sync.Once
 }
 
 // NewSession creates a session from the model bytes. It reads the input and
@@ -67,15 +67,10 @@ func NewSession(model []byte, opts SessionOptions) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create onnx runtime session on %s: %w", opts.Device, err)
 	}
-	ro, err := ort.NewRunOptions()
-	if err != nil {
-		sess.Destroy()
-		return nil, fmt.Errorf("create run options: %w", err)
-	}
 	s := &Session{
 		sess: sess, input: in.Name, output: out.Name,
 		channels: int(in.Dimensions[1]), height: int(in.Dimensions[2]), width: int(in.Dimensions[3]),
-		dim: int(out.Dimensions[1]), device: opts.Device, runOptions: ro,
+		dim: int(out.Dimensions[1]), device: opts.Device,
 	}
 	if s.channels != 3 {
 		s.Close()
@@ -150,7 +145,9 @@ func (s *Session) InputSize() (height, width int) { return s.height, s.width }
 func (s *Session) Dim() int { return s.dim }
 
 // Run runs n images laid out NCHW in input (len n*3*H*W) and writes n*Dim
-// floats into output. Cancelling ctx terminates a run in flight.
+// floats into output. Cancelling ctx terminates this run in flight, and
+// no other. Run is safe for concurrent use; input and output belong to the
+// caller and must not be shared with another call in flight.
 func (s *Session) Run(ctx context.Context, input []float32, n int, output []float32) error {
 	want := n * s.channels * s.height * s.width
 	if len(input) != want || len(output) != n*s.dim {
@@ -170,17 +167,22 @@ func (s *Session) Run(ctx context.Context, input []float32, n int, output []floa
 	}
 	defer out.Destroy()
 
-	// ONNX Runtime does not watch ctx: a watcher flips the terminate flag,
-	// and is always stopped before Run returns.
+	// ONNX Runtime does not watch ctx: a watcher flips the terminate flag
+	// of this call's own run options (a shared flag would stop every
+	// concurrent run), and is always stopped before they are destroyed.
+	ro, err := ort.NewRunOptions()
+	if err != nil {
+		return fmt.Errorf("run batch of %d: run options: %w", n, err)
+	}
+	defer ro.Destroy()
 	terminated := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		_ = s.runOptions.Terminate()
+		_ = ro.Terminate()
 		close(terminated)
 	})
-	err = s.sess.RunWithOptions([]ort.Value{in}, []ort.Value{out}, s.runOptions)
+	err = s.sess.RunWithOptions([]ort.Value{in}, []ort.Value{out}, ro)
 	if !stop() {
 		<-terminated
-		_ = s.runOptions.UnsetTerminate()
 		return fmt.Errorf("run batch of %d: %w", n, context.Cause(ctx))
 	}
 	if err != nil {
@@ -189,11 +191,10 @@ func (s *Session) Run(ctx context.Context, input []float32, n int, output []floa
 	return nil
 }
 
-// Close releases the session. It is safe to call more than once.
+// Close releases the session. It is safe to call more than once; it must
+// not be called while a Run is in flight.
 func (s *Session) Close() error {
 	var err error
-	s.closeOnce.Do(func() {
-		err = errors.Join(s.sess.Destroy(), s.runOptions.Destroy())
-	})
+	s.closeOnce.Do(func() { err = s.sess.Destroy() })
 	return err
 }

@@ -50,7 +50,10 @@ func Vector(data []byte, dim int) []float32 {
 var CorruptPrefix = []byte("corrupt")
 
 // Embedder is a fake connector.Embedder. Configure the exported fields
-// before use; do not change them while a run uses the Embedder.
+// before use; do not change them while a run uses the Embedder. Like the
+// real one, every method is safe for concurrent use (several runs may
+// share one fake); OnInfer may then be called from several goroutines at
+// once.
 type Embedder struct {
 	Model schema.ModelIdentity // defaults to Model("fake", 8)
 	Batch int                  // defaults to 4
@@ -205,7 +208,7 @@ type EmbedderStats struct {
 	InferCalls         int
 	Inferred           int        // items in successful Infer calls
 	Batches            [][]string // keys of every Infer call, in order
-	Overlaps           int        // Infer calls that overlapped another
+	Overlaps           int        // Infer calls that overlapped another (allowed; one run's pipeline makes none)
 	BadReleases        int        // Release of a value not live (double release or foreign)
 }
 
