@@ -264,6 +264,7 @@ func TestE2EBackfillReference(t *testing.T) {
 	if n := checkInvariant(t, refState, dir, refModel, true); n > 0 {
 		t.Fatalf("%d invariant violations in the clean backfill", n)
 	}
+	checkOracleSQLite(t, refState, dir, refModel)
 	if len(refState.Items) != genGood+genDups {
 		t.Errorf("%d rows, want %d", len(refState.Items), genGood+genDups)
 	}
@@ -492,6 +493,9 @@ func TestE2ESIGKILL(t *testing.T) {
 			t.Fatalf("after kill %d (%s): %d invariant violations", i, d, n)
 		}
 		checkWrittenSum(t, st, fmt.Sprintf("after kill %d", i))
+		if len(st.Items) > 0 {
+			checkOracleSQLite(t, st, dir, refModel)
+		}
 	}
 	if finished == len(kills) {
 		t.Errorf("every backfill finished before its SIGKILL: nothing was interrupted")
@@ -507,6 +511,7 @@ func TestE2ESIGKILL(t *testing.T) {
 	checkFinalRun(t, st, genGood+genDups+len(genBadClasses))
 	checkWrittenSum(t, st, "at the end")
 	sameState(t, refState, st)
+	checkOracleSQLite(t, st, dir, refModel)
 	// Killed runs stay "running"; every other run finished.
 	var running int
 	for _, r := range st.Runs {
@@ -587,6 +592,7 @@ func TestE2ESIGTERM(t *testing.T) {
 	checkFinalRun(t, st, total)
 	checkWrittenSum(t, st, "after the rerun")
 	sameState(t, refState, st)
+	checkOracleSQLite(t, st, dir, refModel)
 }
 
 // TestE2ESIGTERMTwice: a second signal abandons the in-flight batch at
@@ -631,6 +637,7 @@ func TestE2ESIGTERMTwice(t *testing.T) {
 		t.Fatalf("%d invariant violations after the rerun", n)
 	}
 	sameState(t, refState, st)
+	checkOracleSQLite(t, st, dir, refModel)
 }
 
 // probeDB reports whether the database can be read without writing to it
@@ -671,6 +678,7 @@ func TestE2EGraceExpired(t *testing.T) {
 		t.Fatalf("%d invariant violations after the rerun", n)
 	}
 	sameState(t, refState, st)
+	checkOracleSQLite(t, st, dir, refModel)
 }
 
 // waitForRows waits until the backfill p has committed at least n rows to

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
@@ -21,11 +22,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/imgvec/imgvec/extract"
@@ -655,4 +659,168 @@ func status(t *testing.T, dir, sinkURI string) statusJSON {
 		t.Fatalf("status --json: %v\n%s", err, r)
 	}
 	return st
+}
+
+// ---- the vector oracle ----
+
+// oracleTolerance is how far a stored vector may be from a fresh embed of
+// its file: the batch size and ONNX Runtime's accumulation order move unit
+// vectors by far less (extract's golden test), a vector of another image
+// by far more.
+const oracleTolerance = 1e-5
+
+// freshVectors caches what `imgvec embed` gave, by the identity flags it
+// ran with and the sha256 of the file's bytes, so that tests over copies
+// of one collection embed it once.
+var freshVectors struct {
+	sync.Mutex
+	byFlags map[string]map[string][]float32
+}
+
+// checkVectorOracle checks that every stored vector (stored: key → vector,
+// keys relative to the folder src) equals, within oracleTolerance, the
+// vector a fresh `imgvec embed --model <tiny> FILES --out x.jsonl` gives for
+// the file src/key as it is now. flags are the run's flags that change the
+// computation (--no-normalize, --ignore-exif-orientation, --layer); batch
+// size and threads do not, beyond float noise. It reports every key that
+// differs.
+func checkVectorOracle(t *testing.T, src string, stored map[string][]float32, flags ...string) {
+	t.Helper()
+	if len(stored) == 0 {
+		t.Errorf("vector oracle: no stored rows to check")
+		return
+	}
+	keys := make([]string, 0, len(stored))
+	for k := range stored {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	shaOf := map[string]string{}
+	for _, k := range keys {
+		b, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(k)))
+		if err != nil {
+			t.Errorf("vector oracle: stored row %s: %v", k, err)
+			continue
+		}
+		sum := sha256.Sum256(b)
+		shaOf[k] = hex.EncodeToString(sum[:])
+	}
+
+	freshVectors.Lock()
+	defer freshVectors.Unlock()
+	if freshVectors.byFlags == nil {
+		freshVectors.byFlags = map[string]map[string][]float32{}
+	}
+	flagsKey := strings.Join(flags, " ")
+	fresh := freshVectors.byFlags[flagsKey]
+	if fresh == nil {
+		fresh = map[string][]float32{}
+		freshVectors.byFlags[flagsKey] = fresh
+	}
+	var paths []string // one file of each content not embedded yet
+	shaOfPath := map[string]string{}
+	queued := map[string]bool{}
+	for _, k := range keys {
+		sha, ok := shaOf[k]
+		if !ok || fresh[sha] != nil || queued[sha] {
+			continue
+		}
+		queued[sha] = true
+		p := filepath.Join(src, filepath.FromSlash(k))
+		paths = append(paths, p)
+		shaOfPath[p] = sha
+	}
+	if len(paths) > 0 {
+		tmp := t.TempDir()
+		args := append(append([]string{"embed", "-q", "--model", e2eModel}, flags...), "--out", "fresh.jsonl")
+		r := imgvec(t, tmp, append(args, paths...)...)
+		if r.code != exitOK && r.code != exitItemFailures {
+			t.Fatalf("vector oracle: imgvec embed of %d files: %s", len(paths), r)
+		}
+		b, err := os.ReadFile(filepath.Join(tmp, "fresh.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range parseJSONL(t, b) {
+			if sha, ok := shaOfPath[row.Path]; ok {
+				fresh[sha] = row.Vector
+			} else {
+				t.Fatalf("vector oracle: embed wrote a row for %q, not one of its arguments", row.Path)
+			}
+		}
+	}
+
+	var differ []string
+	for _, k := range keys {
+		sha, ok := shaOf[k]
+		if !ok {
+			continue
+		}
+		want, got := fresh[sha], stored[k]
+		switch {
+		case want == nil:
+			differ = append(differ, k)
+			t.Errorf("vector oracle: %s is stored, but a fresh embed of it fails", k)
+		case len(got) != len(want):
+			differ = append(differ, k)
+			t.Errorf("vector oracle: %s: stored vector of %d dims, a fresh embed gives %d", k, len(got), len(want))
+		default:
+			var maxDiff float64
+			for i := range want {
+				maxDiff = math.Max(maxDiff, math.Abs(float64(got[i]-want[i])))
+			}
+			if maxDiff > oracleTolerance {
+				differ = append(differ, k)
+				if len(differ) <= 5 {
+					t.Errorf("vector oracle: %s: max |stored - fresh embed| = %g > %g", k, maxDiff, oracleTolerance)
+				}
+			}
+		}
+	}
+	if len(differ) > 0 {
+		t.Errorf("vector oracle: %d of %d stored vectors differ from a fresh embed of their file: %s",
+			len(differ), len(keys), strings.Join(differ, " "))
+	}
+}
+
+// checkOracleSQLite runs the vector oracle on the rows of st (a SQLite
+// database) of the folder src and modelID.
+func checkOracleSQLite(t *testing.T, st dbState, src, modelID string, flags ...string) {
+	t.Helper()
+	source := "file://" + filepath.ToSlash(src)
+	stored := map[string][]float32{}
+	for _, it := range st.Items {
+		if it.Source == source && it.ModelID == modelID {
+			stored[it.Key] = it.Vector
+		}
+	}
+	checkVectorOracle(t, src, stored, flags...)
+}
+
+// checkOraclePG runs the vector oracle on the rows of the PostgreSQL sink
+// (table images of the sink's schema) of the folder src and modelID.
+func checkOraclePG(t *testing.T, sinkURI, src, modelID string, flags ...string) {
+	t.Helper()
+	stored := map[string][]float32{}
+	pgQuery(t, sinkURI, func(c *pgx.Conn, sch string) {
+		ctx := context.Background()
+		rows, err := c.Query(ctx, `SELECT key, embedding::real[] FROM `+pgx.Identifier{sch, "images"}.Sanitize()+
+			` WHERE source = $1 AND model_id = $2`, "file://"+filepath.ToSlash(src), modelID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			var v []float32
+			if err := rows.Scan(&k, &v); err != nil {
+				t.Fatal(err)
+			}
+			stored[k] = v
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	checkVectorOracle(t, src, stored, flags...)
 }

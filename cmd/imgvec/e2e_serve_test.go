@@ -245,6 +245,8 @@ func TestE2EServeMetricsAndTrigger(t *testing.T) {
 	if l := parseRunLine(t, r); l.Unchanged != int64(genGood+genDups) {
 		t.Errorf("one-shot after serve: %+v", l)
 	}
+	st = readDB(t, db)
+	checkOracleSQLite(t, st, src, refModelID(t, st))
 }
 
 // generatedSQLite copies the generated collection into a temporary folder
@@ -307,6 +309,7 @@ func TestE2EServeSIGTERMDuringRun(t *testing.T) {
 	if n := checkInvariant(t, st, src, model, true); n > 0 {
 		t.Fatalf("%d invariant violations after the next run", n)
 	}
+	checkOracleSQLite(t, st, src, model)
 }
 
 // TestE2EServeReplicasPostgres: two serve processes against one
@@ -385,6 +388,11 @@ func TestE2EServeReplicasPostgres(t *testing.T) {
 	b.wait(t, 30*time.Second)
 	c.wait(t, 30*time.Second)
 	checkPGConverged(t, sinkURI, src)
+	if models := status(t, dir, sinkURI).Models; len(models) != 1 {
+		t.Errorf("status: %d models stored, want 1: %+v", len(models), models)
+	} else {
+		checkOraclePG(t, sinkURI, src, models[0].ModelID)
+	}
 	pgQuery(t, sinkURI, func(c *pgx.Conn, sch string) {
 		var abandoned int
 		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM `+pgx.Identifier{sch, "images_runs"}.Sanitize()+
@@ -395,6 +403,70 @@ func TestE2EServeReplicasPostgres(t *testing.T) {
 			t.Errorf("B's interrupted run was not closed as abandoned by C")
 		}
 	})
+}
+
+// TestE2EServeTwoJobsOneModel: two jobs of the same model share one
+// extractor and run at the same time (run on start) on one folder into two
+// databases. Every stored vector is that of its own file (the vector
+// oracle) and the databases agree key by key.
+func TestE2EServeTwoJobsOneModel(t *testing.T) {
+	needBinary(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Enough distinct images for the two runs' batches to overlap many
+	// times: with an extractor shared unsafely, about a fifth of the
+	// vectors were another image's.
+	const images = 300
+	for i := range images {
+		writeJPEG(t, filepath.Join(src, fmt.Sprintf("img%03d.jpg", i)), i)
+	}
+	var cfg strings.Builder
+	for _, job := range []string{"a", "b"} {
+		if job == "a" {
+			cfg.WriteString("jobs:\n")
+		}
+		fmt.Fprintf(&cfg, "  - name: %s\n    source: %s\n    sink: sqlite://%s\n    model: %s\n    schedule: \"@every 1h\"\n",
+			job, src, filepath.Join(dir, job+".db"), e2eModel)
+	}
+	cfgPath := filepath.Join(dir, "imgvec.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	p := startServe(t, dir, cfgPath, "--run-on-start")
+	waitFor(t, 3*time.Minute, "both start-up runs", p, func() bool {
+		return p.sumMetric(t, "imgvec_runs_total", `job="a"`) == 1 && p.sumMetric(t, "imgvec_runs_total", `job="b"`) == 1
+	})
+	took := time.Since(start)
+	for _, job := range []string{"a", "b"} {
+		if n := p.metric(t, `imgvec_runs_total{job="`+job+`",outcome="ok",trigger="start"}`); n != 1 {
+			t.Errorf("job %s: start-up run did not end ok", job)
+		}
+	}
+	p.kill(syscall.SIGTERM)
+	p.wait(t, 20*time.Second)
+	if n := strings.Count(p.stderr.String(), "model loaded"); n != 1 {
+		t.Errorf("the model was loaded %d times, want once for both jobs (one shared extractor)", n)
+	}
+	t.Logf("two runs of %d images each in %s", images, took.Round(time.Millisecond))
+
+	var states []dbState
+	for _, job := range []string{"a", "b"} {
+		st := readDB(t, filepath.Join(dir, job+".db"))
+		model := refModelID(t, st)
+		if n := checkInvariant(t, st, src, model, true); n > 0 {
+			t.Fatalf("job %s: %d invariant violations", job, n)
+		}
+		if len(st.Items) != images {
+			t.Errorf("job %s: %d rows, want %d", job, len(st.Items), images)
+		}
+		checkOracleSQLite(t, st, src, model)
+		states = append(states, st)
+	}
+	sameState(t, states[0], states[1])
 }
 
 // countRuns is the number of run rows.
