@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup build test test-short services services-stop bench bench-extract bench-connector bench-postgres bench-milvus demo fuzz lint clean
+.PHONY: setup build test test-short services services-stop bench bench-fullscale bench-extract bench-connector bench-postgres bench-milvus demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -40,7 +40,12 @@ fuzz: setup
 
 # Benchmarks generate the full-size VGG19 (random weights, ~575 MB) on demand
 # into testdata/models/generated/ (git-ignored).
-bench: bench-extract bench-connector bench-postgres bench-milvus
+bench: bench-fullscale bench-extract bench-connector bench-postgres bench-milvus
+
+# The full-size VGG19 (~575 MB, random weights) in each naming: generate,
+# find and cut fc7, run the cut model (build tag fullscale; minutes).
+bench-fullscale: setup
+	$(GO) test -tags fullscale -run TestFullScaleVGG19 -v -count=1 -timeout 30m ./extract/onnxgraph/
 
 bench-extract: setup
 	.ci/lib/install-python.sh

@@ -1,3 +1,8 @@
+//go:build fullscale
+
+// The full-size model test is part of `make bench` (bench-fullscale), not
+// of `make test`: it writes and cuts ~575 MB models and takes minutes.
+
 package onnxgraph
 
 import (
@@ -11,9 +16,6 @@ import (
 // TestFullScaleVGG19 generates the ~575 MB VGG19 in each naming, finds and
 // cuts fc7 and runs the cut model in ONNX Runtime with batches 1 and 3.
 func TestFullScaleVGG19(t *testing.T) {
-	if testing.Short() {
-		t.Skip("generates ~575 MB models; skipped with -short")
-	}
 	dir := t.TempDir()
 	for _, n := range namings {
 		t.Run(n.String(), func(t *testing.T) {
