@@ -8,6 +8,10 @@
 // folder source is in connector/folder; in-memory fakes for tests are in
 // connector/connectortest.
 //
+// The package and everything under it build without cgo
+// (CGO_ENABLED=0): the embedder is an interface over schema types, so
+// sinks, sources and leases never link ONNX Runtime or the image codecs.
+//
 // # Using it
 //
 //	s, err := connector.NewSyncer(connector.Options{Source: src, Sink: sink, Embedder: emb, ...})

@@ -3,20 +3,8 @@ package connector
 import (
 	"context"
 
-	"github.com/imgvec/imgvec/extract"
-
 	"github.com/imgvec/imgvec/schema"
 )
-
-// Prepared is one decoded and preprocessed image, ready for a batch.
-// Prepared values may come from a pool: after Infer has returned, the
-// pipeline hands each one back with Embedder.Release and never touches it
-// again.
-type Prepared = extract.Prepared
-
-// Result is the outcome of Infer for one input: a vector (owned by the
-// caller after Infer returns) or a per-item *schema.ItemError.
-type Result = extract.Result
 
 // Embedder turns image bytes into vectors. *extract.Extractor satisfies it;
 // connectortest.Embedder is a fake for tests.
@@ -33,15 +21,16 @@ type Embedder interface {
 	BatchSize() int
 	// Prepare decodes and preprocesses one image. It is safe for concurrent
 	// use. Errors are *schema.ItemError (Stage "decode" or "preprocess") and
-	// concern this item only.
-	Prepare(key string, data []byte) (*Prepared, error)
-	// Infer runs one batch. It returns exactly one Result per input, in
-	// order. A per-item failure (found by bisecting inside Infer) is
-	// Result.Err; a returned error is fatal for the run. Infer honours ctx.
+	// concern this item only. The Prepared may hold a pooled tensor: the
+	// pipeline hands it back with Release and never touches it again.
+	Prepare(key string, data []byte) (*schema.Prepared, error)
+	// Infer runs one batch. It returns exactly one VectorResult per input,
+	// in order; the vectors belong to the caller. A per-item failure (found
+	// by bisecting inside Infer) is VectorResult.Err; a returned error is fatal for the run. Infer honours ctx.
 	// It is safe for concurrent use: the vectors of a batch are those a
 	// lone call would give, whatever other calls run meanwhile.
-	Infer(ctx context.Context, batch []*Prepared) ([]Result, error)
+	Infer(ctx context.Context, batch []*schema.Prepared) ([]schema.VectorResult, error)
 	// Release hands p back to the Embedder's pool. The pipeline calls it
 	// once per Prepared, after Infer (or when the item is abandoned).
-	Release(p *Prepared)
+	Release(p *schema.Prepared)
 }

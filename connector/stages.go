@@ -40,7 +40,7 @@ type item struct {
 	size   int64  // bytes read
 	sha    string // hex sha256 of the bytes read
 	data   []byte // until prepared
-	prep   *Prepared
+	prep   *schema.Prepared
 	width  int
 	height int
 	format string
@@ -343,7 +343,7 @@ func (rs *runState) prepare(it *item) {
 	defer rs.observe(StageDecode, 1, time.Now())
 	data := it.data
 	it.data = nil
-	p, err := func() (p *Prepared, err error) {
+	p, err := func() (p *schema.Prepared, err error) {
 		defer func() {
 			if r := recover(); r != nil {
 				rs.s.log.Error("embedder panicked preparing an item", "key", it.entry.Key, "panic", r, "stack", string(debug.Stack()))
@@ -445,12 +445,12 @@ func (rs *runState) infer(ctx context.Context, b *wbatch) error {
 	if n == 0 {
 		return nil
 	}
-	batch := make([]*Prepared, n)
+	batch := make([]*schema.Prepared, n)
 	for i, it := range b.infer {
 		batch[i] = it.prep
 	}
 	start := time.Now()
-	results, err := func() (res []Result, err error) {
+	results, err := func() (res []schema.VectorResult, err error) {
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())

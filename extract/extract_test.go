@@ -87,7 +87,7 @@ func TestGoldenVectors(t *testing.T) {
 		}
 		for start := 0; start < len(names); start += batch {
 			end := min(start+batch, len(names))
-			var ps []*Prepared
+			var ps []*schema.Prepared
 			for _, n := range names[start:end] {
 				data, err := os.ReadFile(filepath.Join(imagesDir, n))
 				if err != nil {
@@ -140,7 +140,7 @@ func TestIdentityAndNormalization(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := ex.Infer(context.Background(), []*Prepared{p})
+		res, err := ex.Infer(context.Background(), []*schema.Prepared{p})
 		if err != nil || res[0].Err != nil {
 			t.Fatal(err, res[0].Err)
 		}
@@ -213,7 +213,7 @@ func TestZooModelRunsBatched(t *testing.T) {
 	}
 	defer x.Close()
 	data, _ := os.ReadFile(filepath.Join(imagesDir, "portrait.jpg"))
-	var ps []*Prepared
+	var ps []*schema.Prepared
 	for range 3 {
 		p, err := x.Prepare("portrait.jpg", data)
 		if err != nil {
@@ -278,11 +278,11 @@ func TestInferBisectsPoisonInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	firsts := []float32{1, poison, 2, 3, nanMarker, 4, poison, 5}
-	batch := make([]*Prepared, len(firsts))
+	batch := make([]*schema.Prepared, len(firsts))
 	for i, f := range firsts {
 		ten := make([]float32, 3*224*224)
 		ten[0] = f
-		batch[i] = &Prepared{Key: string(rune('a' + i)), Tensor: ten}
+		batch[i] = &schema.Prepared{Key: string(rune('a' + i)), Tensor: ten}
 	}
 	res, err := x.Infer(context.Background(), batch)
 	if err != nil {
@@ -348,7 +348,7 @@ func TestInferConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var prepared []*Prepared
+	var prepared []*schema.Prepared
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue
@@ -369,7 +369,7 @@ func TestInferConcurrent(t *testing.T) {
 	// order), all of one size, so that any buffer shared between calls
 	// would be overwritten by another worker's images of the same size.
 	const workers, rounds = 4, 20
-	batches := make([][]*Prepared, workers+1)
+	batches := make([][]*schema.Prepared, workers+1)
 	for w := range batches {
 		for i := range 4 {
 			batches[w] = append(batches[w], prepared[(w*3+i*5)%len(prepared)])
@@ -378,7 +378,7 @@ func TestInferConcurrent(t *testing.T) {
 	// The cancelled worker's batch is bigger, so that its runs last long
 	// enough to be cancelled in flight.
 	batches[workers] = prepared[:12]
-	want := make([][]Result, len(batches))
+	want := make([][]schema.VectorResult, len(batches))
 	var runTime time.Duration
 	for w, b := range batches {
 		// Twice: the first run of a batch size includes ONNX Runtime's
@@ -399,7 +399,7 @@ func TestInferConcurrent(t *testing.T) {
 		defer mu.Unlock()
 		problems = append(problems, fmt.Sprintf(format, args...))
 	}
-	check := func(who string, w int, got []Result) {
+	check := func(who string, w int, got []schema.VectorResult) {
 		for i, r := range got {
 			if r.Err != nil {
 				report("%s, %s: %v", who, batches[w][i].Key, r.Err)

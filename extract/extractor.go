@@ -10,22 +10,6 @@ import (
 	"github.com/imgvec/imgvec/schema"
 )
 
-// Prepared is one decoded, preprocessed image ready for a batch.
-type Prepared struct {
-	Key    string
-	Tensor []float32 // 3*H*W, CHW, normalised; owned by the Extractor's pool
-	Width  int       // decoded width, after EXIF orientation
-	Height int
-	Format string
-}
-
-// Result is the outcome of one image in a batch: a vector or a per-item
-// *schema.ItemError (Stage "infer").
-type Result struct {
-	Vector []float32
-	Err    error
-}
-
 // runner is what the Extractor needs of a Session; tests substitute one
 // that fails on chosen inputs to exercise bisection. Run must be safe for
 // concurrent use.
@@ -98,7 +82,7 @@ func (x *Extractor) Identity() schema.ModelIdentity { return x.identity }
 func (x *Extractor) BatchSize() int { return x.opts.BatchSize }
 
 // Prepare decodes and preprocesses one image. Errors are *schema.ItemError.
-func (x *Extractor) Prepare(key string, data []byte) (*Prepared, error) {
+func (x *Extractor) Prepare(key string, data []byte) (*schema.Prepared, error) {
 	img, info, err := imaging.Decode(key, data, x.opts.Decode)
 	if err != nil {
 		return nil, err
@@ -111,11 +95,11 @@ func (x *Extractor) Prepare(key string, data []byte) (*Prepared, error) {
 		x.tensors.Put(tp)
 		return nil, &schema.ItemError{Item: key, Stage: "preprocess", Class: schema.FailDecode, Reason: "preprocess failed", Err: err}
 	}
-	return &Prepared{Key: key, Tensor: *tp, Width: width, Height: height, Format: info.Format}, nil
+	return &schema.Prepared{Key: key, Tensor: *tp, Width: width, Height: height, Format: info.Format}, nil
 }
 
 // Release returns p's tensor to the pool; p must not be used afterwards.
-func (x *Extractor) Release(p *Prepared) {
+func (x *Extractor) Release(p *schema.Prepared) {
 	if p == nil || p.Tensor == nil {
 		return
 	}
@@ -130,8 +114,8 @@ func (x *Extractor) Release(p *Prepared) {
 // "non_finite". The returned error is fatal (cancellation, broken session).
 // Infer is safe for concurrent use, also on the same Prepared values (it
 // only reads them); cancelling ctx stops this call only.
-func (x *Extractor) Infer(ctx context.Context, batch []*Prepared) ([]Result, error) {
-	results := make([]Result, len(batch))
+func (x *Extractor) Infer(ctx context.Context, batch []*schema.Prepared) ([]schema.VectorResult, error) {
+	results := make([]schema.VectorResult, len(batch))
 	if len(batch) == 0 {
 		return results, nil
 	}
@@ -142,7 +126,7 @@ func (x *Extractor) Infer(ctx context.Context, batch []*Prepared) ([]Result, err
 }
 
 // inferRange runs batch, bisecting on a model error until single items.
-func (x *Extractor) inferRange(ctx context.Context, batch []*Prepared, results []Result) error {
+func (x *Extractor) inferRange(ctx context.Context, batch []*schema.Prepared, results []schema.VectorResult) error {
 	vecs, err := x.run(ctx, batch)
 	if err == nil {
 		for i, p := range batch {
@@ -154,7 +138,7 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*Prepared, results [
 		return err
 	}
 	if len(batch) == 1 {
-		results[0] = Result{Err: &schema.ItemError{Item: batch[0].Key, Stage: "infer", Class: schema.FailInfer, Reason: "model rejected input", Err: err}}
+		results[0] = schema.VectorResult{Err: &schema.ItemError{Item: batch[0].Key, Stage: "infer", Class: schema.FailInfer, Reason: "model rejected input", Err: err}}
 		return nil
 	}
 	mid := len(batch) / 2
@@ -164,7 +148,7 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*Prepared, results [
 	return x.inferRange(ctx, batch[mid:], results[mid:])
 }
 
-func (x *Extractor) run(ctx context.Context, batch []*Prepared) ([]float32, error) {
+func (x *Extractor) run(ctx context.Context, batch []*schema.Prepared) ([]float32, error) {
 	per := 3 * x.spec.Crop * x.spec.Crop
 	need := len(batch) * per
 	buf := x.inputs.Get().(*[]float32)
@@ -188,11 +172,11 @@ func (x *Extractor) run(ctx context.Context, batch []*Prepared) ([]float32, erro
 }
 
 // finish checks and normalises one vector.
-func (x *Extractor) finish(key string, v []float32) Result {
+func (x *Extractor) finish(key string, v []float32) schema.VectorResult {
 	var sum float64
 	for _, f := range v {
 		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return Result{Err: &schema.ItemError{Item: key, Stage: "infer", Class: schema.FailNonFinite, Reason: "model output contains NaN or Inf"}}
+			return schema.VectorResult{Err: &schema.ItemError{Item: key, Stage: "infer", Class: schema.FailNonFinite, Reason: "model output contains NaN or Inf"}}
 		}
 		sum += float64(f) * float64(f)
 	}
@@ -202,7 +186,7 @@ func (x *Extractor) finish(key string, v []float32) Result {
 			v[i] *= inv
 		}
 	}
-	return Result{Vector: v}
+	return schema.VectorResult{Vector: v}
 }
 
 // Close releases the session.

@@ -74,22 +74,22 @@ func newCheapEmbedder(dim int) *cheapEmbedder {
 
 func (c *cheapEmbedder) Identity() schema.ModelIdentity { return c.model }
 func (c *cheapEmbedder) BatchSize() int                 { return 256 }
-func (c *cheapEmbedder) Release(*connector.Prepared)    {}
-func (c *cheapEmbedder) Prepare(key string, data []byte) (*connector.Prepared, error) {
+func (c *cheapEmbedder) Release(*schema.Prepared)       {}
+func (c *cheapEmbedder) Prepare(key string, data []byte) (*schema.Prepared, error) {
 	c.prepared.Add(1)
-	return &connector.Prepared{Key: key, Width: len(data), Height: 1, Format: "fake"}, nil
+	return &schema.Prepared{Key: key, Width: len(data), Height: 1, Format: "fake"}, nil
 }
-func (c *cheapEmbedder) Infer(ctx context.Context, b []*connector.Prepared) ([]connector.Result, error) {
+func (c *cheapEmbedder) Infer(ctx context.Context, b []*schema.Prepared) ([]schema.VectorResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := make([]connector.Result, len(b))
+	out := make([]schema.VectorResult, len(b))
 	for i, p := range b {
 		v := make([]float32, c.model.Dim)
 		for j := range v {
 			v[j] = float32((len(p.Key)+j)%17) / 17
 		}
-		out[i] = connector.Result{Vector: v}
+		out[i] = schema.VectorResult{Vector: v}
 	}
 	return out, nil
 }

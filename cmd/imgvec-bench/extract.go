@@ -120,15 +120,15 @@ const (
 
 // randomBatch makes n Prepared values with N(0,1) tensors (a normalised
 // image has roughly that distribution).
-func randomBatch(n, per int) []*extract.Prepared {
+func randomBatch(n, per int) []*schema.Prepared {
 	rng := rand.New(rand.NewPCG(42, 7))
-	out := make([]*extract.Prepared, n)
+	out := make([]*schema.Prepared, n)
 	for i := range out {
 		t := make([]float32, per)
 		for j := range t {
 			t[j] = float32(rng.NormFloat64())
 		}
-		out[i] = &extract.Prepared{Key: fmt.Sprintf("random-%d", i), Tensor: t}
+		out[i] = &schema.Prepared{Key: fmt.Sprintf("random-%d", i), Tensor: t}
 	}
 	return out
 }
@@ -338,7 +338,7 @@ type timedEmbedder struct {
 	batches []int
 }
 
-func (t *timedEmbedder) Infer(ctx context.Context, b []*connector.Prepared) ([]connector.Result, error) {
+func (t *timedEmbedder) Infer(ctx context.Context, b []*schema.Prepared) ([]schema.VectorResult, error) {
 	t0 := time.Now()
 	res, err := t.Embedder.Infer(ctx, b)
 	t.mu.Lock()
@@ -541,8 +541,8 @@ func runEndToEnd(ctx context.Context, e *env, set *imageSet, py *python) (e2eRow
 }
 
 // prepareAll decodes and preprocesses every image of set (untimed).
-func prepareAll(x *extract.Extractor, set *imageSet) ([]*extract.Prepared, error) {
-	out := make([]*extract.Prepared, 0, set.Count())
+func prepareAll(x *extract.Extractor, set *imageSet) ([]*schema.Prepared, error) {
+	out := make([]*schema.Prepared, 0, set.Count())
 	for _, f := range set.Files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -559,7 +559,7 @@ func prepareAll(x *extract.Extractor, set *imageSet) ([]*extract.Prepared, error
 	return out, nil
 }
 
-func releaseAll(x *extract.Extractor, ps []*extract.Prepared) {
+func releaseAll(x *extract.Extractor, ps []*schema.Prepared) {
 	for _, p := range ps {
 		x.Release(p)
 	}
@@ -567,7 +567,7 @@ func releaseAll(x *extract.Extractor, ps []*extract.Prepared) {
 
 // inferAll runs Infer over ps in batches of the Extractor's size and
 // returns img/s.
-func inferAll(ctx context.Context, x *extract.Extractor, ps []*extract.Prepared) (float64, error) {
+func inferAll(ctx context.Context, x *extract.Extractor, ps []*schema.Prepared) (float64, error) {
 	bs := x.BatchSize()
 	t := time.Now()
 	for i := 0; i < len(ps); i += bs {

@@ -314,7 +314,7 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("search: %w", err)
 				}
-				res, err := x.Infer(ctx, []*connector.Prepared{p})
+				res, err := x.Infer(ctx, []*schema.Prepared{p})
 				x.Release(p)
 				if err != nil {
 					return fmt.Errorf("search: %w", err)

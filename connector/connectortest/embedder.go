@@ -83,7 +83,7 @@ type Embedder struct {
 	batches    [][]string
 	inInfer    int
 	overlaps   int
-	live       map[*connector.Prepared]bool
+	live       map[*schema.Prepared]bool
 	doubleFree int
 }
 
@@ -108,7 +108,7 @@ func (e *Embedder) BatchSize() int {
 	return e.Batch
 }
 
-func (e *Embedder) Prepare(key string, data []byte) (*connector.Prepared, error) {
+func (e *Embedder) Prepare(key string, data []byte) (*schema.Prepared, error) {
 	if e.PrepareDelay > 0 {
 		time.Sleep(e.PrepareDelay)
 	}
@@ -122,18 +122,18 @@ func (e *Embedder) Prepare(key string, data []byte) (*connector.Prepared, error)
 	if bytes.HasPrefix(data, CorruptPrefix) {
 		return nil, &schema.ItemError{Item: key, Stage: "decode", Class: schema.FailDecode, Reason: "fake: corrupt bytes"}
 	}
-	p := &connector.Prepared{Key: key, Tensor: Vector(data, e.Identity().Dim), Width: 10, Height: 20, Format: "fake"}
+	p := &schema.Prepared{Key: key, Tensor: Vector(data, e.Identity().Dim), Width: 10, Height: 20, Format: "fake"}
 	e.mu.Lock()
 	e.prepared++
 	if e.live == nil {
-		e.live = make(map[*connector.Prepared]bool)
+		e.live = make(map[*schema.Prepared]bool)
 	}
 	e.live[p] = true
 	e.mu.Unlock()
 	return p, nil
 }
 
-func (e *Embedder) Infer(ctx context.Context, batch []*connector.Prepared) ([]connector.Result, error) {
+func (e *Embedder) Infer(ctx context.Context, batch []*schema.Prepared) ([]schema.VectorResult, error) {
 	keys := make([]string, len(batch))
 	for i, p := range batch {
 		keys[i] = p.Key
@@ -171,7 +171,7 @@ func (e *Embedder) Infer(ctx context.Context, batch []*connector.Prepared) ([]co
 			return nil, err
 		}
 	}
-	out := make([]connector.Result, len(batch))
+	out := make([]schema.VectorResult, len(batch))
 	for i, p := range batch {
 		switch {
 		case e.InferErr[p.Key] != nil:
@@ -191,7 +191,7 @@ func (e *Embedder) Infer(ctx context.Context, batch []*connector.Prepared) ([]co
 	return out, nil
 }
 
-func (e *Embedder) Release(p *connector.Prepared) {
+func (e *Embedder) Release(p *schema.Prepared) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.live[p] {
