@@ -105,7 +105,8 @@
 // and extracts it again; the run row, written last, is then the rerun's.
 // Every step is idempotent (upserts by primary key, ledger attempts
 // counted only when last_seen moves forward), so a rerun converges. Each
-// request is retried (retries tries, backoff 250 ms doubling to 4 s) when
+// request is retried through connector/retry (retries tries, each bounded to
+// 30 s, jittered backoff 250 ms doubling to 4 s) when
 // the server is unavailable, overloaded or the try timed out, on top of
 // the SDK's own retries of rate-limited calls.
 //

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/retry"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -394,30 +395,17 @@ func (s *Sink) deleteChunked(ctx context.Context, c client.Client, coll, source 
 }
 
 // retry runs op up to cfg.retries times while it fails with an error that
-// a later try may not have (the server unavailable or restarting, a
-// deadline of the attempt, rate limiting), with doubling backoff. On top
-// of the SDK's own retries, which cover rate limits only; every operation
-// retried here is idempotent.
+// a later try may not have (transient: the server unavailable or
+// restarting, a deadline of the attempt, rate limiting), each try bounded
+// to 30 s, with jittered doubling backoff from 250 ms to 4 s. On top of the
+// SDK's own retries, which cover rate limits only; every operation retried
+// here is idempotent.
 func (s *Sink) retry(ctx context.Context, what string, op func(context.Context) error) error {
-	backoff := 250 * time.Millisecond
-	var err error
-	for try := 1; ; try++ {
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = op(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if try >= s.cfg.retries || ctx.Err() != nil || !transient(err) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 4*time.Second)
+	p := retry.Policy{Attempts: s.cfg.retries, Base: 250 * time.Millisecond, Max: 4 * time.Second, PerTry: 30 * time.Second}
+	if err := retry.Do(ctx, p, transient, op); err != nil {
+		return fmt.Errorf("%s: %w", what, scrub(err, s.cfg))
 	}
-	return fmt.Errorf("%s: %w", what, scrub(err, s.cfg))
+	return nil
 }
 
 // transient reports errors worth another try: gRPC statuses of a server
