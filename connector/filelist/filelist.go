@@ -39,6 +39,11 @@ func (s *Source) Close() error { return nil }
 
 // List calls fn for each file, in the order given.
 func (s *Source) List(ctx context.Context, fn func(connector.Entry) error) error {
+	// Checked before the loop too: an empty list under a cancelled
+	// context is not a complete listing.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for _, p := range s.paths {
 		if err := ctx.Err(); err != nil {
 			return err
