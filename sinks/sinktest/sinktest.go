@@ -30,6 +30,7 @@ type Option func(*config)
 type config struct {
 	forgeDim ForgeDim
 	round    func(float32) float32
+	parallel bool
 }
 
 // WithForgeDim lets the suite check that Open refuses a store whose rows
@@ -43,6 +44,11 @@ func WithForgeDim(f ForgeDim) Option { return func(c *config) { c.forgeDim = f }
 func WithVectorPrecision(round func(float32) float32) Option {
 	return func(c *config) { c.round = round }
 }
+
+// WithParallel runs the suite's subtests in parallel (t.Parallel), for a
+// sink whose fresh stores are independent of each other: their own file,
+// schema, collection or memory, and no process-wide state.
+func WithParallel() Option { return func(c *config) { c.parallel = true } }
 
 // Run runs the conformance suite. newSink returns an unopened sink over a
 // fresh, isolated store (its own file, schema or collection) each time it
@@ -75,6 +81,9 @@ func Run(t *testing.T, newSink func(t *testing.T) connector.Sink, opts ...Option
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if cfg.parallel {
+				t.Parallel()
+			}
 			tt.fn(t, newEnv(t, newSink, cfg.round))
 		})
 	}
