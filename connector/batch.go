@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -106,7 +107,14 @@ func lastOccurrences(n int, id func(int) string) []int {
 	return idx
 }
 
-// CheckVector refuses a vector that is not dim long or not finite.
+// ErrNotFinite is wrapped by CheckVector's error for a vector with a NaN
+// or infinite element.
+var ErrNotFinite = errors.New("vector is not finite")
+
+// CheckVector refuses a vector that is not dim long or not finite (the
+// error then wraps ErrNotFinite). It is the one vector check: the pipeline
+// applies it to model output and stored vectors it reuses, and every sink
+// (through Normalize) and search query to what it is given.
 func CheckVector(v []float32, dim int) error {
 	if len(v) != dim {
 		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
@@ -115,7 +123,7 @@ func CheckVector(v []float32, dim int) error {
 		// f-f is 0 for every finite f and NaN for NaN and ±Inf: one float32
 		// operation per element, on every row of every write.
 		if f-f != 0 {
-			return fmt.Errorf("vector is not finite (element %d is %v)", i, f)
+			return fmt.Errorf("%w (element %d is %v)", ErrNotFinite, i, f)
 		}
 	}
 	return nil

@@ -5,8 +5,11 @@
 //
 // Interfaces: Source (source.go), Sink/Searcher/StatusReader (sink.go) and
 // Embedder (embedder.go) carry their contracts in their doc comments. The
-// folder source is in connector/folder; in-memory fakes for tests are in
-// connector/connectortest.
+// folder source is in connector/folder and the file-list source of `imgvec
+// embed` in connector/filelist; in-memory fakes for tests are in
+// connector/connectortest. Conformance suites make the contracts
+// executable: every Source passes connector/sourcetest and every Sink
+// (the fake included) sinks/sinktest.
 //
 // The package and everything under it build without cgo
 // (CGO_ENABLED=0): the embedder is an interface over schema types, so

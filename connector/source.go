@@ -16,17 +16,26 @@ type Entry struct {
 
 // Source lists and reads the items of one image collection.
 //
-// Contract:
+// Contract (connector/sourcetest checks it; every Source passes that suite):
 //   - Name returns the stable identity of the source (e.g. "file:///abs/dir"),
-//     used with each key to derive item ids. It does no I/O.
+//     used with each key to derive item ids: the same on every call and for
+//     every instance over the same location. It does no I/O.
 //   - List calls fn once per item, in any order, and returns nil only if the
-//     listing was complete. An error from fn stops the listing and is
-//     returned. A listing that returns an error must never cause deletes.
-//     List honours ctx cancellation and returns ctx.Err().
+//     listing was complete. Incompleteness is reported only by a non-nil
+//     error (there is no other signal): a listing that cannot be complete
+//     still calls fn for the items it could list, at most once each, then
+//     returns an error naming what it could not list. An error from fn stops
+//     the listing and is returned. A listing that returns an error must never
+//     cause deletes. List honours ctx cancellation: once ctx is done it calls
+//     fn no more and returns an error wrapping ctx.Err(), also when nothing
+//     was left to list.
 //   - Read returns the whole content of key. It is safe for concurrent use
-//     by several goroutines and honours ctx. Errors wrap the cause and name
-//     the key; a missing key wraps fs.ErrNotExist.
-//   - Close releases resources; the caller that created the Source closes it.
+//     by several goroutines and honours ctx (an error wrapping ctx.Err()).
+//     Errors wrap the cause and name the key; a key the source does not
+//     hold wraps fs.ErrNotExist.
+//   - Close releases resources; the caller that created the Source closes it,
+//     after its last List or Read returned. Close may be called more than
+//     once: later calls do nothing and return nil.
 type Source interface {
 	Name() string
 	List(ctx context.Context, fn func(Entry) error) error

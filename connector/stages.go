@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -322,7 +321,7 @@ func (rs *runState) lookup(ctx context.Context, sha string) ([]float32, error) {
 		return nil, fmt.Errorf("look up stored vector by sha256 %s: %w", sha, err)
 	}
 	vec := m[sha]
-	if vecProblem(vec, rs.model.Dim) != "" {
+	if CheckVector(vec, rs.model.Dim) != nil {
 		return nil, nil
 	}
 	return vec, nil
@@ -477,29 +476,16 @@ func (rs *runState) infer(ctx context.Context, b *wbatch) error {
 			it.failWith(r.Err, "infer", schema.FailInfer)
 			continue
 		}
-		switch p := vecProblem(r.Vector, rs.model.Dim); p {
-		case "":
+		switch err := CheckVector(r.Vector, rs.model.Dim); {
+		case err == nil:
 			it.vec = r.Vector
-		case "non-finite":
+		case errors.Is(err, ErrNotFinite):
 			it.fail("infer", schema.FailNonFinite, "model output is NaN or Inf", nil)
 		default:
-			it.fail("infer", schema.FailInfer, p, nil)
+			it.fail("infer", schema.FailInfer, "model output: "+err.Error(), nil)
 		}
 	}
 	return nil
-}
-
-// vecProblem describes what is wrong with v as a vector of dim values.
-func vecProblem(v []float32, dim int) string {
-	if len(v) != dim {
-		return fmt.Sprintf("model output has %d values, want %d", len(v), dim)
-	}
-	for _, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return "non-finite"
-		}
-	}
-	return ""
 }
 
 // writer commits one sink batch per write batch, with the run's progress

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/filelist"
 	"github.com/imgvec/imgvec/connector/folder"
 )
 
@@ -34,40 +33,6 @@ func (f *sourceFlags) openSource(ref string) (connector.Source, error) {
 	return folder.New(ref, f.options())
 }
 
-// fileList is a Source over files named on the command line (imgvec embed
-// FILE…). Keys are the paths as given.
-type fileList struct{ paths []string }
-
-func (l fileList) Name() string { return "files:" }
-func (l fileList) Close() error { return nil }
-
-func (l fileList) List(ctx context.Context, fn func(connector.Entry) error) error {
-	for _, p := range l.paths {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("list %s: %w", p, err)
-		}
-		if err := fn(connector.Entry{Key: p, Size: fi.Size(), MTime: fi.ModTime().UTC()}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (l fileList) Read(ctx context.Context, key string) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(key)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	return b, nil
-}
-
 // embedSources splits PATHS into one folder source per directory and one
 // file list for the plain files.
 func (f *sourceFlags) embedSources(paths []string) ([]connector.Source, error) {
@@ -86,10 +51,10 @@ func (f *sourceFlags) embedSources(paths []string) ([]connector.Source, error) {
 			srcs = append(srcs, s)
 			continue
 		}
-		files = append(files, filepath.Clean(p))
+		files = append(files, p)
 	}
 	if len(files) > 0 {
-		srcs = append(srcs, fileList{paths: files})
+		srcs = append(srcs, filelist.New(files))
 	}
 	return srcs, nil
 }

@@ -4,6 +4,8 @@
 // keeps everything in maps (atomic, idempotent writes, fault injection,
 // detection of overlapping calls) and a Source that counts reads.
 //
-// The fakes are for unit tests of code built on connector; real sinks are
-// tested with sinks/sinktest.
+// The fakes are for unit tests of code built on connector, and are held to
+// the same contracts as the real implementations: the Sink validates with
+// connector.Batch.Normalize and passes sinks/sinktest, the Source passes
+// connector/sourcetest (see this package's tests).
 package connectortest

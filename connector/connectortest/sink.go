@@ -1,12 +1,14 @@
 package connectortest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +17,12 @@ import (
 	"github.com/imgvec/imgvec/schema"
 )
 
-// Sink is an in-memory connector.Sink. Write is atomic (validated first,
-// then applied whole under a lock) and idempotent; ids repeated in a batch
-// keep the last record.
+// Sink is an in-memory connector.Sink, connector.Searcher and
+// connector.StatusReader that passes sinks/sinktest like the real sinks.
+// Write validates with connector.Batch.Normalize, as they do, then applies
+// the batch whole under a lock, in their order: ledger upserts (attempts
+// counted as the contract says), row upserts (which remove their ledger
+// entries), metadata updates, the run row.
 type Sink struct {
 	// FailWrite, if set, is called before each Write is applied with the
 	// 1-based number of the call; a non-nil error fails that Write without
@@ -63,17 +68,33 @@ func (s *Sink) enter() func() {
 	return func() { s.inflight.Add(-1) }
 }
 
+// Open refuses, like the real sinks, a store whose rows of model.ID()
+// have another dimension. It may follow Close, with another model.
 func (s *Sink) Open(ctx context.Context, model schema.ModelIdentity) error {
 	if err := model.Validate(); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, r := range s.rows {
+		if r.ModelID == model.ID() && r.Dim != 0 && r.Dim != model.Dim {
+			return fmt.Errorf("fake sink: rows of model %s have dimension %d, the model gives %d", model.ID(), r.Dim, model.Dim)
+		}
+	}
 	s.model, s.opened = model, true
-	return ctx.Err()
+	return nil
 }
 
-func (s *Sink) Close() error { return nil }
+// Close ends Writes until the next Open; the stored state is kept.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opened = false
+	return nil
+}
 
 func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.StoredItem) error) error {
 	defer s.enter()()
@@ -130,17 +151,14 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 	s.mu.Lock()
 	s.writeN++
 	n := s.writeN
-	dim := s.model.Dim
+	model, opened := s.model, s.opened
 	s.mu.Unlock()
-	for _, r := range b.Upserts {
-		if len(r.Vector) != dim {
-			return fmt.Errorf("upsert %s: vector has %d values, want %d", r.Key, len(r.Vector), dim)
-		}
-		for _, x := range r.Vector {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return fmt.Errorf("upsert %s: vector is not finite", r.Key)
-			}
-		}
+	if !opened {
+		return errors.New("fake sink: Write before Open")
+	}
+	b, err := b.Normalize(model, time.Now().UTC())
+	if err != nil {
+		return err
 	}
 	if s.WriteDelay > 0 {
 		t := time.NewTimer(s.WriteDelay)
@@ -160,8 +178,12 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 		}
 	}
 	s.mu.Lock()
+	for _, f := range b.Failures {
+		s.upsertFailure(f)
+	}
 	for _, r := range b.Upserts {
 		r.Vector = slices.Clone(r.Vector)
+		r.Metadata = maps.Clone(r.Metadata)
 		s.rows[r.ID] = r
 		delete(s.ledger, r.ID)
 	}
@@ -173,13 +195,6 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 		r.Fingerprint = m.Fingerprint
 		s.rows[m.ID] = r
 	}
-	for _, f := range b.Failures {
-		if old, ok := s.ledger[f.ID]; ok {
-			f.Attempts = old.Attempts + 1
-			f.FirstSeen = old.FirstSeen
-		}
-		s.ledger[f.ID] = f
-	}
 	if b.Run != nil {
 		s.runs[b.Run.ID] = *b.Run
 	}
@@ -189,6 +204,27 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 		s.OnWrite(n, b)
 	}
 	return nil
+}
+
+// upsertFailure applies one ledger upsert as the sinks do: an entry seen
+// later than the stored one counts one more attempt and keeps FirstSeen; a
+// replay (the same LastSeen) keeps the count; an older entry is ignored.
+func (s *Sink) upsertFailure(f schema.Failure) {
+	old, ok := s.ledger[f.ID]
+	if ok {
+		switch {
+		case f.LastSeen.Before(old.LastSeen):
+			return
+		case f.LastSeen.Equal(old.LastSeen):
+			f.Attempts = old.Attempts
+		default:
+			f.Attempts = old.Attempts + 1
+		}
+		if old.FirstSeen.Before(f.FirstSeen) {
+			f.FirstSeen = old.FirstSeen
+		}
+	}
+	s.ledger[f.ID] = f
 }
 
 func cloneBatch(b connector.Batch) connector.Batch {
@@ -221,6 +257,126 @@ func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
 	}
 	s.deletes = append(s.deletes, slices.Clone(ids))
 	return nil
+}
+
+var (
+	_ connector.Searcher     = (*Sink)(nil)
+	_ connector.StatusReader = (*Sink)(nil)
+)
+
+// Get returns the row with id, with its vector.
+func (s *Sink) Get(ctx context.Context, id string) (schema.Record, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return schema.Record{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rows[id]
+	r.Vector, r.Metadata = slices.Clone(r.Vector), maps.Clone(r.Metadata)
+	return r, ok, nil
+}
+
+// Search ranks every row of modelID by cosine distance to vec, nearest
+// first (ties by id); rows with a zero vector come last with a NaN
+// distance, as in the SQLite sink.
+func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int) ([]connector.Hit, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if k < 0 {
+		return nil, fmt.Errorf("fake sink: search: k = %d", k)
+	}
+	s.mu.Lock()
+	var hits []connector.Hit
+	for _, r := range s.rows {
+		if r.ModelID == modelID {
+			r.Vector, r.Metadata = slices.Clone(r.Vector), maps.Clone(r.Metadata)
+			hits = append(hits, connector.Hit{Record: r})
+		}
+	}
+	s.mu.Unlock()
+	if len(hits) == 0 {
+		return nil, nil
+	}
+	if err := connector.CheckVector(vec, len(hits[0].Vector)); err != nil {
+		return nil, fmt.Errorf("fake sink: search model %s: query %w", modelID, err)
+	}
+	qn := norm(vec)
+	if qn == 0 {
+		return nil, errors.New("fake sink: search: the query vector is zero and has no cosine distance")
+	}
+	for i := range hits {
+		v := hits[i].Vector
+		var dot float64
+		for j := range min(len(v), len(vec)) {
+			dot += float64(v[j]) * float64(vec[j])
+		}
+		hits[i].Distance = math.NaN()
+		if n := norm(v); n > 0 {
+			hits[i].Distance = 1 - dot/(qn*n)
+		}
+	}
+	slices.SortFunc(hits, func(a, b connector.Hit) int {
+		an, bn := math.IsNaN(a.Distance), math.IsNaN(b.Distance)
+		switch {
+		case an != bn && an:
+			return 1
+		case an != bn:
+			return -1
+		case !an && a.Distance != b.Distance:
+			return cmp.Compare(a.Distance, b.Distance)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return hits[:min(k, len(hits))], nil
+}
+
+func norm(v []float32) float64 {
+	var sum float64
+	for _, x := range v {
+		sum += float64(x) * float64(x)
+	}
+	return math.Sqrt(sum)
+}
+
+// Status counts rows per model, the ledger per class, and returns the 10
+// newest ledger entries (by LastSeen) and runs (by StartedAt).
+func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
+	if err := ctx.Err(); err != nil {
+		return connector.Status{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st connector.Status
+	counts := map[connector.ModelCount]int64{}
+	for _, r := range s.rows {
+		counts[connector.ModelCount{ModelID: r.ModelID, Layer: r.Layer, Dim: r.Dim}]++
+	}
+	for mc, n := range counts {
+		mc.Rows = n
+		st.Models = append(st.Models, mc)
+	}
+	slices.SortFunc(st.Models, func(a, b connector.ModelCount) int {
+		return cmp.Or(strings.Compare(a.ModelID, b.ModelID), strings.Compare(a.Layer, b.Layer), cmp.Compare(a.Dim, b.Dim))
+	})
+	st.ByClass = map[string]int64{}
+	for _, f := range s.ledger {
+		st.Failures++
+		st.ByClass[string(f.Class)]++
+		st.Recent = append(st.Recent, f)
+	}
+	slices.SortFunc(st.Recent, func(a, b schema.Failure) int {
+		return cmp.Or(b.LastSeen.Compare(a.LastSeen), strings.Compare(a.ID, b.ID))
+	})
+	st.Recent = st.Recent[:min(10, len(st.Recent))]
+	for _, r := range s.runs {
+		st.Runs = append(st.Runs, r)
+	}
+	slices.SortFunc(st.Runs, func(a, b schema.Run) int {
+		return cmp.Or(b.StartedAt.Compare(a.StartedAt), strings.Compare(b.ID, a.ID))
+	})
+	st.Runs = st.Runs[:min(10, len(st.Runs))]
+	return st, nil
 }
 
 // Put stores r directly (test setup).

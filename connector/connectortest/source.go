@@ -110,6 +110,9 @@ func (s *Source) TotalReads() int {
 func (s *Source) Name() string { return s.name }
 
 func (s *Source) List(ctx context.Context, fn func(connector.Entry) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for i, k := range s.Keys() {
 		if s.ListErr != nil && s.ListErrAfter > 0 && i >= s.ListErrAfter {
 			return s.ListErr

@@ -159,6 +159,11 @@ var readDir = os.ReadDir
 // List walks the tree and calls fn for each image file. See the package
 // documentation for what is skipped and for incomplete listings.
 func (s *Source) List(ctx context.Context, fn func(connector.Entry) error) error {
+	// The walk checks ctx per entry; checked here too so that an empty
+	// tree under a cancelled context is not a complete listing.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	info, err := os.Stat(s.root)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", s.name, err)

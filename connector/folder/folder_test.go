@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/connectortest"
+	"github.com/imgvec/imgvec/connector/sourcetest"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -367,4 +369,57 @@ func TestSyncFolder(t *testing.T) {
 	if len(rows) != 3 || len(sink.Ledger()) != 0 {
 		t.Errorf("%d rows, %d ledger entries", len(rows), len(sink.Ledger()))
 	}
+}
+
+func TestConformance(t *testing.T) {
+	// Break makes a subfolder unreadable: by its mode, or, for root (who
+	// reads any directory), through readDir.
+	var unreadable sync.Map // directory path → true
+	if os.Geteuid() == 0 {
+		orig := readDir
+		readDir = func(dir string) ([]fs.DirEntry, error) {
+			if _, ok := unreadable.Load(dir); ok {
+				return nil, &fs.PathError{Op: "open", Path: dir, Err: fs.ErrPermission}
+			}
+			return orig(dir)
+		}
+		t.Cleanup(func() { readDir = orig })
+	}
+	sourcetest.Run(t, sourcetest.Harness{MTime: true, New: func(t *testing.T, items []sourcetest.Item) sourcetest.Fixture {
+		root := t.TempDir()
+		for _, it := range items {
+			p := filepath.Join(root, filepath.FromSlash(it.Key))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, it.Data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(p, it.MTime, it.MTime); err != nil {
+				t.Fatal(err)
+			}
+		}
+		open := func(t *testing.T, ref string) connector.Source {
+			s, err := New(ref, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		return sourcetest.Fixture{
+			Source: open(t, root),
+			Reopen: func(t *testing.T) connector.Source { return open(t, "file://"+filepath.ToSlash(root)+"/") },
+			Break: func(t *testing.T) {
+				dir := filepath.Join(root, "sub", "deep")
+				if os.Geteuid() == 0 {
+					unreadable.Store(dir, true)
+					return
+				}
+				if err := os.Chmod(dir, 0); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.Chmod(dir, 0o755) })
+			},
+		}
+	}})
 }

@@ -78,7 +78,7 @@ func TestConformance(t *testing.T) {
 	addr := testAddr(t)
 	sinktest.Run(t, func(t *testing.T) connector.Sink {
 		return newTestSink(t, addr, testBase(t, addr))
-	}, sinktest.WithForgeDim(forgeDim))
+	}, sinktest.WithForgeDim(forgeDim), sinktest.WithParallel())
 }
 
 // forgeDim replaces model's item collection by one of dimension dim under

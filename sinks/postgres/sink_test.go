@@ -103,7 +103,7 @@ func forgeDim(t *testing.T, s connector.Sink, model schema.ModelIdentity, dim in
 
 func TestConformance(t *testing.T) {
 	testDSN(t)
-	sinktest.Run(t, func(t *testing.T) connector.Sink { return newTestSink(t) }, sinktest.WithForgeDim(forgeDim))
+	sinktest.Run(t, func(t *testing.T) connector.Sink { return newTestSink(t) }, sinktest.WithForgeDim(forgeDim), sinktest.WithParallel())
 }
 
 // halfRound is an element as halfvec stores it: the nearest half-precision
@@ -113,7 +113,7 @@ func halfRound(x float32) float32 { return float16.Fromfloat32(x).Float32() }
 func TestConformanceHalfvec(t *testing.T) {
 	testDSN(t)
 	sinktest.Run(t, func(t *testing.T) connector.Sink { return newTestSink(t, "storage", "halfvec") },
-		sinktest.WithForgeDim(forgeDim), sinktest.WithVectorPrecision(halfRound))
+		sinktest.WithForgeDim(forgeDim), sinktest.WithVectorPrecision(halfRound), sinktest.WithParallel())
 }
 
 func testModel(dim int) schema.ModelIdentity {

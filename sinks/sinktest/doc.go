@@ -1,5 +1,6 @@
 // Package sinktest is the conformance suite every sink passes: SQLite here,
-// PostgreSQL and Milvus against real servers. A sink is done when
+// PostgreSQL and Milvus against real servers, and the in-memory fake of
+// connector/connectortest. A sink is done when
 //
 //	sinktest.Run(t, func(t *testing.T) connector.Sink { ... })
 //
@@ -24,6 +25,8 @@
 //     refuses them.
 //   - Vectors round-trip bit for bit, unless the sink declares a lower
 //     element precision with WithVectorPrecision (then as rounded by it).
+//   - With WithParallel, the subtests run in parallel: newSink's stores
+//     must then be independent while in use (no process-wide state).
 //
 // # What the suite checks (semantics every sink shares)
 //

@@ -46,7 +46,7 @@ func forgeDim(t *testing.T, s connector.Sink, model schema.ModelIdentity, dim in
 }
 
 func TestConformance(t *testing.T) {
-	sinktest.Run(t, newTestSink, sinktest.WithForgeDim(forgeDim))
+	sinktest.Run(t, newTestSink, sinktest.WithForgeDim(forgeDim), sinktest.WithParallel())
 }
 
 func testModel(dim int) schema.ModelIdentity {
