@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/schema"
@@ -31,6 +32,7 @@ type Sink struct {
 	format Format
 	stdout io.Writer
 
+	model    schema.ModelIdentity
 	dim      int
 	rows     int64
 	out      *os.File // temp file (nil for stdout)
@@ -64,7 +66,7 @@ func New(path string, stdout io.Writer) (*Sink, error) {
 
 // Open creates the temporary output files.
 func (s *Sink) Open(_ context.Context, model schema.ModelIdentity) error {
-	s.dim = model.Dim
+	s.model, s.dim = model, model.Dim
 	if s.path == "-" {
 		s.w = bufio.NewWriter(s.stdout)
 		return nil
@@ -121,12 +123,13 @@ type jsonRow struct {
 	Vector []float32 `json:"vector"`
 }
 
-// Write appends the batch's vectors and remembers its failures.
+// Write appends the batch's vectors and remembers its failures. The batch
+// is checked first (connector.Batch.Normalize, as every sink does), so a
+// bad vector fails the batch before anything of it is written.
 func (s *Sink) Write(_ context.Context, b connector.Batch) error {
-	for _, r := range b.Upserts {
-		if len(r.Vector) != s.dim {
-			return fmt.Errorf("write %s: vector has %d dims, want %d", r.Key, len(r.Vector), s.dim)
-		}
+	b, err := b.Normalize(s.model, time.Now())
+	if err != nil {
+		return fmt.Errorf("write to %s: %w", s.path, err)
 	}
 	for _, r := range b.Upserts {
 		path := pathOf(r)

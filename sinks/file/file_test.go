@@ -29,10 +29,11 @@ func TestNPYRoundTrip(t *testing.T) {
 	if err := s.Open(ctx, identity(3)); err != nil {
 		t.Fatal(err)
 	}
+	model := identity(3).ID()
 	b := connector.Batch{Upserts: []schema.Record{
-		{ID: "1", Source: "file://" + dir, Key: "a.jpg", Vector: []float32{1, 2, 3}},
-		{ID: "2", Source: "files:", Key: "/x/b.png", Vector: []float32{4, 5, 6}},
-	}, Failures: []schema.Failure{{Key: "bad.jpg", Class: schema.FailDecode}}}
+		{ID: "1", Source: "file://" + dir, Key: "a.jpg", ModelID: model, Vector: []float32{1, 2, 3}},
+		{ID: "2", Source: "files:", Key: "/x/b.png", ModelID: model, Vector: []float32{4, 5, 6}},
+	}, Failures: []schema.Failure{{ID: "3", Key: "bad.jpg", Class: schema.FailDecode}}}
 	if err := s.Write(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +82,15 @@ func TestJSONLStdoutAndRefusals(t *testing.T) {
 	if err := s.Open(ctx, identity(2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{{ID: "x", Key: "k", Vector: []float32{1, 2, 3}}}}); err == nil {
+	model := identity(2).ID()
+	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{{ID: "x", Key: "k", ModelID: model, Vector: []float32{1, 2, 3}}}}); err == nil {
 		t.Fatal("wrong dimension accepted")
 	}
-	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{{ID: "x", Key: "k", Vector: []float32{0.5, 1}}}}); err != nil {
+	nan := float32(math.NaN())
+	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{{ID: "x", Key: "k", ModelID: model, Vector: []float32{nan, 1}}}}); err == nil {
+		t.Fatal("NaN vector accepted")
+	}
+	if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{{ID: "x", Key: "k", ModelID: model, Vector: []float32{0.5, 1}}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
