@@ -313,6 +313,15 @@ func seq(lo, hi int) []int {
 
 func (p *privateServer) script(cmd string) string {
 	p.t.Helper()
+	out, err := p.run(cmd)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+// run runs milvus.sh cmd; unlike script it may be called from any goroutine.
+func (p *privateServer) run(cmd string) (string, error) {
 	c := exec.Command("bash", filepath.Join("..", "..", ".ci", "services", "milvus.sh"), cmd)
 	c.Env = p.env
 	if p.addr != "" {
@@ -322,9 +331,28 @@ func (p *privateServer) script(cmd string) string {
 	c.Stderr = &stderr
 	out, err := c.Output()
 	if err != nil {
-		p.t.Fatalf("milvus.sh %s: %v\n%s", cmd, err, stderr.String())
+		return "", fmt.Errorf("milvus.sh %s: %w\n%s", cmd, err, stderr.String())
 	}
-	return string(out)
+	return string(out), nil
+}
+
+// killBeforeChunk returns an Option that SIGKILLs p's server just before
+// the Write sends its item chunk number k (1-based): the chunks before it
+// are stored, the rest meet a dead server. killed is closed once the
+// server is dead. A kill placed so cannot miss the write.
+func killBeforeChunk(t *testing.T, p *privateServer, k int) (opt Option, killed <-chan struct{}) {
+	done := make(chan struct{})
+	var sent int
+	return func(s *Sink) {
+		s.beforeUpsert = func() {
+			if sent++; sent == k {
+				if _, err := p.run("kill"); err != nil {
+					t.Error(err)
+				}
+				close(done)
+			}
+		}
+	}, done
 }
 
 // The server is SIGKILLed in the middle of an upsert and restarted: the
@@ -343,12 +371,12 @@ func TestServerKilledMidUpsert(t *testing.T) {
 	}
 	b.Run = &schema.Run{ID: "run-1", Kind: "sync", Source: src, ModelID: m.ID(), StartedAt: time.Now().UTC(), Outcome: schema.RunRunning}
 
-	s := newTestSink(t, p.addr, base, WithChunk(2<<20, 1)) // small chunks: many requests to interrupt
+	kill, killed := killBeforeChunk(t, p, 4)
+	s := newTestSink(t, p.addr, base, WithChunk(2<<20, 1), kill) // small chunks, one writer: the kill lands between two
 	open(t, s, m)
 	done := make(chan error, 1)
 	go func() { done <- s.Write(context.Background(), b) }()
-	time.Sleep(400 * time.Millisecond)
-	p.script("kill")
+	<-killed
 	t0 := time.Now()
 	p.script("start") // while Write retries
 	t.Logf("restarted in %v", time.Since(t0))
@@ -374,17 +402,16 @@ func TestServerKilledMidUpsert(t *testing.T) {
 	for i := range n {
 		b2.Upserts = append(b2.Upserts, record(m, src2, fmt.Sprintf("%05d.jpg", i), n+i))
 	}
-	s3, err := New("milvus://"+p.addr+"?collection="+base+"&retries=1", WithChunk(2<<20, 1))
+	kill, _ = killBeforeChunk(t, p, 4)
+	s3, err := New("milvus://"+p.addr+"?collection="+base+"&retries=1", WithChunk(2<<20, 1), kill)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s3.Close() })
 	open(t, s3, m)
 	go func() { done <- s3.Write(context.Background(), b2) }()
-	time.Sleep(400 * time.Millisecond)
-	p.script("kill")
 	if err := <-done; err == nil {
-		t.Log("the Write finished before the kill")
+		t.Fatal("the Write with one try per request succeeded across the kill: the kill interrupted nothing")
 	} else {
 		t.Logf("interrupted Write: %v", err)
 	}

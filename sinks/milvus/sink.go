@@ -46,6 +46,10 @@ type Sink struct {
 	model   *schema.ModelIdentity // nil: OpenRead
 	items   map[string]itemColl   // model id → collection
 	noAlias bool                  // the server refused aliases
+
+	// beforeUpsert, when set (fault tests), is called before each item
+	// chunk's first try, from the goroutine that sends it.
+	beforeUpsert func()
 }
 
 // itemColl is one item collection: the vectors of one model id.

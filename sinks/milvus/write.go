@@ -228,6 +228,9 @@ func (s *Sink) upsertItems(ctx context.Context, c client.Client, coll string, re
 			return err
 		}
 		g.Go(func() error {
+			if s.beforeUpsert != nil {
+				s.beforeUpsert()
+			}
 			return s.retry(gctx, fmt.Sprintf("upsert %d rows into %s", len(part), coll), func(ctx context.Context) error {
 				_, err := c.Upsert(ctx, coll, "", cols...)
 				return err
