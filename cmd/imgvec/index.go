@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/sinks/postgres"
 )
 
@@ -16,7 +17,7 @@ func newIndexCmd() *cobra.Command {
 		sinkURI string
 		modelID string
 		asJSON  bool
-		o       postgres.IndexOptions
+		o       connector.IndexOptions
 		cf      configFlags
 	)
 	// open opens the PostgreSQL sink for index management.
@@ -41,7 +42,7 @@ func newIndexCmd() *cobra.Command {
 		}
 		return ps, nil
 	}
-	printIndexes := func(cmd *cobra.Command, infos []postgres.IndexInfo) error {
+	printIndexes := func(cmd *cobra.Command, infos []connector.IndexInfo) error {
 		out := cmd.OutOrStdout()
 		if asJSON {
 			enc := json.NewEncoder(out)
@@ -68,7 +69,7 @@ func newIndexCmd() *cobra.Command {
 		Short: "Build the index for every stored model id (or --model-id); exact drops it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := postgres.ParseIndexStrategy(args[0])
+			st, err := connector.ParseIndexStrategy(args[0])
 			if err != nil {
 				return usageError{err.Error()}
 			}
@@ -91,7 +92,7 @@ func newIndexCmd() *cobra.Command {
 					return fmt.Errorf("index create: the sink holds no vectors yet; sync first, or pass --model-id")
 				}
 			}
-			var infos []postgres.IndexInfo
+			var infos []connector.IndexInfo
 			for _, id := range ids {
 				info, err := ps.CreateIndex(cmd.Context(), st, id, 0, o)
 				if err != nil {

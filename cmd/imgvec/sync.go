@@ -201,7 +201,7 @@ func buildDeferredIndex(ctx context.Context, cmd *cobra.Command, s sink) error {
 		return nil
 	}
 	start := time.Now()
-	info, built, err := ps.BuildDeferredIndex(context.WithoutCancel(ctx), postgres.IndexOptions{})
+	info, built, err := ps.BuildDeferredIndex(context.WithoutCancel(ctx), connector.IndexOptions{})
 	if err != nil {
 		return fmt.Errorf("build deferred index: %w", err)
 	}

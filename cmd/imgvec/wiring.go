@@ -95,7 +95,7 @@ type sink interface {
 // index is the PostgreSQL vector index strategy ("" = exact).
 func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 	scheme, _, _ := strings.Cut(uri, "://")
-	if index != "" && index != string(postgres.IndexExact) && scheme != "postgres" && scheme != "postgresql" {
+	if index != "" && index != string(connector.IndexExact) && scheme != "postgres" && scheme != "postgresql" {
 		return nil, usagef("--index %s: only PostgreSQL sinks have vector indexes (SQLite searches exactly)", index)
 	}
 	switch scheme {
@@ -110,9 +110,9 @@ func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 		if autoMigrate {
 			mode = migrations.AutoMigrateFresh
 		}
-		strategy := postgres.IndexExact
+		strategy := connector.IndexExact
 		if index != "" {
-			st, err := postgres.ParseIndexStrategy(index)
+			st, err := connector.ParseIndexStrategy(index)
 			if err != nil {
 				return nil, usageError{err.Error()}
 			}

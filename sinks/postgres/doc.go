@@ -128,7 +128,7 @@
 //
 // pgvector's HNSW/IVFFlat indexes stop at 2,000 dimensions for vector
 // (4,000 for halfvec; 64,000 for bit), so 4096-d fc7 cannot be indexed
-// directly. Two strategies (IndexStrategy), per model id:
+// directly. Two strategies (connector.IndexStrategy), per model id:
 //
 //   - exact: no index. Search is embedding <=> query (cosine distance)
 //     over the rows of one model id, ORDER BY distance, id LIMIT k; zero-norm
@@ -148,7 +148,7 @@
 // create|drop|status`; they work on a sink opened with Open or OpenRead.
 // Search uses a valid index when there is one, whoever made it.
 //
-// WithIndexStrategy(IndexBinary) makes the sink maintain the index of the
+// WithIndexStrategy(connector.IndexBinary) makes the sink maintain the index of the
 // model it is opened with: if Open finds it, it stays live (incremental
 // syncs insert into it); if not (a backfill into an empty table), the load
 // runs without it (IndexDeferred reports true) and BuildDeferredIndex, which

@@ -152,17 +152,17 @@ func testIndexCreateSearchDrop(t *testing.T, storage Storage) {
 		t.Fatalf("exact search:\n got %v\nwant %v", got, want)
 	}
 
-	info, err := s.CreateIndex(ctx, IndexBinary, f.m.ID(), 0, IndexOptions{})
+	info, err := s.CreateIndex(ctx, connector.IndexBinary, f.m.ID(), 0, connector.IndexOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !info.Valid || info.Dim != 512 || info.ModelID != f.m.ID() || info.SizeBytes <= 0 || info.Strategy != IndexBinary ||
+	if !info.Valid || info.Dim != 512 || info.ModelID != f.m.ID() || info.SizeBytes <= 0 || info.Strategy != connector.IndexBinary ||
 		!strings.Contains(info.Definition, "bit_hamming_ops") || !strings.Contains(info.Definition, "bit(512)") {
 		t.Fatalf("CreateIndex: %+v", info)
 	}
 	t.Logf("index: %+v", info)
 	// Idempotent.
-	if again, err := s.CreateIndex(ctx, IndexBinary, f.m.ID(), 0, IndexOptions{}); err != nil || again.Name != info.Name {
+	if again, err := s.CreateIndex(ctx, connector.IndexBinary, f.m.ID(), 0, connector.IndexOptions{}); err != nil || again.Name != info.Name {
 		t.Fatalf("second CreateIndex: %+v, %v", again, err)
 	}
 	if plan := explainSearch(t, f, q, 10); !strings.Contains(plan, info.Name) {
@@ -196,16 +196,16 @@ func testIndexCreateSearchDrop(t *testing.T, storage Storage) {
 		t.Fatalf("exact search after drop:\n got %v\nwant %v", got, want)
 	}
 	// exact = no index.
-	if _, err := s.CreateIndex(ctx, IndexBinary, f.m.ID(), 0, IndexOptions{Concurrently: true, M: 8, EfConstruction: 32}); err != nil {
+	if _, err := s.CreateIndex(ctx, connector.IndexBinary, f.m.ID(), 0, connector.IndexOptions{Concurrently: true, M: 8, EfConstruction: 32}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateIndex(ctx, IndexExact, f.m.ID(), 0, IndexOptions{}); err != nil {
+	if _, err := s.CreateIndex(ctx, connector.IndexExact, f.m.ID(), 0, connector.IndexOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := s.IndexStatus(ctx); len(st) != 0 {
 		t.Fatalf("strategy exact left %+v", st)
 	}
-	if _, err := s.CreateIndex(ctx, IndexBinary, "no-such-model", 0, IndexOptions{}); err == nil || !strings.Contains(err.Error(), "no rows") {
+	if _, err := s.CreateIndex(ctx, connector.IndexBinary, "no-such-model", 0, connector.IndexOptions{}); err == nil || !strings.Contains(err.Error(), "no rows") {
 		t.Errorf("CreateIndex of a model without rows: %v", err)
 	}
 }
@@ -215,7 +215,7 @@ func testIndexCreateSearchDrop(t *testing.T, storage Storage) {
 // keeps it live.
 func TestDeferredIndex(t *testing.T) {
 	ctx := context.Background()
-	f := newIndexFixture(t, 1500, 256, WithIndexStrategy(IndexBinary), WithCandidates(20))
+	f := newIndexFixture(t, 1500, 256, WithIndexStrategy(connector.IndexBinary), WithCandidates(20))
 	s := f.s
 	if !s.IndexDeferred() {
 		t.Fatal("empty table: the index is not deferred")
@@ -224,11 +224,11 @@ func TestDeferredIndex(t *testing.T) {
 	if st, _ := s.IndexStatus(ctx); len(st) != 0 {
 		t.Fatalf("index built during the load: %+v", st)
 	}
-	info, built, err := s.BuildDeferredIndex(ctx, IndexOptions{})
+	info, built, err := s.BuildDeferredIndex(ctx, connector.IndexOptions{})
 	if err != nil || !built || !info.Valid || info.Dim != 256 {
 		t.Fatalf("BuildDeferredIndex: %+v, %v, %v", info, built, err)
 	}
-	if _, built, err := s.BuildDeferredIndex(ctx, IndexOptions{}); built || err != nil {
+	if _, built, err := s.BuildDeferredIndex(ctx, connector.IndexOptions{}); built || err != nil {
 		t.Fatalf("second BuildDeferredIndex: %v, %v", built, err)
 	}
 	_ = s.Close()
@@ -258,7 +258,7 @@ func TestDeferredIndex(t *testing.T) {
 	if err := s.Open(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	if _, built, err := s.BuildDeferredIndex(ctx, IndexOptions{}); built || err != nil {
+	if _, built, err := s.BuildDeferredIndex(ctx, connector.IndexOptions{}); built || err != nil {
 		t.Fatalf("BuildDeferredIndex without rows: %v, %v", built, err)
 	}
 }
@@ -313,7 +313,7 @@ func TestSQLFunctions(t *testing.T) {
 		t.Errorf("a query of the wrong dimension: %v", err)
 	}
 
-	info, err := f.s.CreateIndex(ctx, IndexBinary, f.m.ID(), 0, IndexOptions{})
+	info, err := f.s.CreateIndex(ctx, connector.IndexBinary, f.m.ID(), 0, connector.IndexOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

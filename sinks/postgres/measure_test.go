@@ -273,7 +273,7 @@ func (mb *measureBench) run() {
 	mb.generate()
 	mb.exec(`TRUNCATE ` + s.names.Qualified(""))
 	mb.writeAll(s, mb.recs)
-	if _, err := s.CreateIndex(ctx, IndexBinary, mb.m.ID(), benchDim, IndexOptions{}); err != nil {
+	if _, err := s.CreateIndex(ctx, connector.IndexBinary, mb.m.ID(), benchDim, connector.IndexOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mb.say("")
@@ -434,7 +434,7 @@ func (mb *measureBench) index() {
 	}
 	mb.exec(`CHECKPOINT`)
 	dLoad := mb.writeAll(s, mb.recs)
-	build := func(o IndexOptions, workers int) (time.Duration, IndexInfo) {
+	build := func(o connector.IndexOptions, workers int) (time.Duration, connector.IndexInfo) {
 		t.Helper()
 		if _, err := s.DropIndex(ctx, mb.m.ID()); err != nil {
 			t.Fatal(err)
@@ -443,7 +443,7 @@ func (mb *measureBench) index() {
 		mb.exec(fmt.Sprintf(`ALTER SYSTEM SET max_parallel_maintenance_workers = %d`, workers))
 		mb.exec(`SELECT pg_reload_conf()`)
 		t0 := time.Now()
-		info, err := s.CreateIndex(ctx, IndexBinary, mb.m.ID(), benchDim, o)
+		info, err := s.CreateIndex(ctx, connector.IndexBinary, mb.m.ID(), benchDim, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,16 +461,16 @@ func (mb *measureBench) index() {
 	mb.say("| m | ef_construction | parallel maintenance workers | build | index size | recall@10, N=10 | recall@10, N=40 |")
 	mb.say("|---:|---:|---:|---:|---:|---:|---:|")
 	type variant struct {
-		o       IndexOptions
+		o       connector.IndexOptions
 		workers int
 	}
 	// The last is what CreateIndex does on a server with default settings
 	// (two parallel maintenance workers): its index stays.
 	variants := []variant{
-		{IndexOptions{M: 8, EfConstruction: 32}, 2},
-		{IndexOptions{EfConstruction: 32}, 2},
-		{IndexOptions{}, 0},
-		{IndexOptions{}, 2},
+		{connector.IndexOptions{M: 8, EfConstruction: 32}, 2},
+		{connector.IndexOptions{EfConstruction: 32}, 2},
+		{connector.IndexOptions{}, 0},
+		{connector.IndexOptions{}, 2},
 	}
 	var dBuild time.Duration
 	for _, v := range variants {
@@ -540,7 +540,7 @@ func (mb *measureBench) halfvec() {
 	hs := mb.openSink("bench_half", StorageHalfvec)
 	mb.writeAll(hs, mb.recs)
 	t0 := time.Now()
-	info, err := hs.CreateIndex(ctx, IndexBinary, mb.m.ID(), benchDim, IndexOptions{})
+	info, err := hs.CreateIndex(ctx, connector.IndexBinary, mb.m.ID(), benchDim, connector.IndexOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,7 +674,7 @@ func (mb *measureBench) reduced(set string) {
 			return ids
 		}
 	}
-	if _, err := s.CreateIndex(ctx, IndexBinary, mb.m.ID(), benchDim, IndexOptions{}); err != nil {
+	if _, err := s.CreateIndex(ctx, connector.IndexBinary, mb.m.ID(), benchDim, connector.IndexOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mb.say("")

@@ -211,7 +211,7 @@ func testReadmeSQL(t *testing.T, storage Storage) {
 	// model (the functions and the two-stage query then go through it).
 	for _, indexed := range []bool{false, true} {
 		if indexed {
-			if _, err := s.CreateIndex(ctx, IndexBinary, m.ID(), 0, IndexOptions{}); err != nil {
+			if _, err := s.CreateIndex(ctx, connector.IndexBinary, m.ID(), 0, connector.IndexOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -54,9 +54,9 @@ type Sink struct {
 	autoMigrate migrations.AutoMigrate
 	maxConns    int32
 	retryPolicy RetryPolicy
-	strategy    IndexStrategy // WithIndexStrategy
-	candidates  int           // WithCandidates
-	storage     Storage       // the DSN's storage parameter; "" takes the table's
+	strategy    connector.IndexStrategy // WithIndexStrategy
+	candidates  int                     // WithCandidates
+	storage     Storage                 // the DSN's storage parameter; "" takes the table's
 	// storedIDs is set when the last batch written had stored ids: the
 	// next one looks before it COPYs (see copyPath).
 	storedIDs atomic.Bool
@@ -102,7 +102,7 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 		// url's error quotes the input: say only where it failed.
 		return nil, fmt.Errorf("postgres sink: DSN is not a valid URL")
 	}
-	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy, strategy: IndexExact, candidates: DefaultCandidates}
+	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy, strategy: connector.IndexExact, candidates: DefaultCandidates}
 	if pw, ok := u.User.Password(); ok {
 		s.password = pw
 	}
@@ -150,7 +150,7 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	if _, err := ParseIndexStrategy(string(s.strategy)); err != nil {
+	if _, err := connector.ParseIndexStrategy(string(s.strategy)); err != nil {
 		return nil, fmt.Errorf("postgres sink %s: %w", s.redacted, err)
 	}
 	if s.storage != "" {

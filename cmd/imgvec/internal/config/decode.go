@@ -17,7 +17,6 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/extract"
-	"github.com/imgvec/imgvec/sinks/postgres"
 )
 
 // The file is walked as a yaml.Node tree rather than decoded into structs:
@@ -167,7 +166,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		d.addf(v, field+".source", "empty: every job needs a source folder")
 	}
 	// --index binary builds a PostgreSQL index; other sinks search exactly.
-	if v := seen["index"]; v != nil && sinkOK && j.Index != "" && j.Index != string(postgres.IndexExact) && !isPostgres(j.Sink) {
+	if v := seen["index"]; v != nil && sinkOK && j.Index != "" && j.Index != string(connector.IndexExact) && !isPostgres(j.Sink) {
 		d.addf(v, field+".index", "%q: only PostgreSQL sinks have vector indexes", v.Value)
 	}
 	return j, seen
@@ -385,7 +384,7 @@ func checkIndex(s string) error {
 	if s == "" {
 		return nil
 	}
-	_, err := postgres.ParseIndexStrategy(s)
+	_, err := connector.ParseIndexStrategy(s)
 	return err
 }
 
