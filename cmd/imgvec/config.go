@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // configFlags is --config FILE [--job NAME]: the one-shot commands take a
@@ -150,7 +151,7 @@ func printConfig(w io.Writer, f *config.File, now time.Time) {
 		fmt.Fprintf(w, "\njob %s\n", j.Name)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "  source\t%s\n", strings.Join(j.Sources, ", "))
-		fmt.Fprintf(tw, "  sink\t%s\n", redactURI(j.Sink))
+		fmt.Fprintf(tw, "  sink\t%s\n", sinkuri.Redact(j.Sink))
 		model := j.Model
 		if j.Layer != "" {
 			model += " (layer " + j.Layer + ")"

@@ -14,6 +14,7 @@ import (
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/sinks/milvus"
 	"github.com/imgvec/imgvec/sinks/postgres"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
@@ -130,23 +131,5 @@ func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 		}
 		return s, nil
 	}
-	return nil, usagef("--sink %q: want sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME", redactURI(uri))
-}
-
-// redactURI hides a password in a URI so it can appear in errors and logs.
-func redactURI(uri string) string {
-	scheme, rest, ok := strings.Cut(uri, "://")
-	if !ok {
-		return uri
-	}
-	at := strings.LastIndex(rest, "@")
-	slash := strings.Index(rest, "/")
-	if at < 0 || (slash >= 0 && slash < at) {
-		return uri
-	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		return uri
-	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	return nil, usagef("--sink %q: want sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME", sinkuri.Redact(uri))
 }
