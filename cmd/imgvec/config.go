@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // configFlags is --config FILE [--job NAME]: the one-shot commands take a
@@ -27,7 +29,62 @@ func (c *configFlags) register(fs *pflag.FlagSet) {
 // registerJob adds --job for the commands that do not record a job name
 // (sync and backfill bind --job to the name they record).
 func (c *configFlags) registerJob(fs *pflag.FlagSet) {
-	fs.StringVar(&c.name, "job", "", "with --config, the job whose settings to use (default: the file's only job)")
+	jobVar(fs, &c.name, "with --config, the job whose settings to use (default: the file's only job)")
+}
+
+// jobVar defines a --job flag held to config.CheckJobName: a name given
+// explicitly, even empty, must be one the config could define.
+func jobVar(fs *pflag.FlagSet, p *string, usage string) {
+	fs.Var(jobNameValue{p}, "job", usage)
+}
+
+type jobNameValue struct{ p *string }
+
+func (v jobNameValue) Set(s string) error {
+	if err := config.CheckJobName(s); err != nil {
+		return err
+	}
+	*v.p = s
+	return nil
+}
+
+func (v jobNameValue) String() string { return *v.p }
+func (v jobNameValue) Type() string   { return "string" }
+
+// rangeVar defines a numeric flag held to the range of its config key
+// (config.Range): a value outside it is a usage error naming the flag, the
+// value and the range.
+func rangeVar[T int | int64 | time.Duration](fs *pflag.FlagSet, p *T, name, short string, value T, r config.Range[T], usage string) {
+	*p = value
+	fs.VarP(rangeValue[T]{p, r}, name, short, usage+" ("+r.String()+")")
+}
+
+type rangeValue[T int | int64 | time.Duration] struct {
+	p *T
+	r config.Range[T]
+}
+
+func (v rangeValue[T]) Set(s string) error {
+	x, err := v.r.Parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (v rangeValue[T]) String() string {
+	if d, ok := any(*v.p).(time.Duration); ok {
+		return d.String()
+	}
+	return strconv.FormatInt(int64(*v.p), 10)
+}
+
+func (v rangeValue[T]) Type() string {
+	if _, ok := any(*v.p).(time.Duration); ok {
+		return "duration"
+	}
+	return "int"
 }
 
 // applySink sets *sink to the job's sink unless --sink was given.
@@ -150,7 +207,7 @@ func printConfig(w io.Writer, f *config.File, now time.Time) {
 		fmt.Fprintf(w, "\njob %s\n", j.Name)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "  source\t%s\n", strings.Join(j.Sources, ", "))
-		fmt.Fprintf(tw, "  sink\t%s\n", redactURI(j.Sink))
+		fmt.Fprintf(tw, "  sink\t%s\n", sinkuri.Redact(j.Sink))
 		model := j.Model
 		if j.Layer != "" {
 			model += " (layer " + j.Layer + ")"

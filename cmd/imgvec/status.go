@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
@@ -124,7 +125,7 @@ func newMigrateCmd() *cobra.Command {
 				OpenMigrator(ctxt context.Context) (*migrations.Migrator, error)
 			})
 			if !ok {
-				return fmt.Errorf("migrate: sink %s has no migrations", redactURI(sinkURI))
+				return fmt.Errorf("migrate: sink %s has no migrations", sinkuri.Redact(sinkURI))
 			}
 			out := cmd.OutOrStdout()
 			if ss, ok := sink.(*sqlite.Sink); ok && (args[0] != "up" || dryRun) {

@@ -51,17 +51,17 @@ func (s *runSettings) register(fs *pflag.FlagSet, kind string) {
 	fs.StringVar(&s.index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
 	fs.StringArrayVar(&s.sources, "source", nil, "image folder (path or file:// URI); repeatable")
 	fs.StringVar(&s.sink, "sink", defaultSink, "where vectors go: sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T")
-	fs.StringVar(&s.job, "job", "", "job name recorded with the run; with --config, the job to run. A named job takes the job's lease: one runner per job at a time")
+	jobVar(fs, &s.job, "job name recorded with the run; with --config, the job to run. A named job takes the job's lease: one runner per job at a time")
 	fs.StringVar(&s.lockDSN, "lock-dsn", "", "PostgreSQL database holding job leases (default: the sink's own database, or a lock file beside a SQLite sink)")
 	fs.BoolVar(&s.dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
 	fs.BoolVar(&s.retryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
-	fs.DurationVar(&s.grace, "grace", config.DefaultGrace, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
-	fs.IntVar(&s.workers, "workers", 0, "decode workers (default: number of CPUs)")
+	rangeVar(fs, &s.grace, "grace", "", config.DefaultGrace, config.GraceRange, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
+	rangeVar(fs, &s.workers, "workers", "", 0, config.WorkersRange, "decode workers; 0 = number of CPUs")
 	fs.StringSliceVar(&s.source.include, "include", nil, "glob of keys to include (repeatable, ** allowed)")
 	fs.StringSliceVar(&s.source.exclude, "exclude", nil, "glob of keys to exclude (repeatable)")
 	fs.StringSliceVar(&s.source.extensions, "ext", nil, "file extensions to list (default jpg,jpeg,png,gif,webp,bmp,tif,tiff)")
 	fs.BoolVar(&s.source.followSymlinks, "follow-symlinks", false, "follow symbolic links (loops are detected)")
-	fs.Int64Var(&s.source.maxBytes, "max-bytes", config.DefaultMaxBytes, "refuse files larger than this many bytes")
+	rangeVar(fs, &s.source.maxBytes, "max-bytes", "", config.DefaultMaxBytes, config.MaxBytesRange, "refuse files larger than this many bytes")
 	if kind == connector.KindSync {
 		fs.StringVar(&s.maxDelete, "max-delete", "", "abort deletion when more items vanished than this count or percentage (e.g. 100 or 10%)")
 	}
@@ -275,9 +275,6 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 			if (image == "") == (id == "") {
 				return usagef("search: give exactly one of --image FILE or --id ID")
 			}
-			if k < 1 {
-				return usagef("search: -k %d: must be at least 1", k)
-			}
 			j, ok, err := cf.job(cf.name)
 			if err != nil {
 				return err
@@ -351,7 +348,7 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors are: sqlite://PATH or postgres://…")
 	f.StringVar(&image, "image", "", "query image file")
 	f.StringVar(&id, "id", "", "query by a stored item id (searches among that item's model id)")
-	f.IntVarP(&k, "k", "k", 10, "number of results")
+	rangeVar(f, &k, "k", "k", 10, config.SearchKRange, "number of results")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	cf.register(f)
 	cf.registerJob(f)

@@ -14,6 +14,7 @@ import (
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/sinks/milvus"
 	"github.com/imgvec/imgvec/sinks/postgres"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
@@ -38,12 +39,12 @@ type modelFlags struct {
 func (f *modelFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool) or an .onnx file")
 	fs.StringVar(&f.layer, "layer", "", "layer to read (default: the preset's, or fc7)")
-	fs.IntVar(&f.batch, "batch", config.DefaultBatch, "images per inference batch")
+	rangeVar(fs, &f.batch, "batch", "", config.DefaultBatch, config.BatchRange, "images per inference batch")
 	fs.StringVar(&f.device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]")
-	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads (default: number of CPUs)")
+	rangeVar(fs, &f.threads, "threads", "", 0, config.ThreadsRange, "ONNX Runtime intra-op threads; 0 = number of CPUs")
 	fs.BoolVar(&f.noNormalize, "no-normalize", false, "keep raw activations (default: L2-normalised vectors)")
 	fs.BoolVar(&f.ignoreOrientation, "ignore-exif-orientation", false, "do not rotate images by their EXIF orientation (the torchvision recipe does not)")
-	fs.Int64Var(&f.maxPixels, "max-pixels", config.DefaultMaxPixels, "refuse images with more pixels than this (checked from the header)")
+	rangeVar(fs, &f.maxPixels, "max-pixels", "", config.DefaultMaxPixels, config.MaxPixelsRange, "refuse images with more pixels than this (checked from the header)")
 	fs.BoolVar(&f.download, "download", false, "download a preset model that is not cached yet")
 }
 
@@ -54,9 +55,6 @@ func (f *modelFlags) loadModel(ctx context.Context) (*extract.Model, error) {
 
 // extractor loads the model and opens an ONNX Runtime session on it.
 func (f *modelFlags) extractor(ctx context.Context) (*extract.Extractor, error) {
-	if f.batch < 1 {
-		return nil, usagef("--batch %d: must be at least 1", f.batch)
-	}
 	dev, err := extract.ParseDevice(f.device)
 	if err != nil {
 		return nil, usageError{err.Error()}
@@ -130,23 +128,5 @@ func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 		}
 		return s, nil
 	}
-	return nil, usagef("--sink %q: want sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME", redactURI(uri))
-}
-
-// redactURI hides a password in a URI so it can appear in errors and logs.
-func redactURI(uri string) string {
-	scheme, rest, ok := strings.Cut(uri, "://")
-	if !ok {
-		return uri
-	}
-	at := strings.LastIndex(rest, "@")
-	slash := strings.Index(rest, "/")
-	if at < 0 || (slash >= 0 && slash < at) {
-		return uri
-	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		return uri
-	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	return nil, usagef("--sink %q: want sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME", sinkuri.Redact(uri))
 }

@@ -51,7 +51,10 @@
 // least 1s; the first tick comes about DURATION after Start, and ticks keep
 // their pace whatever a run's length — a tick during a run is skipped). Day-of-week is 0–6 with 0 = Sunday, or SUN–SAT. A "TZ=" or
 // "CRON_TZ=" prefix is refused: the time zone is the job's Location (UTC
-// when nil). Parsing and timing are robfig/cron/v3's.
+// when nil). A spec that matches no time in the next five years (a day its
+// month does not have, such as "0 0 30 2 *") is refused too, with an error
+// wrapping ErrNeverFires: robfig/cron gives up after five years, so the job
+// would never run. Parsing and timing are robfig/cron/v3's.
 //
 // # Daylight saving time
 //

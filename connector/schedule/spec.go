@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,6 +17,11 @@ var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour |
 // the accepted forms next to what went wrong.
 const expected = `expected 5 fields "minute hour day-of-month month day-of-week", ` +
 	`6 with a leading seconds field, or a descriptor such as @hourly or "@every 15m"`
+
+// ErrNeverFires is the cause of ParseSpec's error for a spec that is well
+// formed but matches no time: robfig/cron looks five years ahead and then
+// gives up, so such a job would silently never run.
+var ErrNeverFires = errors.New("never fires: no time in the next 5 years matches it (a day its month does not have, such as 30 February?)")
 
 // ParseSpec parses a schedule (see "Schedules" in the package doc) whose
 // times are wall-clock times in loc (UTC when nil).
@@ -42,6 +48,9 @@ func ParseSpec(spec string, loc *time.Location) (cron.Schedule, error) {
 	// depend on the machine's zone; every descriptor but @every and every
 	// field spec is a *cron.SpecSchedule.
 	sched.(*cron.SpecSchedule).Location = loc
+	if sched.Next(time.Now()).IsZero() {
+		return nil, fmt.Errorf("parse schedule %q: %w", spec, ErrNeverFires)
+	}
 	return sched, nil
 }
 

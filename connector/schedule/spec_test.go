@@ -44,6 +44,10 @@ func TestParseSpecNext(t *testing.T) {
 		{"@every 15m", nil, from.Add(15 * time.Minute)},
 		{"@every 1s", ny, from.Add(time.Second)},
 		{"@every 1h30m", nil, from.Add(90 * time.Minute)},
+		// Rare but real days are not "never".
+		{"0 0 29 2 *", nil, time.Date(2028, 2, 29, 0, 0, 0, 0, time.UTC)},
+		// Day of month and day of week both set: either matches (cron's rule).
+		{"0 0 30 2 TUE", nil, time.Date(2027, 2, 2, 0, 0, 0, 0, time.UTC)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
@@ -80,13 +84,17 @@ func TestParseSpecErrors(t *testing.T) {
 		{"@every 1.5s", []string{"whole number of seconds"}},
 		{"TZ=America/New_York 0 3 * * *", []string{"time zone prefix", "job's time zone"}},
 		{"CRON_TZ=UTC", []string{"time zone prefix"}},
+		// Well formed, but no such day: the job would never run.
+		{"0 0 30 2 *", []string{`"0 0 30 2 *"`, "never fires", "5 years"}},
+		{"0 0 31 4,6,9,11 *", []string{"never fires"}},
+		{"0 0 0 31 2 *", []string{"never fires"}},
 		{"TZ=", []string{"time zone prefix"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
-			_, err := ParseSpec(tt.spec, nil)
+			s, err := ParseSpec(tt.spec, nil)
 			if err == nil {
-				t.Fatalf("ParseSpec(%q) succeeded, want an error", tt.spec)
+				t.Fatalf("ParseSpec(%q) succeeded (next %v), want an error", tt.spec, s.Next(time.Now()))
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

@@ -71,6 +71,11 @@ func parseURI(uri string) (config, error) {
 		chunkBytes: DefaultChunkBytes, writers: DefaultWriters, retries: 4}
 	u, err := url.Parse(uri)
 	if err != nil {
+		// url's error quotes the whole URI, secrets included: keep only
+		// its cause.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return c, fmt.Errorf("milvus sink URI: %w", err)
 	}
 	if u.Scheme != "milvus" {

@@ -40,6 +40,12 @@ func TestCredentialsOnlyFromEnvironment(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret-pw") || !strings.Contains(err.Error(), EnvPassword) {
 		t.Errorf("URI with a password: %v; want a refusal naming %s without the password", err, EnvPassword)
 	}
+	// A URI that does not parse: url's error would quote it whole.
+	for _, bad := range []string{"milvus://root:s3cret-pw@h:19530/%zz", "milvus://root:s3cret-pw@h:port", "milvus://h?token=s3cret-pw"} {
+		if _, err := parseURI(bad); err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("parseURI(invalid URI with a secret) = %v; want an error without the secret", err)
+		}
+	}
 	t.Setenv(EnvUser, "root")
 	t.Setenv(EnvPassword, "s3cret-pw")
 	t.Setenv(EnvToken, "")

@@ -13,9 +13,10 @@
 // underscore, not pg_*, and the table short enough that its derived names
 // (TABLE_failures_last_seen) fit in 63 (migrations.PGNames.Validate); they
 // are always quoted with pgx.Identifier. New validates all this without
-// network I/O. The password never appears in errors or URI(): messages
-// carry the DSN with the password replaced by xxxxx, and any error text is
-// scrubbed of it.
+// network I/O. Secrets (the password, sslpassword, and any other secret
+// parameter) never appear in errors or URI(): messages carry the DSN as
+// sinkuri.Redact masks it, and any error text is scrubbed of them
+// (sinkuri.Scrub).
 //
 // Open(ctx, model):
 //

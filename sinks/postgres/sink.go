@@ -19,6 +19,7 @@ import (
 	"github.com/imgvec/imgvec/connector/lease"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // Scheme is the URI scheme of this sink ("postgresql://" is accepted too).
@@ -49,8 +50,8 @@ func WithMaxConns(n int32) Option { return func(s *Sink) { s.maxConns = max(n, 1
 type Sink struct {
 	names       migrations.PGNames
 	cfg         *pgxpool.Config // parsed DSN without imgvec's parameters
-	redacted    string          // the DSN with its password replaced, for messages
-	password    string          // scrubbed from every error message
+	dsn         string          // as given: its secrets are scrubbed from every error message
+	redacted    string          // the DSN with its secrets masked (sinkuri.Redact), for messages
 	autoMigrate migrations.AutoMigrate
 	maxConns    int32
 	retryPolicy RetryPolicy
@@ -102,16 +103,11 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 		// url's error quotes the input: say only where it failed.
 		return nil, fmt.Errorf("postgres sink: DSN is not a valid URL")
 	}
-	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy, strategy: connector.IndexExact, candidates: DefaultCandidates}
-	if pw, ok := u.User.Password(); ok {
-		s.password = pw
-	}
+	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy, strategy: connector.IndexExact, candidates: DefaultCandidates,
+		dsn: dsn, redacted: sinkuri.Redact(dsn)}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink: DSN query is not valid (escape ';' and '&' inside values)")
-	}
-	if pw := q.Get("password"); pw != "" {
-		s.password = pw
 	}
 	s.names = migrations.PGNames{Schema: DefaultSchema, Table: DefaultTable}
 	if v, ok := q["schema"]; ok {
@@ -130,14 +126,6 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 	q.Del("storage")
 	clean := *u
 	clean.RawQuery = q.Encode()
-
-	red := *u
-	rq, _ := url.ParseQuery(u.RawQuery)
-	if rq.Has("password") {
-		rq.Set("password", "xxxxx")
-	}
-	red.RawQuery = rq.Encode()
-	s.redacted = red.Redacted()
 
 	if err := s.names.Validate(); err != nil {
 		return nil, fmt.Errorf("postgres sink %s: %w", s.redacted, err)
@@ -164,7 +152,8 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 // Names are the schema and items table the sink uses.
 func (s *Sink) Names() migrations.PGNames { return s.names }
 
-// URI is the DSN with its password replaced by xxxxx.
+// URI is the DSN with its secrets (password, sslpassword, …) replaced by
+// xxxxx (sinkuri.Redact).
 func (s *Sink) URI() string { return s.redacted }
 
 // TimePrecision is the resolution at which stored times round-trip:
@@ -172,8 +161,8 @@ func (s *Sink) URI() string { return s.redacted }
 // round-trips exactly.
 func (s *Sink) TimePrecision() time.Duration { return time.Microsecond }
 
-// redactedError keeps the cause for errors.Is/As but scrubs the password
-// from its text.
+// redactedError keeps the cause for errors.Is/As but scrubs the DSN's
+// secrets from its text.
 type redactedError struct {
 	msg string
 	err error
@@ -182,18 +171,13 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
-// wrap prefixes err with the sink and the operation and scrubs the
-// password from the message.
+// wrap prefixes err with the sink and the operation and scrubs the DSN's
+// secrets from the message.
 func (s *Sink) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := fmt.Sprintf("postgres sink %s: %s: %v", s.redacted, op, err)
-	if s.password != "" {
-		msg = strings.ReplaceAll(msg, s.password, "xxxxx")
-		msg = strings.ReplaceAll(msg, url.QueryEscape(s.password), "xxxxx")
-		msg = strings.ReplaceAll(msg, url.PathEscape(s.password), "xxxxx")
-	}
+	msg := sinkuri.Scrub(fmt.Sprintf("postgres sink %s: %s: %v", s.redacted, op, err), s.dsn)
 	return &redactedError{msg: msg, err: err}
 }
 

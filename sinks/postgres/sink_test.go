@@ -170,6 +170,9 @@ func TestPasswordRedacted(t *testing.T) {
 		"postgres://u:" + pw + "@127.0.0.1:1/db?sslmode=disable&connect_timeout=2&table=Bad",
 		"postgres://u:" + pw + "@127.0.0.1:1/db?sslmode=disable&connect_timeout=2",
 		"postgres://u@127.0.0.1:1/db?sslmode=disable&connect_timeout=2&password=" + pw,
+		"postgres://u@127.0.0.1:1/db?sslmode=disable&connect_timeout=2&sslpassword=" + pw,
+		"postgres://u@127.0.0.1:1/db?sslmode=bogus&sslpassword=" + pw, // pgx's parse error quotes the DSN
+		"postgres://u@127.0.0.1:1/db?sslmode=disable&connect_timeout=2&api_token=" + pw,
 	} {
 		s, err := New(dsn)
 		if err == nil {

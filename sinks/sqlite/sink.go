@@ -17,6 +17,7 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // Scheme is the URI scheme of this sink.
@@ -60,18 +61,18 @@ var (
 func New(uri string, opts ...Option) (*Sink, error) {
 	path, ok := strings.CutPrefix(uri, Scheme)
 	if !ok {
-		return nil, fmt.Errorf("sqlite sink: uri %q does not start with %s", uri, Scheme)
+		return nil, fmt.Errorf("sqlite sink: uri %q does not start with %s", sinkuri.Redact(uri), Scheme)
 	}
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		return nil, fmt.Errorf("sqlite sink: uri %q: query and fragment are not supported", uri)
+		return nil, fmt.Errorf("sqlite sink: uri %q: query and fragment are not supported", sinkuri.Redact(uri))
 	}
 	switch {
 	case path == "":
 		path = DefaultPath
 	case path == ":memory:" || strings.HasPrefix(path, "file:"):
-		return nil, fmt.Errorf("sqlite sink: uri %q: give a file path (sqlite://PATH)", uri)
+		return nil, fmt.Errorf("sqlite sink: uri %q: give a file path (sqlite://PATH)", sinkuri.Redact(uri))
 	case strings.ContainsRune(path, 0):
-		return nil, fmt.Errorf("sqlite sink: uri %q: NUL in path", uri)
+		return nil, fmt.Errorf("sqlite sink: uri %q: NUL in path", sinkuri.Redact(uri))
 	}
 	s := &Sink{path: path}
 	for _, o := range opts {

@@ -142,12 +142,12 @@ serve:
 	}
 	want := []string{
 		`imgvec.yaml:2: jobs[0].name: "Photos": want lowercase`,
-		`imgvec.yaml:4: jobs[0].batch: "0": want a whole number of at least 1`,
+		`imgvec.yaml:4: jobs[0].batch: "0": want a whole number from 1 to 512`,
 		`imgvec.yaml:5: jobs[0].schedule: "*/15 * *": expected 5 fields (or 6 with seconds, or a descriptor like @every 15m)`,
 		`imgvec.yaml:6: jobs[0].time_zone: "Mars/Olympus": unknown time zone`,
 		`imgvec.yaml:7: jobs[0].colour: unknown key (known: batch, device,`,
 		`imgvec.yaml:9: jobs[1].source: empty`,
-		`imgvec.yaml:10: jobs[1].grace: "soon": want a duration`,
+		`imgvec.yaml:10: jobs[1].grace: "soon": want a duration from 0s to 1h`,
 		`imgvec.yaml:11: jobs[1].index: "binary": only PostgreSQL sinks`,
 		`imgvec.yaml:12: jobs[2].name: "dup": another job has this name (line 8)`,
 		`imgvec.yaml:13: jobs[2].sink: "ftp://x": want sqlite://`,
@@ -156,7 +156,7 @@ serve:
 		`imgvec.yaml:17: jobs[2].schedule: "61 * * * *": end of range (61) above maximum (59)`,
 		`imgvec.yaml:18: jobs[2].retry_failed: "maybe": want true or false`,
 		`imgvec.yaml:20: serve.listen: "nowhere": want HOST:PORT`,
-		`imgvec.yaml:21: serve.lease_ttl: "0s": must be at least 1s`,
+		`imgvec.yaml:21: serve.lease_ttl: "0s": want a duration from 1s to 1h`,
 		`imgvec.yaml:22: serve.token_env: "not a name": want an environment variable name`,
 		`imgvec.yaml:23: serve.extra: unknown key (known: grace, lease_ttl, listen, run_on_start, token_env)`,
 	}
@@ -242,7 +242,7 @@ jobs:
 	msg := err.Error()
 	for _, want := range []string{
 		`imgvec.yaml:4: jobs[0].source: environment variable NOPE is not set (write ${NOPE:-default} for a default)`,
-		`imgvec.yaml:5: jobs[0].sink: "ftp://u:${PGPASSWORD}@x": want sqlite://`,
+		`imgvec.yaml:5: jobs[0].sink: "ftp://u:xxxxx@x": want sqlite://`,
 		`imgvec.yaml:6: jobs[0].model: ${bad name}: want ${NAME}`,
 		`imgvec.yaml:7: jobs[0].layer: unterminated ${`,
 		`imgvec.yaml:8: jobs[0].device: "${PGPASSWORD}": parse device "${PGPASSWORD}": want cpu`,
@@ -288,5 +288,90 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want ErrNotExist", err)
+	}
+}
+
+// Every numeric key has a declared range: values above the maximum are
+// problems naming the range, and the bounds themselves are accepted.
+func TestRanges(t *testing.T) {
+	_, err := ParseEnv("imgvec.yaml", []byte(`jobs:
+  - name: a
+    source: x
+    batch: 2147483647
+    threads: 100000
+    workers: 257
+    max_bytes: 9_000_000_000
+    max_pixels: 99999999999
+    grace: 2h
+    schedule: "@hourly"
+  - name: b
+    source: x
+    threads: -1
+    batch: 99999999999999999999
+serve:
+  lease_ttl: 720h
+  grace: -1s
+`), env(nil))
+	want := []string{
+		`imgvec.yaml:4: jobs[0].batch: "2147483647": want a whole number from 1 to 512`,
+		`imgvec.yaml:5: jobs[0].threads: "100000": want a whole number from 0 to 256`,
+		`imgvec.yaml:6: jobs[0].workers: "257": want a whole number from 0 to 256`,
+		`imgvec.yaml:7: jobs[0].max_bytes: "9_000_000_000": want a whole number from 1 to 4294967296`,
+		`imgvec.yaml:8: jobs[0].max_pixels: "99999999999": want a whole number from 1 to 1073741824`,
+		`imgvec.yaml:9: jobs[0].grace: "2h": want a duration from 0s to 1h`,
+		`imgvec.yaml:13: jobs[1].threads: "-1": want a whole number from 0 to 256`,
+		`imgvec.yaml:14: jobs[1].batch: "99999999999999999999": want a whole number from 1 to 512`,
+		`imgvec.yaml:16: serve.lease_ttl: "720h": want a duration from 1s to 1h`,
+		`imgvec.yaml:17: serve.grace: "-1s": want a duration from 0s to 1h`,
+	}
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	got := strings.Split(err.Error(), "\n")
+	if len(got) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(got), len(want), err)
+	}
+	for i := range min(len(got), len(want)) {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("problem %d:\n got %s\nwant %s…", i, got[i], want[i])
+		}
+	}
+	f, err := ParseEnv("imgvec.yaml", []byte(`jobs:
+  - {name: a, source: x, batch: 512, threads: 256, workers: 256, max_bytes: 4294967296, max_pixels: 1073741824, grace: 1h}
+  - {name: b, source: x, batch: 1, threads: 0, workers: 0, max_bytes: 1, max_pixels: 1, grace: 0s}
+serve: {lease_ttl: 1h, grace: 1h}
+`), env(nil))
+	if err != nil {
+		t.Fatalf("the bounds: %v", err)
+	}
+	if j := f.Jobs[0]; j.Batch != 512 || j.Threads != 256 || j.Workers != 256 || j.MaxBytes != 4<<30 || j.MaxPixels != 1<<30 || j.Grace != time.Hour {
+		t.Errorf("job a = %+v", j)
+	}
+}
+
+// A URI written with its secrets in the file (not through ${VAR}) is
+// quoted masked in problems.
+func TestURIProblemsRedacted(t *testing.T) {
+	_, err := ParseEnv("imgvec.yaml", []byte(`lock_dsn: sqlite://x?password=pw-top
+jobs:
+  - name: a
+    source: x
+    sink: ftp://u:pw-user@x?token=pw-token
+    lock_dsn: mysql://db?sslpassword=pw-ssl
+`), env(nil))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`imgvec.yaml:1: lock_dsn: "sqlite://x?password=xxxxx": want a postgres://`,
+		`imgvec.yaml:5: jobs[0].sink: "ftp://u:xxxxx@x?token=xxxxx": want sqlite://`,
+		`imgvec.yaml:6: jobs[0].lock_dsn: "mysql://db?sslpassword=xxxxx": want a postgres://`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("problems lack %q:\n%s", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "pw-") {
+		t.Errorf("a problem shows a secret:\n%s", err)
 	}
 }

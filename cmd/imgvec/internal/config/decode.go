@@ -9,7 +9,6 @@ import (
 	"net"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/extract"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // The file is walked as a yaml.Node tree rather than decoded into structs:
@@ -70,7 +70,7 @@ func (d *decoder) decodeFile(data []byte) (*File, error) {
 	d.mapping(root, "", map[string]handler{
 		"jobs":     func(v *yaml.Node, _ string) { jobs = v; f.Jobs, keys = d.jobs(v) },
 		"serve":    func(v *yaml.Node, field string) { d.serve(v, field, &f.Serve) },
-		"lock_dsn": d.str(&f.LockDSN, checkLockDSN),
+		"lock_dsn": d.uri(&f.LockDSN, checkLockDSN),
 	})
 	if jobs == nil {
 		d.addf(root, "jobs", "missing: the file defines no jobs")
@@ -123,35 +123,35 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 	j := DefaultJob()
 	sinkOK := true // the index check needs the sink as written, not the default
 	seen := d.mapping(n, field, map[string]handler{
-		"name":   d.str(&j.Name, checkJobName),
+		"name":   d.str(&j.Name, CheckJobName),
 		"source": d.list(&j.Sources, checkNonEmpty),
 		"sink": func(v *yaml.Node, f string) {
 			before := len(d.problems)
-			d.str(&j.Sink, checkSink)(v, f)
+			d.uri(&j.Sink, checkSink)(v, f)
 			sinkOK = len(d.problems) == before
 		},
 		"model":                   d.str(&j.Model, checkNonEmpty),
 		"layer":                   d.str(&j.Layer, nil),
 		"schedule":                d.str(&j.Schedule, checkSchedule),
 		"time_zone":               d.str(&j.TimeZone, checkTimeZone),
-		"batch":                   intField(d, &j.Batch, 1),
+		"batch":                   number(d, &j.Batch, BatchRange),
 		"device":                  d.str(&j.Device, checkDevice),
-		"threads":                 intField(d, &j.Threads, 0),
-		"workers":                 intField(d, &j.Workers, 0),
+		"threads":                 number(d, &j.Threads, ThreadsRange),
+		"workers":                 number(d, &j.Workers, WorkersRange),
 		"max_delete":              d.str(&j.MaxDelete, checkMaxDelete),
 		"retry_failed":            d.boolean(&j.RetryFailed),
-		"grace":                   d.duration(&j.Grace, 0),
+		"grace":                   number(d, &j.Grace, GraceRange),
 		"index":                   d.str(&j.Index, checkIndex),
 		"include":                 d.list(&j.Include, nil),
 		"exclude":                 d.list(&j.Exclude, nil),
 		"ext":                     d.list(&j.Extensions, checkNonEmpty),
 		"follow_symlinks":         d.boolean(&j.FollowSymlinks),
-		"max_bytes":               intField(d, &j.MaxBytes, 1),
-		"max_pixels":              intField(d, &j.MaxPixels, 1),
+		"max_bytes":               number(d, &j.MaxBytes, MaxBytesRange),
+		"max_pixels":              number(d, &j.MaxPixels, MaxPixelsRange),
 		"no_normalize":            d.boolean(&j.NoNormalize),
 		"ignore_exif_orientation": d.boolean(&j.IgnoreExifOrientation),
 		"download":                d.boolean(&j.Download),
-		"lock_dsn":                d.str(&j.LockDSN, checkLockDSN),
+		"lock_dsn":                d.uri(&j.LockDSN, checkLockDSN),
 	})
 	if n.Kind != yaml.MappingNode {
 		return j, seen
@@ -176,8 +176,8 @@ func (d *decoder) serve(n *yaml.Node, field string, s *Serve) {
 	d.mapping(n, field, map[string]handler{
 		"listen":       d.str(&s.Listen, checkListen),
 		"token_env":    d.str(&s.TokenEnv, checkEnvName),
-		"lease_ttl":    d.duration(&s.LeaseTTL, time.Second),
-		"grace":        d.duration(&s.Grace, 0),
+		"lease_ttl":    number(d, &s.LeaseTTL, LeaseTTLRange),
+		"grace":        number(d, &s.Grace, GraceRange),
 		"run_on_start": d.boolean(&s.RunOnStart),
 	})
 }
@@ -232,6 +232,11 @@ func (d *decoder) scalar(n *yaml.Node, field string) (string, bool) {
 // text expands and checks a scalar. Messages quote the value as written,
 // never expanded.
 func (d *decoder) text(n *yaml.Node, field string, check func(string) error) (string, bool) {
+	return d.textQuoted(n, field, check, n.Value)
+}
+
+// textQuoted is text with the value quoted as quote in messages.
+func (d *decoder) textQuoted(n *yaml.Node, field string, check func(string) error, quote string) (string, bool) {
 	v, ok := d.scalar(n, field)
 	if !ok {
 		return "", false
@@ -241,9 +246,9 @@ func (d *decoder) text(n *yaml.Node, field string, check func(string) error) (st
 			msg := err.Error()
 			if v != "" && v != n.Value {
 				// Checks may quote what they were given: show it as written.
-				msg = strings.ReplaceAll(msg, v, n.Value)
+				msg = strings.ReplaceAll(msg, v, quote)
 			}
-			d.addf(n, field, "%q: %s", n.Value, msg)
+			d.addf(n, field, "%q: %s", quote, msg)
 			return "", false
 		}
 	}
@@ -253,6 +258,16 @@ func (d *decoder) text(n *yaml.Node, field string, check func(string) error) (st
 func (d *decoder) str(dst *string, check func(string) error) handler {
 	return func(n *yaml.Node, field string) {
 		if v, ok := d.text(n, field, check); ok {
+			*dst = v
+		}
+	}
+}
+
+// uri is str for a sink or lock URI: messages quote it with its secrets
+// masked (a password may be written in the file, not only in ${VAR}).
+func (d *decoder) uri(dst *string, check func(string) error) handler {
+	return func(n *yaml.Node, field string) {
+		if v, ok := d.textQuoted(n, field, check, sinkuri.Redact(n.Value)); ok {
 			*dst = v
 		}
 	}
@@ -277,19 +292,19 @@ func (d *decoder) list(dst *[]string, check func(string) error) handler {
 	}
 }
 
-func intField[T int | int64](d *decoder, dst *T, minimum T) handler {
+// number decodes a number or duration within its declared range.
+func number[T int | int64 | time.Duration](d *decoder, dst *T, r Range[T]) handler {
 	return func(n *yaml.Node, field string) {
 		v, ok := d.scalar(n, field)
 		if !ok {
 			return
 		}
-		i, err := strconv.ParseInt(strings.ReplaceAll(v, "_", ""), 10, 64)
-		switch {
-		case err != nil || T(i) < minimum || int64(T(i)) != i:
-			d.addf(n, field, "%q: want a whole number of at least %d", n.Value, minimum)
-		default:
-			*dst = T(i)
+		x, err := r.Parse(v)
+		if err != nil {
+			d.addf(n, field, "%q: %v", n.Value, err)
+			return
 		}
+		*dst = x
 	}
 }
 
@@ -306,24 +321,6 @@ func (d *decoder) boolean(dst *bool) handler {
 			*dst = false
 		default:
 			d.addf(n, field, "%q: want true or false", n.Value)
-		}
-	}
-}
-
-func (d *decoder) duration(dst *time.Duration, minimum time.Duration) handler {
-	return func(n *yaml.Node, field string) {
-		v, ok := d.scalar(n, field)
-		if !ok {
-			return
-		}
-		t, err := time.ParseDuration(v)
-		switch {
-		case err != nil:
-			d.addf(n, field, "%q: want a duration such as 30s, 5m or 1h30m", n.Value)
-		case t < minimum:
-			d.addf(n, field, "%q: must be at least %s", n.Value, minimum)
-		default:
-			*dst = t
 		}
 	}
 }
@@ -353,9 +350,16 @@ func checkNonEmpty(s string) error {
 	return nil
 }
 
-func checkJobName(s string) error {
+// CheckJobName applies the rule of job names: the config's name key and
+// every --job flag. A name becomes part of file names (a SQLite sink's lock
+// file) and lease keys, so it is a plain lowercase word.
+func CheckJobName(s string) error {
+	const rule = "want lowercase letters, digits, _ and -, starting with a letter or digit, at most 63 characters"
+	if s == "" {
+		return errors.New("empty: " + rule)
+	}
 	if !jobName.MatchString(s) {
-		return errors.New("want lowercase letters, digits, _ and -, starting with a letter or digit, at most 63 characters")
+		return errors.New(rule)
 	}
 	return nil
 }

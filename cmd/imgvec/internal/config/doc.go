@@ -13,13 +13,18 @@
 //     the same values), every job's lock_dsn and grace fall back to the
 //     top-level lock_dsn and serve.grace, and every value has been
 //     validated (names, cron specs, time zones, durations, devices,
-//     max_delete, index strategies, sink schemes).
+//     max_delete, index strategies, sink schemes). Every numeric key is
+//     held to its declared Range (BatchRange, ThreadsRange, …), the one the
+//     command-line flag of the same setting uses; a cron spec must fire
+//     within five years.
+//   - CheckJobName is the job-name rule, for the name key and --job.
 //   - An invalid file gives a *ValidationError listing every problem found,
 //     each as FILE:LINE: FIELD: message, in file order. Unknown keys are
 //     problems too (a typo must not silently fall back to a default).
 //   - Messages never contain an expanded value: a problem in a value that
 //     references ${VAR} quotes the text as written in the file, so secrets
-//     passed through the environment stay out of logs.
+//     passed through the environment stay out of logs; sink and lock URIs
+//     are quoted masked (sinks/sinkuri.Redact) even when written in clear.
 //   - (*File).Job(name) returns one job by name; with an empty name it
 //     returns the only job of a one-job file.
 //   - Job.CronSchedule returns the job's schedule in its time zone, parsed

@@ -55,3 +55,13 @@ func TestScheduleTimeZone(t *testing.T) {
 		t.Errorf("next = %s, want %s", got.UTC(), want)
 	}
 }
+
+// A schedule that never fires (no 30 February) is a problem naming it,
+// not a job that silently never runs.
+func TestScheduleNeverFires(t *testing.T) {
+	_, err := ParseEnv("imgvec.yaml", []byte("jobs:\n  - name: a\n    source: x\n    schedule: \"0 0 30 2 *\"\n"), env(nil))
+	want := `imgvec.yaml:4: jobs[0].schedule: "0 0 30 2 *": never fires: no time in the next 5 years matches it`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("err = %v\nwant %s…", err, want)
+	}
+}

@@ -1,0 +1,74 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Range is the declared range of a numeric setting. A config key and the
+// flag of the same setting share one Range, so the file and the command
+// line accept the same values. The maxima keep one run from exhausting a
+// shared machine (memory, threads) while staying generous for real use.
+type Range[T int | int64 | time.Duration] struct{ Min, Max T }
+
+// The ranges of every numeric setting. A minimum of 0 where the setting's
+// default is "number of CPUs" keeps 0 meaning that default.
+var (
+	// BatchRange (batch, --batch): images per inference batch; a batch of
+	// VGG19 input is 0.6 MB per image before activations.
+	BatchRange = Range[int]{1, 512}
+	// ThreadsRange (threads, --threads): ONNX Runtime intra-op threads.
+	ThreadsRange = Range[int]{0, 256}
+	// WorkersRange (workers, --workers): decode workers.
+	WorkersRange = Range[int]{0, 256}
+	// MaxBytesRange (max_bytes, --max-bytes): a file is read whole.
+	MaxBytesRange = Range[int64]{1, 4 << 30}
+	// MaxPixelsRange (max_pixels, --max-pixels): a decoded image takes 4
+	// bytes per pixel.
+	MaxPixelsRange = Range[int64]{1, 1 << 30}
+	// GraceRange (grace, serve.grace, --grace).
+	GraceRange = Range[time.Duration]{0, time.Hour}
+	// LeaseTTLRange (serve.lease_ttl): a dead runner's job waits this long.
+	LeaseTTLRange = Range[time.Duration]{time.Second, time.Hour}
+	// SearchKRange (search -k): results per query.
+	SearchKRange = Range[int]{1, 10_000}
+)
+
+// String is "MIN to MAX".
+func (r Range[T]) String() string { return formatLimit(r.Min) + " to " + formatLimit(r.Max) }
+
+func formatLimit[T int | int64 | time.Duration](v T) string {
+	if d, ok := any(v).(time.Duration); ok {
+		// 1h, not 1h0m0s.
+		s := d.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	}
+	return strconv.FormatInt(int64(v), 10)
+}
+
+// Parse reads a value of the setting and checks its range: a whole number
+// (_ allowed between digits, as in YAML) or, for durations, a Go duration
+// such as 30s or 1h30m. The error says what is wanted, range included; it
+// does not quote s (callers do, as written).
+func (r Range[T]) Parse(s string) (T, error) {
+	if _, ok := any(r.Min).(time.Duration); ok {
+		d, err := time.ParseDuration(s)
+		if err != nil || T(d) < r.Min || T(d) > r.Max {
+			return 0, fmt.Errorf("want a duration from %s, such as 30s, 5m or 1h30m", r)
+		}
+		return T(d), nil
+	}
+	n, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 10, 64)
+	if err != nil || n < int64(r.Min) || n > int64(r.Max) {
+		return 0, fmt.Errorf("want a whole number from %s", r)
+	}
+	return T(n), nil
+}
