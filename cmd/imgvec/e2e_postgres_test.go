@@ -103,3 +103,10 @@ func TestE2EPostgres(t *testing.T) {
 		t.Errorf("password in output:\n%s", r)
 	}
 }
+
+// TestE2EPostgresInvalidKeyName: a file name that is not valid UTF-8 is an
+// invalid_key failure of that item only; it used to roll back every batch.
+func TestE2EPostgresInvalidKeyName(t *testing.T) {
+	needBinary(t)
+	checkInvalidKeyName(t, pgSink(t))
+}
