@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/imgvec/imgvec/schema"
 )
@@ -25,6 +26,10 @@ var (
 //     vector whose dimension is not model.Dim, a non-finite vector, or an
 //     mtime outside the int64-nanosecond range is refused with an error
 //     naming the item;
+//   - a key or source that is not valid UTF-8 is refused (the pipeline
+//     records such keys as schema.FailInvalidKey ledger entries under
+//     schema.EscapeKey; no sink can store the raw bytes); a ledger reason
+//     that is not valid UTF-8 is escaped the same way;
 //   - defaults are filled in: record Dim and Layer from model; ledger
 //     LastSeen (now), FirstSeen (LastSeen), Attempts (1) and ModelID.
 //
@@ -49,6 +54,9 @@ func (b Batch) Normalize(model schema.ModelIdentity, now time.Time) (Batch, erro
 		if err := checkMTime(r.MTime); err != nil {
 			return Batch{}, fmt.Errorf("upsert %s: %w", name, err)
 		}
+		if err := checkText(r.Source, r.Key); err != nil {
+			return Batch{}, fmt.Errorf("upsert %s: %w", name, err)
+		}
 		r.Dim = model.Dim
 		if r.Layer == "" {
 			r.Layer = model.Layer
@@ -64,6 +72,10 @@ func (b Batch) Normalize(model schema.ModelIdentity, now time.Time) (Batch, erro
 		if err := checkMTime(f.MTime); err != nil {
 			return Batch{}, fmt.Errorf("ledger entry %s: %w", name, err)
 		}
+		if err := checkText(f.Source, f.Key); err != nil {
+			return Batch{}, fmt.Errorf("ledger entry %s: %w", name, err)
+		}
+		f.Reason = schema.EscapeKey(f.Reason)
 		if f.LastSeen.IsZero() {
 			f.LastSeen = now
 		}
@@ -132,6 +144,17 @@ func CheckVector(v []float32, dim int) error {
 func checkMTime(t time.Time) error {
 	if !t.IsZero() && (t.Before(minMTime) || t.After(maxMTime)) {
 		return fmt.Errorf("mtime %s is outside the years 1678-2262", t.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkText refuses a source name or key that is not valid UTF-8.
+func checkText(source, key string) error {
+	switch {
+	case !utf8.ValidString(source):
+		return fmt.Errorf("source %q is not valid UTF-8", source)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("key is not valid UTF-8 (the pipeline records it as an %s ledger entry under %q)", schema.FailInvalidKey, schema.EscapeKey(key))
 	}
 	return nil
 }

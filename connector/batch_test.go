@@ -34,6 +34,10 @@ func TestBatchNormalize(t *testing.T) {
 	if f := got.Failures; len(f) != 1 || f[0].Reason != "second" || f[0].Attempts != 1 || !f[0].LastSeen.Equal(now) || !f[0].FirstSeen.Equal(now) || f[0].ModelID != id {
 		t.Errorf("failures %+v", f)
 	}
+	reason, err := Batch{Failures: []schema.Failure{{ID: "r", Reason: "decode a\xff.jpg"}}}.Normalize(model, now)
+	if err != nil || reason.Failures[0].Reason != `decode a\xff.jpg` {
+		t.Errorf("a reason that is not UTF-8: %+v, %v; want it escaped", reason.Failures, err)
+	}
 	if len(b.Upserts) != 3 {
 		t.Error("input batch modified")
 	}
@@ -48,6 +52,9 @@ func TestBatchNormalize(t *testing.T) {
 		"ledger no id":   {Failures: []schema.Failure{{Key: "k"}}},
 		"meta no id":     {Metadata: []MetaUpdate{{}}},
 		"run without id": {Run: &schema.Run{}},
+		"key not UTF-8":  {Upserts: []schema.Record{{ID: "u", Key: "a\xff.jpg", ModelID: id, Vector: []float32{1, 1}}}},
+		"ledger key":     {Failures: []schema.Failure{{ID: "u", Key: "a\xff.jpg"}}},
+		"source":         {Failures: []schema.Failure{{ID: "u", Source: "file:///\xff", Key: "a.jpg"}}},
 	} {
 		if _, err := bad.Normalize(model, now); err == nil {
 			t.Errorf("%s: accepted", name)

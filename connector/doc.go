@@ -47,6 +47,13 @@
 //     sha256s stored under the current model (copies, moved files, and
 //     items committed earlier in this run): on a hit the stored vector is
 //     copied (Sink.VectorsBySHA256) and the model does not run.
+//   - a key that is not valid UTF-8 (a file name with byte 0xff) is never
+//     read and never reaches a sink as it is: whatever its category
+//     (except unchanged or known-failed), it becomes a ledger entry of
+//     class schema.FailInvalidKey, stage "list", under the raw key's id and
+//     with schema.EscapeKey(key) as its key; the next run finds it as a
+//     known failure. Batch.Normalize refuses such keys, so every sink
+//     behaves the same.
 //   - an item whose new bytes fail (read, decode, preprocess, infer) gets a
 //     ledger entry; a row it had is removed first (it no longer describes
 //     the item).
@@ -59,7 +66,7 @@
 //     *DeleteGuardError that names the numbers and --max-delete.
 //
 // Per-item problems never fail the run: they become ledger entries with
-// the stage ("read", "decode", "preprocess", "infer") and a class. At the
+// the stage ("list", "read", "decode", "preprocess", "infer") and a class. At the
 // end of a run that was not stopped, Written + Unchanged + Failed == Listed.
 //
 // # Stages

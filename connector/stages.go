@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -52,6 +53,15 @@ func (it *item) fail(stage string, class schema.FailureClass, reason string, cau
 	it.err = &schema.ItemError{Item: it.entry.Key, Stage: stage, Class: class, Reason: reason, Err: cause}
 	it.data = nil
 	it.vec = nil
+}
+
+// refuseKey makes the item of a key that is not valid UTF-8 a ledger
+// entry without reading it: no sink stores such a key. The id stays that of
+// the raw key (the next run finds the entry by it); the entry's key is the
+// escaped one.
+func (it *item) refuseKey() {
+	it.entry.Key = schema.EscapeKey(it.entry.Key)
+	it.fail("list", schema.FailInvalidKey, `key is not valid UTF-8; recorded escaped (invalid bytes as \xHH, backslashes doubled), not read`, nil)
 }
 
 // failWith records err, which should be an *schema.ItemError; any other
@@ -234,6 +244,9 @@ func (rs *runState) lister(gctx, softCtx context.Context, out chan<- *item) erro
 			if it == nil {
 				continue
 			}
+			if !utf8.ValidString(e.Key) {
+				it.refuseKey()
+			}
 			rs.t.queued(1)
 			select {
 			case out <- it:
@@ -268,6 +281,9 @@ func (rs *runState) reader(gctx, softCtx context.Context, in <-chan *item, out c
 }
 
 func (rs *runState) read(ctx context.Context, it *item) error {
+	if it.kind == kindFailed { // refused when listed
+		return nil
+	}
 	start := time.Now()
 	data, err := rs.src.Read(ctx, it.entry.Key)
 	if ctx.Err() != nil {

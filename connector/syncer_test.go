@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/connectortest"
@@ -359,6 +360,48 @@ func TestLedgerRules(t *testing.T) {
 	}
 	if _, ok := e.sink.Ledger()[schema.ItemID(srcName, bad)]; ok {
 		t.Error("ledger entry of the fixed item remains")
+	}
+}
+
+// A key that is not valid UTF-8 becomes an invalid_key ledger entry
+// without being read: no sink can store it. The entry keeps the raw key's
+// id, so the next run skips it as a known failure and does not delete it.
+func TestInvalidKeyRefusedIntoLedger(t *testing.T) {
+	e := newEnv(t, 3)
+	bad := "dir/bad\xff\\name.jpg"
+	e.src.Put(bad, data(99), t0)
+	run := e.mustRun()
+	if run.Outcome != schema.RunPartial || run.Failed != 1 || run.Written != 3 {
+		t.Fatalf("first run %+v", run)
+	}
+	if n := e.src.Reads(bad); n != 0 {
+		t.Errorf("the invalid key was read %d times", n)
+	}
+	for _, r := range e.sink.Rows() {
+		if !utf8.ValidString(r.Key) {
+			t.Errorf("row %s stored with key %q", r.ID, r.Key)
+		}
+	}
+	id := schema.ItemID(srcName, bad)
+	l, ok := e.sink.Ledger()[id]
+	if !ok || l.Class != schema.FailInvalidKey || l.Stage != "list" || l.Key != `dir/bad\xff\\name.jpg` || l.Size != int64(len(data(99))) ||
+		!strings.Contains(l.Reason, "not valid UTF-8") {
+		t.Fatalf("ledger entry %+v (found %t)", l, ok)
+	}
+	for i, retry := range []bool{false, true} {
+		run, err := e.run(func(o *connector.Options) { o.RetryFailed = retry })
+		if err != nil || run.Outcome != schema.RunPartial || run.Failed != 1 || run.Deleted != 0 {
+			t.Fatalf("run %d (retry %t): %+v, %v", i+2, retry, run, err)
+		}
+		if wantUnchanged := int64(3); run.Unchanged != wantUnchanged {
+			t.Errorf("run %d: unchanged %d, want %d", i+2, run.Unchanged, wantUnchanged)
+		}
+	}
+	if n := e.src.Reads(bad); n != 0 {
+		t.Errorf("the invalid key was read %d times", n)
+	}
+	if _, ok := e.sink.Ledger()[id]; !ok || len(e.sink.Ledger()) != 1 {
+		t.Errorf("ledger after the later runs: %v", e.sink.Ledger())
 	}
 }
 

@@ -28,6 +28,10 @@ const (
 	FailInfer FailureClass = "infer"
 	// FailNonFinite: the model produced NaN or Inf for this input.
 	FailNonFinite FailureClass = "non_finite"
+	// FailInvalidKey: the source listed a key that is not valid UTF-8. The
+	// item is not read; its ledger entry holds EscapeKey(key) under the id
+	// of the raw key, so the next run finds it as a known failure.
+	FailInvalidKey FailureClass = "invalid_key"
 )
 
 // ItemError is a per-item failure: it names the item, the pipeline stage and

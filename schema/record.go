@@ -36,7 +36,7 @@ func ItemID(source, key string) string {
 type Record struct {
 	ID          string // ItemID(Source, Key)
 	Source      string // source identity, e.g. "file:///data/photos"
-	Key         string // path relative to the source root, or object key
+	Key         string // path relative to the source root, or object key; always valid UTF-8
 	Fingerprint        // of the bytes the vector was computed from
 	Width       int    // decoded width after orientation
 	Height      int    // decoded height after orientation
@@ -54,7 +54,7 @@ type Record struct {
 type Failure struct {
 	ID     string
 	Source string
-	Key    string
+	Key    string // valid UTF-8: EscapeKey of the raw key for FailInvalidKey
 	Fingerprint
 	ModelID   string
 	Stage     string

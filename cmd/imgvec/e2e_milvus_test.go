@@ -110,3 +110,10 @@ func TestE2EMilvus(t *testing.T) {
 		t.Errorf("status with credentials against no server: exit %d\n%s", r.code, r)
 	}
 }
+
+// TestE2EMilvusInvalidKeyName: a file name that is not valid UTF-8 is an
+// invalid_key failure of that item only; it used to fail the run.
+func TestE2EMilvusInvalidKeyName(t *testing.T) {
+	needBinary(t)
+	checkInvalidKeyName(t, milvusSink(t))
+}

@@ -95,11 +95,24 @@ func TestE2EPostgres(t *testing.T) {
 		t.Errorf("index status after drop:\n%s", r)
 	}
 	mustCode(t, exitUsage, tmp, "index", "status", "--sink", "sqlite://"+filepath.Join(tmp, "x.db"))
-	// The password never shows.
-	bad := strings.Replace(sinkURI, "postgres@", "postgres:hunter2@", 1)
-	bad = strings.Replace(bad, "127.0.0.1:", "127.0.0.1:1", 1)
-	r = mustCode(t, exitFatal, tmp, "status", "--sink", bad)
-	if strings.Contains(r.stderr, "hunter2") || strings.Contains(r.stdout, "hunter2") {
-		t.Errorf("password in output:\n%s", r)
+	// The password never shows: not when the server is unreachable (exit
+	// 1), not when the DSN is malformed (a usage error, exit 2).
+	u, err := url.Parse(sinkURI)
+	if err != nil {
+		t.Fatal(err)
 	}
+	u.User, u.Host = url.UserPassword(u.User.Username(), "hunter2"), "127.0.0.1:1"
+	for code, bad := range map[int]string{exitFatal: u.String(), exitUsage: strings.Replace(u.String(), "127.0.0.1:1", "127.0.0.1:155432", 1)} {
+		r = mustCode(t, code, tmp, "status", "--sink", bad)
+		if strings.Contains(r.stderr, "hunter2") || strings.Contains(r.stdout, "hunter2") {
+			t.Errorf("password in output:\n%s", r)
+		}
+	}
+}
+
+// TestE2EPostgresInvalidKeyName: a file name that is not valid UTF-8 is an
+// invalid_key failure of that item only; it used to roll back every batch.
+func TestE2EPostgresInvalidKeyName(t *testing.T) {
+	needBinary(t)
+	checkInvalidKeyName(t, pgSink(t))
 }

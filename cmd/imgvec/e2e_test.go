@@ -25,6 +25,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/schema"
@@ -780,5 +781,159 @@ func TestE2EMigrateStatusDoesNotCreate(t *testing.T) {
 	mustCode(t, 0, dir, "migrate", "up", "--sink", "sqlite://"+db)
 	if r := mustCode(t, 0, dir, "migrate", "status", "--sink", "sqlite://"+db); !strings.Contains(r.stdout, "applied") {
 		t.Errorf("status after up: %s", r)
+	}
+}
+
+// checkInvalidKeyName syncs a folder of good images plus an image whose
+// file name holds byte 0xff into sinkURI. On every sink: exit 3, the good
+// images stored, the odd name one invalid_key ledger entry under its
+// escaped key, and the next sync finds it a known failure (not read again,
+// not deleted) and exits 3 again.
+func checkInvalidKeyName(t *testing.T, sinkURI string) {
+	t.Helper()
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	good := goodImages(t)
+	for _, k := range good {
+		copyFile(t, filepath.Join(e2eImages, k), filepath.Join(src, k))
+	}
+	copyFile(t, filepath.Join(e2eImages, "landscape.jpg"), filepath.Join(src, "odd\xffname.jpg"))
+	sync := []string{"sync", "-q", "--source", src, "--sink", sinkURI, "--model", e2eModel}
+
+	r := mustCode(t, exitItemFailures, tmp, sync...)
+	if first := parseRunLine(t, r); first.Outcome != "partial" || first.Written != int64(len(good)) || first.Failed != 1 {
+		t.Fatalf("first sync: %+v\n%s", first, r)
+	}
+	st := status(t, tmp, sinkURI)
+	if st.Failures != 1 || st.ByClass[string(schema.FailInvalidKey)] != 1 || len(st.Models) != 1 || st.Models[0].Rows != int64(len(good)) {
+		t.Errorf("status after the first sync: %+v", st)
+	}
+	r = mustCode(t, exitOK, tmp, "status", "--sink", sinkURI)
+	if !strings.Contains(r.stdout, `invalid_key`) || !strings.Contains(r.stdout, `odd\xffname.jpg`) || !utf8.ValidString(r.stdout) {
+		t.Errorf("status does not show the invalid_key entry under its escaped key:\n%s", r)
+	}
+
+	r = mustCode(t, exitItemFailures, tmp, sync...)
+	if again := parseRunLine(t, r); again.Unchanged != int64(len(good)) || again.Written != 0 || again.Failed != 1 || again.Deleted != 0 {
+		t.Errorf("second sync: %+v\n%s", again, r)
+	}
+	var recent struct {
+		Recent []struct {
+			Key, Class string
+			Attempts   int
+		}
+	}
+	r = mustCode(t, exitOK, tmp, "status", "--sink", sinkURI, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &recent); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r)
+	}
+	if len(recent.Recent) != 1 || recent.Recent[0].Key != `odd\xffname.jpg` || recent.Recent[0].Class != string(schema.FailInvalidKey) || recent.Recent[0].Attempts != 1 {
+		t.Errorf("ledger after the second sync (attempts 1: not tried again): %+v", recent.Recent)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestE2EInvalidKeyNameSQLite: a file name that is not valid UTF-8 is an
+// invalid_key failure of that item only.
+func TestE2EInvalidKeyNameSQLite(t *testing.T) {
+	needBinary(t)
+	checkInvalidKeyName(t, "sqlite://"+filepath.Join(t.TempDir(), "imgvec.db"))
+}
+
+// TestE2EControlCharactersEscaped: file and folder names with terminal
+// escape sequences are printed escaped by the human-readable outputs (run
+// summary, dry-run plan, status, search) and exactly by the JSON ones.
+func TestE2EControlCharactersEscaped(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "photos\x1b[31m")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shown, hidden := "esc\x1b]0;pwned\x07.jpg", "clear\x1b[2J\u009b.png"
+	copyFile(t, filepath.Join(e2eImages, "landscape.jpg"), filepath.Join(src, shown))
+	copyFile(t, filepath.Join(e2eImages, "small.jpg"), filepath.Join(src, "small.jpg"))
+	if err := os.WriteFile(filepath.Join(src, hidden), nil, 0o644); err != nil { // empty: a ledger entry
+		t.Fatal(err)
+	}
+	sinkURI := "sqlite://" + filepath.Join(tmp, "imgvec.db")
+	sync := []string{"sync", "--source", src, "--sink", sinkURI, "--model", e2eModel}
+	raw := func(name string, r result) {
+		t.Helper()
+		if strings.ContainsAny(r.stdout+r.stderr, "\x1b\x07\u009b") {
+			t.Errorf("%s printed a raw control character:\n%q\n%q", name, r.stdout, r.stderr)
+		}
+	}
+
+	r := mustCode(t, exitItemFailures, tmp, sync...)
+	raw("sync", r)
+	r = mustCode(t, exitOK, tmp, append(sync, "--dry-run")...)
+	raw("sync --dry-run", r)
+	if !strings.Contains(r.stdout, `photos\x1b[31m`) {
+		t.Errorf("dry-run plan does not name the source escaped:\n%s", r)
+	}
+	r = mustCode(t, exitOK, tmp, "status", "--sink", sinkURI)
+	raw("status", r)
+	if !strings.Contains(r.stdout, `clear\x1b[2J\u009b.png`) || !strings.Contains(r.stdout, `photos\x1b[31m`) {
+		t.Errorf("status does not show the names escaped:\n%s", r)
+	}
+	r = mustCode(t, exitOK, tmp, "search", "--sink", sinkURI, "--model", e2eModel, "--image", filepath.Join(src, "small.jpg"), "-k", "2")
+	raw("search", r)
+	if !strings.Contains(r.stdout, `esc\x1b]0;pwned\x07.jpg`) {
+		t.Errorf("search does not show the key escaped:\n%s", r)
+	}
+
+	// JSON keeps the exact strings.
+	hits := search(t, tmp, "--sink", sinkURI, "--model", e2eModel, "--image", filepath.Join(src, "small.jpg"), "-k", "2")
+	if len(hits) != 2 || (hits[0].Key != shown && hits[1].Key != shown) {
+		t.Errorf("search --json: %+v, want the key %q exactly", hits, shown)
+	}
+	r = mustCode(t, exitOK, tmp, "status", "--sink", sinkURI, "--json")
+	if !strings.Contains(r.stdout, `"clear\u001b[2J`) {
+		t.Errorf("status --json does not hold the exact key:\n%s", r.stdout)
+	}
+}
+
+// TestE2ESinkNameErrors: a bad table or collection name is a usage error
+// (exit 2) that names the parameter; status never creates a database.
+func TestE2ESinkNameErrors(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	for _, tc := range []struct{ sink, want string }{
+		{"postgres://u@127.0.0.1:1/db?table=Bad-Name", "table"},
+		{"postgres://u@127.0.0.1:1/db?table=", "table"},
+		{"postgres://u@127.0.0.1:1/db?schema=1x", "schema"},
+		{"milvus://127.0.0.1:1?collection=bad-name", "collection="},
+		{"milvus://127.0.0.1:1?collection=", "collection="},
+	} {
+		r := mustCode(t, exitUsage, tmp, "status", "--sink", tc.sink)
+		if !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("status --sink %s: the error does not name %s:\n%s", tc.sink, tc.want, r)
+		}
+	}
+	db := filepath.Join(tmp, "none.db")
+	r := mustCode(t, exitFatal, tmp, "status", "--sink", "sqlite://"+db)
+	if !strings.Contains(r.stderr, "does not exist") {
+		t.Errorf("status of a missing database:\n%s", r)
+	}
+	r = mustCode(t, exitFatal, tmp, "search", "--sink", "sqlite://"+db, "--id", "00")
+	if !strings.Contains(r.stderr, "does not exist") {
+		t.Errorf("search of a missing database:\n%s", r)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("status and search created %v", ents)
 	}
 }

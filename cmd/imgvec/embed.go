@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks/file"
 )
 
@@ -90,7 +91,7 @@ func printFailureSummary(cmd *cobra.Command, sink *file.Sink, listed int64) {
 	}
 	byClass := map[string][]string{}
 	for _, f := range fs {
-		byClass[string(f.Class)] = append(byClass[string(f.Class)], f.Key)
+		byClass[string(f.Class)] = append(byClass[string(f.Class)], schema.Printable(f.Key))
 	}
 	classes := make([]string, 0, len(byClass))
 	for c := range byClass {

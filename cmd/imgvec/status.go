@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks/sinkuri"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
@@ -66,7 +67,7 @@ func newStatusCmd() *cobra.Command {
 			}
 			fmt.Fprintln(out)
 			for _, f := range st.Recent {
-				fmt.Fprintf(out, "  %s  %-18s %s: %s (attempts %d)\n", f.LastSeen.Format(time.RFC3339), f.Class, f.Key, f.Reason, f.Attempts)
+				fmt.Fprintf(out, "  %s  %-18s %s: %s (attempts %d)\n", f.LastSeen.Format(time.RFC3339), f.Class, schema.Printable(f.Key), schema.Printable(f.Reason), f.Attempts)
 			}
 			if len(st.Runs) > 0 {
 				fmt.Fprintln(out, "\nrecent runs:")
@@ -74,7 +75,7 @@ func newStatusCmd() *cobra.Command {
 				fmt.Fprintln(tw, "STARTED\tJOB\tKIND\tOUTCOME\tTOOK\tLISTED\tWRITTEN\tUNCHANGED\tFAILED\tDELETED\tSOURCE")
 				var errs []string
 				for _, r := range st.Runs {
-					job, took := r.Job, "-"
+					job, took := schema.Printable(r.Job), "-"
 					if job == "" {
 						job = "-"
 					}
@@ -82,9 +83,9 @@ func newStatusCmd() *cobra.Command {
 						took = r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.StartedAt.Format(time.RFC3339), job, r.Kind, r.Outcome,
-						took, r.Listed, r.Written, r.Unchanged, r.Failed, r.Deleted, r.Source)
+						took, r.Listed, r.Written, r.Unchanged, r.Failed, r.Deleted, schema.Printable(r.Source))
 					if r.Error != "" {
-						errs = append(errs, fmt.Sprintf("  %s %s: %s", r.StartedAt.Format(time.RFC3339), r.Outcome, r.Error))
+						errs = append(errs, fmt.Sprintf("  %s %s: %s", r.StartedAt.Format(time.RFC3339), r.Outcome, schema.Printable(r.Error)))
 					}
 				}
 				tw.Flush()

@@ -220,7 +220,7 @@ func errorsIsItemOnly(err error) bool {
 
 func printPlan(cmd *cobra.Command, ctx context.Context, sink connector.StatusReader, p connector.Plan) {
 	out := cmd.OutOrStdout()
-	fmt.Fprintln(out, p.String())
+	fmt.Fprintln(out, schema.Printable(p.String()))
 	rate, basis := extractionRate(ctx, sink, p.ModelID)
 	if rate <= 0 {
 		fmt.Fprintf(out, "estimated time: unknown (%s)\n", basis)
@@ -253,7 +253,7 @@ func extractionRate(ctx context.Context, sink connector.StatusReader, modelID st
 
 func printRun(cmd *cobra.Command, r schema.Run) {
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %s in %s — listed %d, written %d (extracted %d, reused %d), unchanged %d, failed %d, deleted %d\n",
-		r.Kind, r.Source, r.Outcome, r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond),
+		r.Kind, schema.Printable(r.Source), r.Outcome, r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond),
 		r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted)
 }
 
@@ -403,7 +403,7 @@ func printHits(cmd *cobra.Command, hits []connector.Hit, modelID string, asJSON 
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RANK\tDISTANCE\tKEY\tID")
 	for i, h := range hits {
-		fmt.Fprintf(tw, "%d\t%.4f\t%s\t%s\n", i+1, h.Distance, h.Key, h.ID)
+		fmt.Fprintf(tw, "%d\t%.4f\t%s\t%s\n", i+1, h.Distance, schema.Printable(h.Key), h.ID)
 	}
 	return tw.Flush()
 }

@@ -102,7 +102,11 @@ func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 		if autoMigrate {
 			mode = migrations.AutoMigrateFresh
 		}
-		return sqlite.New(uri, sqlite.WithAutoMigrate(mode))
+		s, err := sqlite.New(uri, sqlite.WithAutoMigrate(mode))
+		if err != nil {
+			return nil, usageError{err.Error()}
+		}
+		return s, nil
 	case "postgres", "postgresql":
 		mode := migrations.AutoMigrateNever
 		if autoMigrate {
@@ -116,7 +120,12 @@ func newSink(uri string, autoMigrate bool, index string) (sink, error) {
 			}
 			strategy = st
 		}
-		return postgres.New(uri, postgres.WithAutoMigrate(mode), postgres.WithIndexStrategy(strategy))
+		s, err := postgres.New(uri, postgres.WithAutoMigrate(mode), postgres.WithIndexStrategy(strategy))
+		if err != nil {
+			// New does no I/O: whatever it refuses is in the URI.
+			return nil, usageError{err.Error()}
+		}
+		return s, nil
 	case "milvus":
 		mode := migrations.AutoMigrateNever
 		if autoMigrate {

@@ -13,6 +13,11 @@
 //   - symbolic links, unless Options.FollowSymlinks is set;
 //   - anything that is not a regular file or a directory.
 //
+// Keys are the file names as the file system gives them. A name that is
+// not valid UTF-8 is listed as it is: the connector records it as an
+// invalid_key failure without reading it. The root itself must be valid
+// UTF-8 (New refuses it otherwise): it is the source's name in every sink.
+//
 // Incomplete listings: a directory or entry that cannot be read (permission
 // denied, I/O error) does not stop the walk: the rest of the tree is listed,
 // and List then returns an error naming what could not be read. The caller
@@ -35,10 +40,12 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
 )
 
 // DefaultExtensions are the file extensions listed when
@@ -136,9 +143,17 @@ func rootPath(root string) (string, error) {
 		}
 		p = filepath.FromSlash(u.Path)
 	}
+	if !utf8.ValidString(p) {
+		// The path is the source name every row and run is stored under,
+		// and sinks store only valid UTF-8.
+		return "", fmt.Errorf("folder source %q: path is not valid UTF-8 (it names the source in the sink); rename the directory or reach it through a symbolic link with a UTF-8 name", root)
+	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", fmt.Errorf("folder source %q: %w", root, err)
+	}
+	if !utf8.ValidString(abs) {
+		return "", fmt.Errorf("folder source %q: absolute path %q is not valid UTF-8 (it names the source in the sink); give an absolute path that is", root, abs)
 	}
 	return filepath.Clean(abs), nil
 }
@@ -235,7 +250,9 @@ func (w *walker) problem(rel string, err error) {
 	if rel == "" {
 		rel = "."
 	}
-	w.problems = append(w.problems, fmt.Errorf("%s: %w", rel, err))
+	// The error ends up in the run row: a name that is not valid UTF-8 is
+	// escaped like a refused key.
+	w.problems = append(w.problems, fmt.Errorf("%s: %w", schema.EscapeKey(rel), err))
 }
 
 // walk lists dir, whose key is rel ("" for the root). It returns only

@@ -135,7 +135,7 @@ func TestNameAndRoot(t *testing.T) {
 	if err != nil || s4.Name() != "file:///tmp/with space" {
 		t.Errorf("escaped URL: %v, %v", s4, err)
 	}
-	for _, bad := range []string{"", "file://host/x", "file:rel", "file://"} {
+	for _, bad := range []string{"", "file://host/x", "file:rel", "file://", root + "/bad\xff", "file:///tmp/bad%FF", "rel\xfe"} {
 		if _, err := New(bad, Options{}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -99,12 +99,12 @@ func parseURI(uri string) (config, error) {
 			return c, fmt.Errorf("milvus sink URI: unknown parameter %q", k)
 		}
 	}
-	if v := q.Get("collection"); v != "" {
-		c.base = v
+	if v, ok := q["collection"]; ok {
+		c.base = v[len(v)-1]
 	}
 	// The companion collections add a suffix of up to 9 characters.
 	if !nameRE.MatchString(c.base) || len(c.base) > 190 {
-		return c, fmt.Errorf("milvus sink URI: collection %q: want 1-190 letters, digits or _, not starting with a digit", c.base)
+		return c, fmt.Errorf("milvus sink URI: collection=%q: want 1-190 letters, digits or _, not starting with a digit (default imgvec when the parameter is absent)", c.base)
 	}
 	c.db = q.Get("db")
 	if v := q.Get("tls"); v != "" {

@@ -28,10 +28,15 @@ func TestParseURI(t *testing.T) {
 	for _, bad := range []string{
 		"postgres://h", "milvus://", "milvus://h?collection=1abc", "milvus://h?collection=a-b", "milvus://h?index=DISKANN",
 		"milvus://h?chunk_mb=64", "milvus://h?writers=0", "milvus://h?grace=soon", "milvus://h?tls=maybe", "milvus://h?colection=x",
+		"milvus://h?collection=", "milvus://h?collection=ok&collection=",
 	} {
 		if _, err := parseURI(bad); err == nil {
 			t.Errorf("parseURI(%q) accepted", bad)
 		}
+	}
+	// The error names the parameter, like the PostgreSQL sink's table=.
+	if _, err := parseURI("milvus://h?collection="); err == nil || !strings.Contains(err.Error(), "collection=") {
+		t.Errorf("empty collection: %v", err)
 	}
 }
 

@@ -14,7 +14,7 @@ var _ connector.RunAbandoner = (*Sink)(nil)
 
 // AbandonRuns implements connector.RunAbandoner.
 func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
-	w, _, _, err := s.state()
+	w, _, err := s.writable()
 	if err != nil {
 		return 0, err
 	}

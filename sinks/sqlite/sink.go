@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -193,10 +194,87 @@ func (s *Sink) Open(ctx context.Context, model schema.ModelIdentity) error {
 }
 
 // OpenRead opens an existing, migrated database for reading only (Status,
-// Search, Get) without a model: `imgvec status` needs no model. Writes
-// through a sink opened this way are refused.
-func (s *Sink) OpenRead(ctx context.Context) error {
-	return s.open(ctx, migrations.AutoMigrateNever, nil)
+// Search, Get) without a model: `imgvec status` needs no model. It opens
+// the file read-only and creates nothing (no database, no -wal or -shm
+// file); a missing or unreadable file, or a read-only directory where
+// SQLite cannot create the WAL index that even readers need, fails with
+// an error that says which. Writes through a sink opened this way are
+// refused.
+func (s *Sink) OpenRead(ctx context.Context) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened {
+		return fmt.Errorf("sqlite sink %s: already open", s.path)
+	}
+	if err := s.connectRead(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			s.closeLocked()
+		}
+	}()
+	ms, err := migrations.SQLiteMigrations()
+	if err != nil {
+		return err
+	}
+	m, err := migrations.New(migrations.NewSQLDriver(s.reader, migrations.SQLiteDialect), ms)
+	if err != nil {
+		return err
+	}
+	if err := m.Ensure(ctx, migrations.AutoMigrateNever, s.URI(), nil); err != nil {
+		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
+	}
+	s.opened = true
+	return nil
+}
+
+// connectRead opens the read-only pool alone, after checking that the
+// file exists and can be read, and reads the schema once so that a
+// database SQLite cannot open read-only fails here with a precise error.
+func (s *Sink) connectRead(ctx context.Context) error {
+	autoOnce.Do(vec.Auto)
+	f, err := os.Open(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("sqlite sink %s: database file does not exist; create it with `imgvec migrate up --sink %s`", s.path, s.URI())
+	case err != nil:
+		return fmt.Errorf("sqlite sink %s: cannot read the database file: %w", s.path, err)
+	}
+	info, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("sqlite sink %s: cannot read the database file: %w", s.path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("sqlite sink %s: not a regular file", s.path)
+	}
+	dsn := s.dsn("ro", false)
+	if !exists(s.path+"-wal") && !exists(s.path+"-shm") {
+		// No connection has the database open (the last one to close
+		// removes both files) and the file holds every commit: read it as
+		// it is. A read-only connection would otherwise create -wal and
+		// -shm, owned by whoever reads, and could not remove them.
+		dsn += "&immutable=1"
+	}
+	r, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return fmt.Errorf("sqlite sink %s: %w", s.path, err)
+	}
+	r.SetMaxOpenConns(4)
+	var n int64
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
+		r.Close()
+		if !exists(s.path + "-shm") {
+			dir := filepath.Dir(s.path)
+			return fmt.Errorf("sqlite sink %s: cannot open read-only: the database is in WAL mode and SQLite cannot create %s-shm, "+
+				"which readers need too (is the directory %s read-only for this user?); make it writable, or run where a writer "+
+				"holds the database open, or read a copy: %w", s.path, filepath.Base(s.path), dir, err)
+		}
+		return fmt.Errorf("sqlite sink %s: cannot open read-only: %w", s.path, err)
+	}
+	s.reader = r
+	return nil
 }
 
 // open connects, migrates as mode allows, and checks model's dimension
@@ -282,6 +360,21 @@ func (s *Sink) closeLocked() error {
 		return fmt.Errorf("sqlite sink %s: close: %w", s.path, err)
 	}
 	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// writable returns the writer connection and model, or an error if the
+// sink is not open or was opened with OpenRead.
+func (s *Sink) writable() (*sql.DB, schema.ModelIdentity, error) {
+	w, _, model, err := s.state()
+	if err == nil && w == nil {
+		err = fmt.Errorf("sqlite sink %s: opened read-only", s.path)
+	}
+	return w, model, err
 }
 
 // state returns the open connections and model, or an error if not open.

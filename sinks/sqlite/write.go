@@ -100,7 +100,7 @@ ON CONFLICT (id) DO UPDATE SET
 // (rows that do not exist are left alone), then the run row. Vectors are
 // checked before any I/O.
 func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
-	w, _, model, err := s.state()
+	w, model, err := s.writable()
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func placeholders(n int) string {
 // Delete removes the rows and ledger entries of ids in source, in one
 // transaction. Ids of other sources are left alone.
 func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
-	w, _, _, err := s.state()
+	w, _, err := s.writable()
 	if err != nil {
 		return err
 	}
