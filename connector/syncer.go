@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -70,6 +71,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now (tests override it).
 	Now func() time.Time
+	// StartedAt, if set, is the run's start instead of Run's: when the
+	// caller's preparation for it (the sink's Open, which may wait for a
+	// locked table or a migration) belongs to the run's duration.
+	StartedAt time.Time
 }
 
 const (
@@ -253,7 +258,7 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		Kind:      s.opts.Kind,
 		Source:    src.Name(),
 		ModelID:   s.modelID,
-		StartedAt: now,
+		StartedAt: cmp.Or(s.opts.StartedAt.UTC(), now),
 		Outcome:   schema.RunRunning,
 	}
 

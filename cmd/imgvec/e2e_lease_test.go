@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // postJSON posts to p and decodes the JSON answer.
@@ -91,4 +95,72 @@ func TestE2ELeaseRestartedReplica(t *testing.T) {
 	b.kill(syscall.SIGTERM)
 	a2.wait(t, 30*time.Second)
 	b.wait(t, 30*time.Second)
+}
+
+// TestE2ESyncWaitsForLockedTable: a sync meeting a table another session
+// holds locked logs the blocker at every lock_timeout (the DSN's, 500ms
+// here), goes on when the lock is released, and the run's recorded
+// duration ("took", and ended_at − started_at in the run row) includes the
+// wait.
+func TestE2ESyncWaitsForLockedTable(t *testing.T) {
+	needBinary(t)
+	sinkURI := pgSink(t) + "&lock_timeout=500ms"
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	copyTree(t, filepath.Join("..", "..", "testdata", "images"), src)
+	os.RemoveAll(filepath.Join(src, "bad"))
+	args := []string{"sync", "-q", "--source", src, "--sink", sinkURI, "--model", e2eModel}
+	mustCode(t, exitOK, dir, args...)
+
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(os.Getenv("IMGVEC_TEST_PG_DSN"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = "e2e-locker"
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sch string
+	pgQuery(t, sinkURI, func(_ *pgx.Conn, s string) { sch = s })
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+pgx.Identifier{sch, "images"}.Sanitize()+` IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	locked := time.Now()
+	p := startBG(t, dir, args...)
+	waitFor(t, 30*time.Second, "the sync to wait for the lock", nil, func() bool {
+		var waiting bool
+		err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation = $1::regclass)`,
+			pgx.Identifier{sch, "images"}.Sanitize()).Scan(&waiting)
+		return err == nil && waiting
+	})
+	time.Sleep(time.Until(locked.Add(2 * time.Second)))
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, 60*time.Second)
+	if p.code() != exitOK {
+		t.Fatalf("sync after the lock was released: %s\n%s", p.summary(), p.stderr.String())
+	}
+	if log := p.stderr.String(); !strings.Contains(log, "waiting for a lock held by another session") || !strings.Contains(log, "e2e-locker") {
+		t.Errorf("no lock wait logged:\n%s", p.stderr.String())
+	}
+	var took time.Duration
+	pgQuery(t, sinkURI, func(c *pgx.Conn, s string) {
+		var secs float64
+		if err := c.QueryRow(ctx, `SELECT extract(epoch FROM ended_at - started_at) FROM `+pgx.Identifier{s, "images_runs"}.Sanitize()+
+			` ORDER BY started_at DESC LIMIT 1`).Scan(&secs); err != nil {
+			t.Fatal(err)
+		}
+		took = time.Duration(secs * float64(time.Second))
+	})
+	if took < 1500*time.Millisecond {
+		t.Fatalf("the run recorded %s; the table was locked for 2s of it", took)
+	}
 }

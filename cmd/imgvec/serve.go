@@ -342,6 +342,7 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 		return ctx.Err()
 	}
 	hard := s.hardCtx
+	began := time.Now() // the first run's duration counts the sink's waits at Open
 	sk, err := newSink(st.sink, true, st.index)
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
@@ -382,8 +383,9 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 		syn, err := connector.NewSyncer(connector.Options{
 			Source: src, Sink: w, Embedder: sj.x, Kind: connector.KindSync, Job: name,
 			RetryFailed: st.retryFailed, MaxDelete: md, Grace: st.grace, PrepareWorkers: st.workers,
-			Observer: s.metrics.observer(name), Logger: log,
+			Observer: s.metrics.observer(name), Logger: log, StartedAt: began,
 		})
+		began = time.Time{}
 		if err != nil {
 			src.Close()
 			errs = append(errs, err)

@@ -179,12 +179,13 @@ const fenceStatementTimeout = time.Minute
 // bounds it too.
 const fenceIdleTimeout = 30 * time.Second
 
-// inTx runs fn in one transaction, fenced by the lease set with SetFence.
+// inTx runs fn in one transaction, fenced by the lease set with SetFence,
+// with the lock_timeout of one try of waitLocks (locks.go).
 func (s *Sink) inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	s.mu.Lock()
 	fence := s.fence
 	s.mu.Unlock()
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	return s.lockedTx(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if fence.Job != "" {
 			idle := min(fenceIdleTimeout, max(time.Until(fence.Expires), time.Second))
 			stmt := min(fenceStatementTimeout, max(time.Until(fence.Expires), 10*time.Second))

@@ -19,11 +19,13 @@ func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, r
 		return 0, err
 	}
 	var n int64
-	err = s.inTx(ctx, pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE `+s.names.Qualified("_runs")+` SET outcome = $1, ended_at = $2, error = $3
+	err = s.waitLocks(ctx, "close abandoned runs of job "+job, pool, func() error {
+		return s.inTx(ctx, pool, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `UPDATE `+s.names.Qualified("_runs")+` SET outcome = $1, ended_at = $2, error = $3
 WHERE job = $4 AND outcome = $5`, string(schema.RunAbandoned), endedAt, reason, job, string(schema.RunRunning))
-		n = tag.RowsAffected()
-		return err
+			n = tag.RowsAffected()
+			return err
+		})
 	})
 	return n, s.wrap("close abandoned runs of job "+job, err)
 }

@@ -165,17 +165,19 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 		path = pathLookup
 	}
 	var staged bool
-	err = retry(ctx, s.retryPolicy, func() error {
-		err := s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
-		var pe *pgconn.PgError
-		if path != pathStaged && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == s.names.Table {
-			// One of the ids is stored (an earlier run's row, or a
-			// concurrent writer's since the lookup): the transaction
-			// rolled back; upsert through the stage table instead.
-			path = pathStaged
-			err = s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
-		}
-		return err
+	err = s.waitLocks(ctx, desc, pool, func() error {
+		return retry(ctx, s.retryPolicy, func() error {
+			err := s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
+			var pe *pgconn.PgError
+			if path != pathStaged && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == s.names.Table {
+				// One of the ids is stored (an earlier run's row, or a
+				// concurrent writer's since the lookup): the transaction
+				// rolled back; upsert through the stage table instead.
+				path = pathStaged
+				err = s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
+			}
+			return err
+		})
 	})
 	if err == nil && len(p.upserts) > 0 {
 		s.storedIDs.Store(staged)
@@ -290,15 +292,18 @@ func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
 	if len(ids) == 0 {
 		return ctx.Err()
 	}
-	err = retry(ctx, s.retryPolicy, func() error {
-		return s.inTx(ctx, pool, func(tx pgx.Tx) error {
-			for _, table := range []string{s.names.Qualified(""), s.names.Qualified("_failures")} {
-				if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE source = $1 AND id = ANY($2)`, source, ids); err != nil {
-					return fmt.Errorf("%s: %w", table, err)
+	desc := fmt.Sprintf("delete %d ids of %s", len(ids), source)
+	err = s.waitLocks(ctx, desc, pool, func() error {
+		return retry(ctx, s.retryPolicy, func() error {
+			return s.inTx(ctx, pool, func(tx pgx.Tx) error {
+				for _, table := range []string{s.names.Qualified(""), s.names.Qualified("_failures")} {
+					if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE source = $1 AND id = ANY($2)`, source, ids); err != nil {
+						return fmt.Errorf("%s: %w", table, err)
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		})
 	})
-	return s.wrap(fmt.Sprintf("delete %d ids of %s", len(ids), source), err)
+	return s.wrap(desc, err)
 }
