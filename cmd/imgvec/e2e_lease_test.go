@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/imgvec/imgvec/schema"
 )
 
 // postJSON posts to p and decodes the JSON answer.
@@ -162,5 +164,39 @@ func TestE2ESyncWaitsForLockedTable(t *testing.T) {
 	})
 	if took < 1500*time.Millisecond {
 		t.Fatalf("the run recorded %s; the table was locked for 2s of it", took)
+	}
+}
+
+// TestE2EKilledOneShotRunAbandoned: a one-shot sync without --job (no
+// lease) killed with SIGKILL mid-run leaves its run "running"; the next
+// run on the host proves its process gone and closes it as "abandoned"
+// (status shows it).
+func TestE2EKilledOneShotRunAbandoned(t *testing.T) {
+	needBinary(t)
+	dir := generated(t)
+	tmp := t.TempDir()
+	db := filepath.Join(tmp, "imgvec.db")
+	sinkURI := "sqlite://" + db
+	args := []string{"sync", "-q", "--source", dir, "--sink", sinkURI, "--model", e2eModel, "--batch", "4"}
+	p := startBG(t, tmp, args...)
+	waitForRows(t, p, db, 8)
+	if p.kill(syscall.SIGKILL) {
+		t.Fatalf("the sync ended before its SIGKILL: %s", p.summary())
+	}
+	p.wait(t, 30*time.Second)
+	outcomes := func() map[string]int {
+		n := map[string]int{}
+		for _, r := range status(t, tmp, sinkURI).Runs {
+			n[r.Outcome]++
+		}
+		return n
+	}
+	if got := outcomes(); got[string(schema.RunRunning)] != 1 {
+		t.Fatalf("after the kill: runs %v, want 1 running", got)
+	}
+	mustCode(t, exitItemFailures, tmp, args...)
+	got := outcomes()
+	if got[string(schema.RunAbandoned)] != 1 || got[string(schema.RunRunning)] != 0 || got[string(schema.RunPartial)] != 1 {
+		t.Fatalf("after the rerun: runs %v, want 1 abandoned and 1 partial", got)
 	}
 }

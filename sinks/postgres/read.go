@@ -340,13 +340,15 @@ func (s *Sink) statusTx(ctx context.Context, pool *pgxpool.Pool, st *connector.S
 
 		*what = "runs"
 		rows, _ = tx.Query(ctx, `SELECT id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-			listed, written, extracted, reused, unchanged, failed, deleted FROM `+runs+` ORDER BY started_at DESC, id DESC LIMIT 10`)
+			listed, written, extracted, reused, unchanged, failed, deleted,
+			runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start FROM `+runs+` ORDER BY started_at DESC, id DESC LIMIT 10`)
 		rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (schema.Run, error) {
 			var run schema.Run
 			var ended *time.Time
 			var outcome string
 			err := r.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.ModelID, &run.StartedAt, &ended, &outcome, &run.Error,
-				&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted)
+				&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted,
+				&run.Runner.Host, &run.Runner.BootID, &run.Runner.PIDNS, &run.Runner.PID, &run.Runner.Start)
 			run.Outcome = schema.RunOutcome(outcome)
 			run.StartedAt = run.StartedAt.UTC()
 			if ended != nil {

@@ -127,14 +127,17 @@ WHERE EXCLUDED.last_seen >= f.last_seen`,
 	sha256 = CASE WHEN $4 = '' THEN sha256 ELSE $4 END WHERE id = $5`,
 		upsertRun: `INSERT INTO ` + runs + `
 	(id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-	 listed, written, extracted, reused, unchanged, failed, deleted)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+	 listed, written, extracted, reused, unchanged, failed, deleted,
+	 runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 ON CONFLICT (id) DO UPDATE SET
 	job = EXCLUDED.job, kind = EXCLUDED.kind, source = EXCLUDED.source, model_id = EXCLUDED.model_id,
 	started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, outcome = EXCLUDED.outcome,
 	error = EXCLUDED.error, listed = EXCLUDED.listed, written = EXCLUDED.written,
 	extracted = EXCLUDED.extracted, reused = EXCLUDED.reused, unchanged = EXCLUDED.unchanged,
-	failed = EXCLUDED.failed, deleted = EXCLUDED.deleted`,
+	failed = EXCLUDED.failed, deleted = EXCLUDED.deleted, runner_host = EXCLUDED.runner_host,
+	runner_boot_id = EXCLUDED.runner_boot_id, runner_pid_ns = EXCLUDED.runner_pid_ns,
+	runner_pid = EXCLUDED.runner_pid, runner_start = EXCLUDED.runner_start`,
 	}
 }
 
@@ -275,7 +278,8 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 			ended = &r.EndedAt
 		}
 		if _, err := tx.Exec(ctx, q.upsertRun, r.ID, r.Job, r.Kind, r.Source, r.ModelID, r.StartedAt, ended,
-			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted); err != nil {
+			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted,
+			r.Runner.Host, r.Runner.BootID, r.Runner.PIDNS, r.Runner.PID, r.Runner.Start); err != nil {
 			return false, fmt.Errorf("run %s: %w", r.ID, err)
 		}
 	}
