@@ -145,4 +145,8 @@
 // connector/lease: a job's runs write through a sink fenced by (or guarded
 // by) the job's lease. A sink that implements RunAbandoner lets the next
 // holder of a job's lease close the run rows a dead runner left "running".
+// Each run row records its runner (schema.Runner: host, boot id, pid
+// namespace, pid, process start; ThisRunner); a sink that implements
+// DeadRunAbandoner lets every run close, before it starts, the rows of this
+// host's runners that are provably gone (RunnerGone), leased or not.
 package connector

@@ -109,3 +109,17 @@ type StatusReader interface {
 type RunAbandoner interface {
 	AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error)
 }
+
+// DeadRunAbandoner is implemented by sinks that store each run's
+// schema.Runner and so can close the runs of processes that are gone,
+// leased or not (a killed one-shot run holds no lease). Any caller may
+// call AbandonDeadRuns: it marks as schema.RunAbandoned, ended at endedAt
+// with reason as the error, the runs still RunRunning whose Runner.Host is
+// host and for whose Runner gone returns true, and returns how many.
+// Runs of other hosts are never passed to gone; a run that ends between
+// the read and the update keeps its end. Syncer.Run calls it with
+// RunnerGone before its first run row, so the next run on a host closes
+// what a killed one left.
+type DeadRunAbandoner interface {
+	AbandonDeadRuns(ctx context.Context, host string, gone func(schema.Runner) bool, endedAt time.Time, reason string) (int64, error)
+}

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -70,6 +71,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now (tests override it).
 	Now func() time.Time
+	// StartedAt, if set, is the run's start instead of Run's: when the
+	// caller's preparation for it (the sink's Open, which may wait for a
+	// locked table or a migration) belongs to the run's duration.
+	StartedAt time.Time
 }
 
 const (
@@ -253,8 +258,9 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		Kind:      s.opts.Kind,
 		Source:    src.Name(),
 		ModelID:   s.modelID,
-		StartedAt: now,
+		StartedAt: cmp.Or(s.opts.StartedAt.UTC(), now),
 		Outcome:   schema.RunRunning,
+		Runner:    ThisRunner(),
 	}
 
 	hardCtx, hard := context.WithCancelCause(ctx)
@@ -294,6 +300,7 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		t:       newTally(run, s.opts.Now),
 	}
 
+	s.closeDeadRuns(hardCtx, run.Runner)
 	// The first run row: `status` shows the run while it is in progress.
 	if err := rs.sink.Write(hardCtx, Batch{Run: &run}); err != nil {
 		err = fmt.Errorf("write run row: %w", err)
@@ -408,4 +415,25 @@ func newRunID(t time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// deadRunnerReason is the error recorded on runs whose process is gone.
+const deadRunnerReason = "the runner process is gone (killed, or its host restarted) without recording an end"
+
+// closeDeadRuns closes the runs that processes of this host which are
+// provably gone left "running" (DeadRunAbandoner). It is
+// housekeeping: a failure is logged, and the run goes on.
+func (s *Syncer) closeDeadRuns(ctx context.Context, here schema.Runner) {
+	ra, ok := s.opts.Sink.(DeadRunAbandoner)
+	if !ok || here.Host == "" {
+		return
+	}
+	n, err := ra.AbandonDeadRuns(ctx, here.Host, func(r schema.Runner) bool { return RunnerGone(here, r) },
+		s.opts.Now().UTC(), deadRunnerReason)
+	switch {
+	case err != nil:
+		s.log.Warn("close the runs of dead runners", "host", here.Host, "err", err)
+	case n > 0:
+		s.log.Warn("closed runs whose runner process is gone", "host", here.Host, "runs", n, "outcome", schema.RunAbandoned)
+	}
 }

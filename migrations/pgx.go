@@ -53,7 +53,7 @@ type PGNames struct {
 // pgSuffixes are every suffix the templates append to the table name; the
 // longest bounds the table name's length.
 var pgSuffixes = []string{"", "_failures", "_runs", "_model_sha256", "_source", "_failures_source",
-	"_failures_last_seen", "_runs_started_at", "_leases", "_runs_job"}
+	"_failures_last_seen", "_runs_started_at", "_leases", "_runs_job", "_runs_open"}
 
 // MaxTableLen is the longest items table name whose derived names fit in
 // MaxIdentifierLen.
@@ -159,11 +159,11 @@ type PgxConn interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// pgLockKey is the pg_advisory_xact_lock key every imgvec migration step
+// PGLockKey is the pg_advisory_xact_lock key every imgvec migration step
 // takes first, so concurrent migrators of one database wait for each other
 // (also across schemas: CREATE SCHEMA/EXTENSION IF NOT EXISTS race
 // otherwise). The lock is transaction-scoped: it cannot outlive the step.
-const pgLockKey int64 = 0x696d677665630001 // "imgvec" 0001
+const PGLockKey int64 = 0x696d677665630001 // "imgvec" 0001
 
 // ErrExtensionPermission is wrapped by Apply's error when the database
 // user may not create the vector extension.
@@ -231,7 +231,7 @@ func (d *PgxDriver) Apply(ctx context.Context, step Step) (err error) {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgLockKey); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, PGLockKey); err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{d.names.Schema}.Sanitize()); err != nil {

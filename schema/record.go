@@ -100,4 +100,17 @@ type Run struct {
 	Unchanged int64 // skipped without reading (same size+mtime, same model)
 	Failed    int64 // in the failure ledger at the end of the run
 	Deleted   int64 // rows removed because their key vanished
+
+	Runner Runner // the process that performs the run
+}
+
+// Runner identifies the process performing a run, so that a later run on
+// the same host can prove it gone (connector.RunnerGone). Zero fields are
+// unknown.
+type Runner struct {
+	Host   string // host name
+	BootID string // the host's boot id (/proc/sys/kernel/random/boot_id)
+	PIDNS  string // the process's pid namespace (/proc/self/ns/pid), in which PID is valid
+	PID    int64
+	Start  int64 // the process's start, in clock ticks after boot (/proc/PID/stat field 22)
 }

@@ -84,10 +84,10 @@ func (h *leaseHome) close() error {
 	return h.db.Close()
 }
 
-// hold takes and keeps renewing job's lease. An error wrapping
+// hold takes and keeps renewing job's lease for holder. An error wrapping
 // lease.ErrHeld means another runner has it.
-func (h *leaseHome) hold(ctx context.Context, job string, ttl time.Duration, log *slog.Logger) (*lease.Held, error) {
-	return lease.Hold(ctx, h.store, job, lease.NewHolderID(), ttl, log)
+func (h *leaseHome) hold(ctx context.Context, job, holder string, ttl time.Duration, log *slog.Logger) (*lease.Held, error) {
+	return lease.Hold(ctx, h.store, job, holder, ttl, log)
 }
 
 // writeThrough returns the sink a run writes through while held is the
@@ -141,7 +141,7 @@ func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, s sink, log
 		warnUnleased(log, job, sinkURI)
 		return s, nothing, nil
 	}
-	held, err := h.hold(ctx, job, defaultLeaseTTL, log)
+	held, err := h.hold(ctx, job, lease.NewHolderID(), defaultLeaseTTL, log)
 	if err != nil {
 		h.close()
 		if errors.Is(err, lease.ErrHeld) {

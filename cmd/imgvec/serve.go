@@ -36,6 +36,7 @@ func newServeCmd() *cobra.Command {
 		listen     string
 		runOnStart bool
 		only       []string
+		replicaID  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
@@ -64,6 +65,7 @@ running batches commit within the grace period; a second signal aborts.`,
 			if err != nil {
 				return err
 			}
+			srv.replicaID = replicaID
 			return srv.run(cmd.Context())
 		},
 	}
@@ -71,6 +73,7 @@ running batches commit within the grace period; a second signal aborts.`,
 	cmd.Flags().StringVar(&listen, "listen", config.DefaultListen, "HTTP address of /healthz, /readyz, /metrics and POST /v1/jobs/{name}/run")
 	cmd.Flags().BoolVar(&runOnStart, "run-on-start", false, "run every job once at start, then on its schedule")
 	cmd.Flags().StringArrayVar(&only, "job", nil, "serve only this job (repeatable; default: every job of the file)")
+	cmd.Flags().StringVar(&replicaID, "replica-id", "", "this replica's identity in job leases: stable across its restarts, unique among live replicas (default: HOST/LISTEN-ADDRESS, or a new one per process when the port is 0)")
 	return cmd
 }
 
@@ -82,6 +85,10 @@ type server struct {
 	sched   *schedule.Scheduler
 	jobs    []*servedJob // in config order
 	token   string       // bearer token of the POST endpoints ("" = none)
+	// replicaID is --replica-id; holder, this process's identity in the
+	// job leases, is derived from it when run starts listening.
+	replicaID string
+	holder    string
 
 	ready    atomic.Bool // every model is loaded
 	stopping atomic.Bool
@@ -104,8 +111,11 @@ type servedJob struct {
 
 	// The job's lease, kept between runs: the replica holding it runs
 	// every tick, the others skip theirs until it is released (shutdown)
-	// or expires (the holder died or hangs). Used by the job's run only,
-	// and by shutdown after the scheduler stopped.
+	// or expires (the holder died or hangs). home and unleased are set
+	// once, under homeMu (the job's run and the trigger endpoint open
+	// it); held and watch are used by the job's run only, and by
+	// shutdown after the scheduler stopped.
+	homeMu   sync.Mutex
 	home     *leaseHome
 	unleased bool // the sink keeps no leases and no lock_dsn is set
 	held     *lease.Held
@@ -197,12 +207,16 @@ func (s *server) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("serve: listen on %s: %w", s.cfg.Serve.Listen, err)
 	}
+	s.holder = s.replicaID
+	if s.holder == "" {
+		s.holder = defaultReplicaID(s.cfg.Serve.Listen, ln.Addr())
+	}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer s.hardCancel()
 	httpSrv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
-	s.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(s.jobs), "config", s.cfg.Path)
+	s.log.Info("serving", "listen", ln.Addr().String(), "jobs", len(s.jobs), "config", s.cfg.Path, "replica", s.holder)
 
 	defer s.closeModels()
 	if err := s.loadModels(ctx); err != nil {
@@ -253,7 +267,9 @@ func (s *server) run(ctx context.Context) error {
 			continue // still draining past the wait: its lease expires
 		}
 		s.dropLease(relCtx, sj)
+		sj.homeMu.Lock()
 		sj.home.close()
+		sj.homeMu.Unlock()
 	}
 	cancel()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -264,6 +280,25 @@ func (s *server) run(ctx context.Context) error {
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// defaultReplicaID is the lease holder identity of a replica started
+// without --replica-id: the host name and the bound listen address. It is
+// stable across restarts, so a restarted replica takes its previous
+// incarnation's leases at once, and no two live processes share it: a
+// second process on the host cannot bind the same address while the first
+// one lives. A listen port of 0 (a new port at each start) is not stable:
+// such a replica gets a new identity per process (and waits out its
+// predecessor's leases).
+func defaultReplicaID(listen string, bound net.Addr) string {
+	if _, port, err := net.SplitHostPort(listen); err != nil || port == "0" {
+		return lease.NewHolderID()
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return lease.NewHolderID()
+	}
+	return host + "/" + bound.String()
 }
 
 // loadModels starts one extractor per distinct model setting.
@@ -307,6 +342,7 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 		return ctx.Err()
 	}
 	hard := s.hardCtx
+	began := time.Now() // the first run's duration counts the sink's waits at Open
 	sk, err := newSink(st.sink, true, st.index)
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
@@ -347,8 +383,9 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 		syn, err := connector.NewSyncer(connector.Options{
 			Source: src, Sink: w, Embedder: sj.x, Kind: connector.KindSync, Job: name,
 			RetryFailed: st.retryFailed, MaxDelete: md, Grace: st.grace, PrepareWorkers: st.workers,
-			Observer: s.metrics.observer(name), Logger: log,
+			Observer: s.metrics.observer(name), Logger: log, StartedAt: began,
 		})
+		began = time.Time{}
 		if err != nil {
 			src.Close()
 			errs = append(errs, err)
@@ -391,25 +428,15 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 // error wrapping lease.ErrHeld means another replica holds it.
 func (s *server) leadership(ctx context.Context, sj *servedJob, log *slog.Logger) (*lease.Held, error) {
 	name := sj.cfg.Name
-	if sj.home == nil && !sj.unleased {
-		h, err := openLeaseHome(ctx, sj.settings.sink, sj.cfg.LockDSN)
-		if err != nil {
-			return nil, err
-		}
-		if h == nil {
-			sj.unleased = true
-			warnUnleased(log, name, sj.settings.sink)
-		}
-		sj.home = h
-	}
-	if sj.unleased {
-		return nil, nil
+	home, err := s.leaseHome(ctx, sj, log)
+	if err != nil || home == nil {
+		return nil, err
 	}
 	if sj.held != nil && sj.held.Err() == nil {
 		return sj.held, nil
 	}
 	s.dropLease(ctx, sj)
-	held, err := sj.home.hold(ctx, name, s.cfg.Serve.LeaseTTL, log)
+	held, err := home.hold(ctx, name, s.holder, s.cfg.Serve.LeaseTTL, log)
 	if err != nil {
 		return nil, err
 	}
@@ -428,6 +455,41 @@ func (s *server) leadership(ctx context.Context, sj *servedJob, log *slog.Logger
 		}
 	}(sj.watch)
 	return held, nil
+}
+
+// leaseHome returns the job's lease home, opened at first use; nil when
+// the job runs unleased.
+func (s *server) leaseHome(ctx context.Context, sj *servedJob, log *slog.Logger) (*leaseHome, error) {
+	sj.homeMu.Lock()
+	defer sj.homeMu.Unlock()
+	if sj.home == nil && !sj.unleased {
+		h, err := openLeaseHome(ctx, sj.settings.sink, sj.cfg.LockDSN)
+		if err != nil {
+			return nil, err
+		}
+		if h == nil {
+			sj.unleased = true
+			warnUnleased(log, sj.cfg.Name, sj.settings.sink)
+		}
+		sj.home = h
+	}
+	return sj.home, nil
+}
+
+// heldElsewhere returns the job's lease when another runner holds it (the
+// zero Lease when this replica holds it, will take it, or the job runs
+// unleased). The answer is a snapshot: another replica may still take a
+// free lease before this one's run does.
+func (s *server) heldElsewhere(ctx context.Context, sj *servedJob) (lease.Lease, error) {
+	home, err := s.leaseHome(ctx, sj, s.log.With("job", sj.cfg.Name))
+	if err != nil || home == nil {
+		return lease.Lease{}, err
+	}
+	l, err := home.store.Current(ctx, sj.cfg.Name)
+	if err != nil || l.Holder == s.holder {
+		return lease.Lease{}, err
+	}
+	return l, nil
 }
 
 // dropLease releases the job's lease if this process has one.
@@ -578,6 +640,25 @@ func (s *server) triggerJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	// Answer what will happen: a run that would only find the lease held
+	// elsewhere and skip is refused here with the holder and expiry.
+	if i := slices.IndexFunc(s.jobs, func(sj *servedJob) bool { return sj.cfg.Name == name }); i >= 0 &&
+		s.ready.Load() && !s.stopping.Load() && !s.sched.Running(name) {
+		l, err := s.heldElsewhere(r.Context(), s.jobs[i])
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": fmt.Sprintf("job %s: read its lease: %v", name, err)})
+			return
+		}
+		if l.Holder != "" {
+			held := &lease.HeldError{Job: name, Holder: l.Holder, Expires: l.Expires}
+			body := map[string]any{"error": held.Error(), "job": name, "holder": l.Holder}
+			if !l.Expires.IsZero() {
+				body["expires"] = l.Expires.UTC()
+			}
+			writeJSON(w, http.StatusConflict, body)
+			return
+		}
+	}
 	err := s.sched.Trigger(name)
 	switch {
 	case err == nil:

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -74,5 +76,22 @@ func TestTriggerNeedsToken(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("readyz before the models loaded: %d", rec.Code)
+	}
+}
+
+// A replica's default lease identity is stable across restarts when its
+// listen port is fixed (host and bound address, which no two live
+// processes share), and new per process when the port is 0.
+func TestDefaultReplicaID(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skip("no host name")
+	}
+	bound := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9464}
+	if got, want := defaultReplicaID("127.0.0.1:9464", bound), host+"/127.0.0.1:9464"; got != want {
+		t.Errorf("fixed port: %q, want %q", got, want)
+	}
+	if a, b := defaultReplicaID("127.0.0.1:0", bound), defaultReplicaID("127.0.0.1:0", bound); a == b {
+		t.Errorf("port 0: two processes would share the identity %q", a)
 	}
 }

@@ -134,6 +134,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				opts.Embedder = x
 				opts.Model = x.Identity()
 			}
+			opts.StartedAt = time.Now() // the first run's duration counts the sink's waits at Open
 			if err := sink.Open(ctx, opts.Model); err != nil {
 				return err
 			}
@@ -169,6 +170,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 					continue
 				}
 				run, err := runSyncer(ctx, syn)
+				opts.StartedAt = time.Time{}
 				src.Close()
 				printRun(cmd, run)
 				errs = append(errs, runError(run, err))

@@ -9,14 +9,25 @@
 // keeps the leases:
 //
 //   - Acquire takes the job's lease when it is free, expired, or already
-//     the caller's, and returns it with a new epoch; otherwise it returns an
-//     error wrapping ErrHeld (a *HeldError naming the holder and expiry).
+//     the caller's (same holder), and returns it with a new epoch;
+//     otherwise it returns an error wrapping ErrHeld (a *HeldError naming
+//     the holder and expiry). "Already the caller's" is how a restarted
+//     process with a stable holder identity (`imgvec serve --replica-id`)
+//     takes its previous incarnation's lease at once instead of waiting
+//     for it to expire: the new epoch fences that incarnation out, should
+//     it still be alive. Two live processes must therefore never share a
+//     holder identity.
 //   - Renew extends a lease that is still valid and still the caller's
 //     (same holder and epoch); otherwise it returns an error wrapping
 //     ErrLost. Renew never revives an expired lease: an expired lease may
 //     already belong to someone else.
 //   - Check returns nil while the lease is valid, an error wrapping ErrLost
 //     otherwise. Release ends the lease early (nil if it was already gone).
+//   - Current reads, without changing anything, who holds the job's lease
+//     and until when: the valid lease (Holder, Epoch, Expires), or the zero
+//     Lease when the job is free or its lease expired. Expires is zero
+//     when the lease lasts as long as its holder's process (FileStore).
+//     The answer may be stale by the time the caller acts on it.
 //
 // Stores with a server clock (PostgreSQL: sinks/postgres) judge expiry by
 // the server's clock only, so replicas' clocks need not agree.

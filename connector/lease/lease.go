@@ -47,12 +47,13 @@ func (e *HeldError) Error() string {
 func (e *HeldError) Is(target error) bool { return target == ErrHeld }
 
 // Store keeps job leases. Methods are safe for concurrent use and honour
-// ctx.
+// ctx. See the package documentation for each method's contract.
 type Store interface {
 	Acquire(ctx context.Context, job, holder string, ttl time.Duration) (Lease, error)
 	Renew(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	Check(ctx context.Context, l Lease) error
 	Release(ctx context.Context, l Lease) error
+	Current(ctx context.Context, job string) (Lease, error)
 }
 
 // Fenceable is implemented by sinks that check a lease inside each
@@ -64,7 +65,9 @@ type Fenceable interface {
 }
 
 // NewHolderID names this process for lease rows and logs:
-// host:pid:random, unique across restarts.
+// host:pid:random, unique across restarts. A process that must recognise
+// its previous incarnation's lease (a restarted `imgvec serve` replica)
+// uses a stable replica identity instead (see Acquire).
 func NewHolderID() string {
 	host, err := os.Hostname()
 	if err != nil || host == "" {

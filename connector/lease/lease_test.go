@@ -48,6 +48,40 @@ func TestFileStoreExcludes(t *testing.T) {
 	}
 }
 
+// Current names the holder of a lock file — this store's, another
+// store's or nobody's — without taking the lock from anyone.
+func TestFileStoreCurrent(t *testing.T) {
+	ctx := context.Background()
+	prefix := filepath.Join(t.TempDir(), "imgvec.db")
+	a, b := lease.NewFileStore(prefix), lease.NewFileStore(prefix)
+	if l, err := b.Current(ctx, "photos"); err != nil || l.Holder != "" {
+		t.Fatalf("never locked: %+v, %v", l, err)
+	}
+	la, err := a.Acquire(ctx, "photos", "holder-a", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := a.Current(ctx, "photos"); err != nil || l.Holder != "holder-a" || !l.Expires.IsZero() {
+		t.Fatalf("own lock: %+v, %v", l, err)
+	}
+	l, err := b.Current(ctx, "photos")
+	if err != nil || !strings.Contains(l.Holder, "holder-a") || !l.Expires.IsZero() {
+		t.Fatalf("another store's lock: %+v, %v", l, err)
+	}
+	if err := a.Check(ctx, la); err != nil {
+		t.Fatalf("the probe took the lock: %v", err)
+	}
+	if err := a.Release(ctx, la); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := b.Current(ctx, "photos"); err != nil || l.Holder != "" {
+		t.Fatalf("released: %+v, %v", l, err)
+	}
+	if _, err := b.Acquire(ctx, "photos", "holder-b", time.Second); err != nil {
+		t.Fatalf("acquire after the probes: %v", err)
+	}
+}
+
 // A lock held by a process that is killed is free again: the kernel drops
 // it with the process.
 func TestFileStoreFreedWhenHolderDies(t *testing.T) {
@@ -109,6 +143,8 @@ func (m *memStore) Renew(_ context.Context, l lease.Lease, ttl time.Duration) (l
 }
 
 func (m *memStore) Check(context.Context, lease.Lease) error { return nil }
+
+func (m *memStore) Current(context.Context, string) (lease.Lease, error) { return lease.Lease{}, nil }
 
 func (m *memStore) Release(context.Context, lease.Lease) error {
 	m.mu.Lock()

@@ -11,6 +11,10 @@ import (
 	"github.com/imgvec/imgvec/schema"
 )
 
+// The runs collection has no runner fields (and Milvus 2.3 cannot add
+// fields to a collection), so the sink does not implement
+// connector.DeadRunAbandoner: a killed one-shot run stays "running" until
+// the next holder of its job's lease closes it (AbandonRuns).
 var _ connector.RunAbandoner = (*Sink)(nil)
 
 // AbandonRuns implements connector.RunAbandoner: the job's runs still

@@ -125,6 +125,16 @@
 // transaction back; a lost COMMIT reply is resolved by the idempotent
 // rerun). A cancelled context is never retried.
 //
+// Locked tables (locks.go): writes, migrations and the reads of a sync set
+// lock_timeout (WithLockWait's Step: the DSN's lock_timeout parameter, else
+// 10 s). A lock timeout is logged (WithLogger) with the sessions holding
+// locks on the sink's tables (pid, application_name, state, query start,
+// lock mode) and tried again, for at most WithLockWait's Limit (10 min);
+// then the operation fails with an error wrapping ErrLocked that names
+// them. No statement_timeout is set outside fenced transactions (lease.go):
+// a Delete of many ids or a migration on a large table may rightly take
+// long, and lock waits, not slow statements, were what hung.
+//
 // # Search and index strategies
 //
 // pgvector's HNSW/IVFFlat indexes stop at 2,000 dimensions for vector

@@ -117,6 +117,25 @@ WHERE job = $1 AND holder = $2 AND epoch = $3 AND expires_at > clock_timestamp()
 	return ls.s.wrap("release lease of job "+l.Job, err)
 }
 
+// Current reads the job's valid lease, if any (a plain SELECT: it takes no
+// row lock and so never waits for a committing holder).
+func (ls leaseStore) Current(ctx context.Context, job string) (lease.Lease, error) {
+	pool, err := ls.pool()
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	l := lease.Lease{Job: job}
+	err = pool.QueryRow(ctx, `SELECT holder, epoch, expires_at FROM `+ls.s.names.Qualified("_leases")+`
+WHERE job = $1 AND expires_at > clock_timestamp()`, job).Scan(&l.Holder, &l.Epoch, &l.Expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return lease.Lease{}, nil
+	}
+	if err != nil {
+		return lease.Lease{}, ls.s.wrap("read lease of job "+job, err)
+	}
+	return l, nil
+}
+
 func lostError(l lease.Lease) error {
 	return fmt.Errorf("job %s: %w: epoch %d of %s expired or was taken over", l.Job, lease.ErrLost, l.Epoch, l.Holder)
 }
@@ -160,12 +179,13 @@ const fenceStatementTimeout = time.Minute
 // bounds it too.
 const fenceIdleTimeout = 30 * time.Second
 
-// inTx runs fn in one transaction, fenced by the lease set with SetFence.
+// inTx runs fn in one transaction, fenced by the lease set with SetFence,
+// with the lock_timeout of one try of waitLocks (locks.go).
 func (s *Sink) inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	s.mu.Lock()
 	fence := s.fence
 	s.mu.Unlock()
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	return s.lockedTx(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if fence.Job != "" {
 			idle := min(fenceIdleTimeout, max(time.Until(fence.Expires), time.Second))
 			stmt := min(fenceStatementTimeout, max(time.Until(fence.Expires), 10*time.Second))

@@ -91,3 +91,63 @@ func TestLeaseTakeoverAndFence(t *testing.T) {
 		t.Fatalf("acquire after release: %+v %v", lc, err)
 	}
 }
+
+// TestLeaseCurrentAndRestartedHolder: Current names the holder and expiry
+// of a valid lease (and nobody once it is released); a restarted process
+// with the same holder identity takes its previous incarnation's valid
+// lease at once, with a new epoch that fences the old one out.
+func TestLeaseCurrentAndRestartedHolder(t *testing.T) {
+	ctx := context.Background()
+	dsn, sch := testSchema(t)
+	model := testModel(8)
+	open := func() *Sink {
+		s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Open(ctx, model); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	old, other := open(), open()
+	if l, err := other.Leases().Current(ctx, "photos"); err != nil || l.Holder != "" {
+		t.Fatalf("Current of a job never leased: %+v, %v", l, err)
+	}
+	const ttl = time.Hour // never waited out here
+	l1, err := old.Leases().Acquire(ctx, "photos", "replica-1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := other.Leases().Current(ctx, "photos")
+	if err != nil || cur.Holder != "replica-1" || cur.Epoch != l1.Epoch || !cur.Expires.Equal(l1.Expires) {
+		t.Fatalf("Current = %+v, %v; want %+v", cur, err, l1)
+	}
+	if _, err := other.Leases().Acquire(ctx, "photos", "replica-2", ttl); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("another holder: %v", err)
+	}
+	old.SetFence(l1)
+
+	// "replica-1" restarts: a new process, same identity.
+	restarted := open()
+	l2, err := restarted.Leases().Acquire(ctx, "photos", "replica-1", ttl)
+	if err != nil {
+		t.Fatalf("restarted holder: %v", err)
+	}
+	if l2.Epoch != l1.Epoch+1 {
+		t.Errorf("restarted holder's epoch %d, want %d", l2.Epoch, l1.Epoch+1)
+	}
+	if err := old.Write(ctx, faultBatch(model, 1)); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("the old incarnation's fenced write: %v", err)
+	}
+	if _, err := old.Leases().Renew(ctx, l1, ttl); !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("the old incarnation's renewal: %v", err)
+	}
+	if err := restarted.Leases().Release(ctx, l2); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := other.Leases().Current(ctx, "photos"); err != nil || l.Holder != "" {
+		t.Fatalf("Current after release: %+v, %v", l, err)
+	}
+}

@@ -50,12 +50,20 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 		return rows.Err()
 	}
 	items, failures := s.names.Qualified(""), s.names.Qualified("_failures")
-	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := stream(tx, `SELECT id, key, size, mtime_ns, etag, sha256, model_id, '' FROM `+items+` WHERE source = $1`, false); err != nil {
-			return err
-		}
-		return stream(tx, `SELECT f.id, f.key, f.size, f.mtime_ns, f.etag, f.sha256, f.model_id, f.class FROM `+failures+` f
+	// Both tables are locked first, so that a lock timeout (retried by
+	// waitLocks) comes before fn has seen any item, and the snapshot is
+	// taken after the locks.
+	err = s.waitLocks(ctx, "stored "+source, pool, func() error {
+		return s.lockedTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `LOCK TABLE `+items+`, `+failures+` IN ACCESS SHARE MODE`); err != nil {
+				return err
+			}
+			if err := stream(tx, `SELECT id, key, size, mtime_ns, etag, sha256, model_id, '' FROM `+items+` WHERE source = $1`, false); err != nil {
+				return err
+			}
+			return stream(tx, `SELECT f.id, f.key, f.size, f.mtime_ns, f.etag, f.sha256, f.model_id, f.class FROM `+failures+` f
 			WHERE f.source = $1 AND NOT EXISTS (SELECT 1 FROM `+items+` i WHERE i.id = f.id)`, true)
+		})
 	})
 	if fnErr != nil {
 		return fnErr
@@ -81,20 +89,24 @@ func (s *Sink) VectorsBySHA256(ctx context.Context, modelID string, sha256s []st
 	if len(uniq) == 0 {
 		return out, nil
 	}
-	err = retry(ctx, s.retryPolicy, func() error {
-		clear(out)
-		rows, err := pool.Query(ctx, `SELECT DISTINCT ON (sha256) sha256, embedding::vector FROM `+s.names.Qualified("")+`
+	err = s.waitLocks(ctx, "vectors by sha256", pool, func() error {
+		return retry(ctx, s.retryPolicy, func() error {
+			clear(out)
+			return s.lockedTx(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+				rows, err := tx.Query(ctx, `SELECT DISTINCT ON (sha256) sha256, embedding::vector FROM `+s.names.Qualified("")+`
 		WHERE model_id = $1 AND sha256 = ANY($2) ORDER BY sha256, id`, modelID, uniq)
-		if err != nil {
-			return err
-		}
-		var h string
-		var v pgvector.Vector
-		_, err = pgx.ForEachRow(rows, []any{&h, &v}, func() error {
-			out[h] = v.Slice()
-			return nil
+				if err != nil {
+					return err
+				}
+				var h string
+				var v pgvector.Vector
+				_, err = pgx.ForEachRow(rows, []any{&h, &v}, func() error {
+					out[h] = v.Slice()
+					return nil
+				})
+				return err
+			})
 		})
-		return err
 	})
 	if err != nil {
 		return nil, s.wrap("vectors by sha256", err)
@@ -328,13 +340,15 @@ func (s *Sink) statusTx(ctx context.Context, pool *pgxpool.Pool, st *connector.S
 
 		*what = "runs"
 		rows, _ = tx.Query(ctx, `SELECT id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-			listed, written, extracted, reused, unchanged, failed, deleted FROM `+runs+` ORDER BY started_at DESC, id DESC LIMIT 10`)
+			listed, written, extracted, reused, unchanged, failed, deleted,
+			runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start FROM `+runs+` ORDER BY started_at DESC, id DESC LIMIT 10`)
 		rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (schema.Run, error) {
 			var run schema.Run
 			var ended *time.Time
 			var outcome string
 			err := r.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.ModelID, &run.StartedAt, &ended, &outcome, &run.Error,
-				&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted)
+				&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted,
+				&run.Runner.Host, &run.Runner.BootID, &run.Runner.PIDNS, &run.Runner.PID, &run.Runner.Start)
 			run.Outcome = schema.RunOutcome(outcome)
 			run.StartedAt = run.StartedAt.UTC()
 			if ended != nil {

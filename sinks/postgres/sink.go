@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -55,6 +56,8 @@ type Sink struct {
 	autoMigrate migrations.AutoMigrate
 	maxConns    int32
 	retryPolicy RetryPolicy
+	lockWait    LockWait                // WithLockWait; zero until an option sets it: DefaultLockWait
+	log         *slog.Logger            // WithLogger; nil: slog.Default()
 	strategy    connector.IndexStrategy // WithIndexStrategy
 	candidates  int                     // WithCandidates
 	storage     Storage                 // the DSN's storage parameter; "" takes the table's
@@ -190,7 +193,20 @@ func (s *Sink) migrator() (*migrations.Migrator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return migrations.New(d, ms)
+	return migrations.New(lockWaitingDriver{d, s}, ms)
+}
+
+// lockWaitingDriver retries a migration step that met a locked table (see
+// locks.go): each step is one transaction, so a rerun is safe.
+type lockWaitingDriver struct {
+	*migrations.PgxDriver
+	s *Sink
+}
+
+func (d lockWaitingDriver) Apply(ctx context.Context, step migrations.Step) error {
+	return d.s.waitLocks(ctx, fmt.Sprintf("migration %d %s", step.Version, step.Direction), d.s.migConn, func() error {
+		return d.PgxDriver.Apply(ctx, step)
+	})
 }
 
 // connectMigrator opens the plain migration connection: no pgvector types
@@ -199,7 +215,11 @@ func (s *Sink) connectMigrator(ctx context.Context) error {
 	if s.migConn != nil {
 		return nil
 	}
-	c, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
+	cc := s.cfg.ConnConfig.Copy()
+	if _, set := cc.RuntimeParams["lock_timeout"]; !set {
+		cc.RuntimeParams["lock_timeout"] = s.lockTimeoutMS()
+	}
+	c, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return s.wrap("connect", err)
 	}
@@ -235,7 +255,7 @@ func (s *Sink) Migrate(ctx context.Context) (migrations.Result, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err = s.settleStorage(ctx, true)
+	_, err = s.settledStorage(ctx, true)
 	return res, err
 }
 
@@ -279,7 +299,7 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	if err := m.Ensure(ctx, mode, "'"+s.redacted+"'", s.holdsData); err != nil {
 		return s.wrap("table "+s.names.Qualified(""), err)
 	}
-	if s.stored, err = s.settleStorage(ctx, model != nil); err != nil {
+	if s.stored, err = s.settledStorage(ctx, model != nil); err != nil {
 		return err
 	}
 	// The plain connection is only for migrations: release it now.
@@ -317,6 +337,16 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 	return nil
 }
 
+// settledStorage is settleStorage waiting for a locked table (locks.go):
+// its conversion is one statement, checked again before each try.
+func (s *Sink) settledStorage(ctx context.Context, mayConvert bool) (st Storage, err error) {
+	err = s.waitLocks(ctx, "settle the storage of "+s.names.Qualified("")+".embedding", s.migConn, func() (err error) {
+		st, err = s.settleStorage(ctx, mayConvert)
+		return err
+	})
+	return st, err
+}
+
 // ErrDimensionMismatch is wrapped by Open's error when rows stored under
 // the model id have another dimension than the model gives.
 var ErrDimensionMismatch = errors.New("dimension mismatch")
@@ -324,9 +354,12 @@ var ErrDimensionMismatch = errors.New("dimension mismatch")
 func (s *Sink) checkDim(ctx context.Context, model schema.ModelIdentity) error {
 	id := model.ID()
 	var dim, n int64
-	err := s.pool.QueryRow(ctx,
-		`SELECT dim, count(*) FROM `+s.names.Qualified("")+` WHERE model_id = $1 AND dim <> $2 GROUP BY dim ORDER BY count(*) DESC LIMIT 1`,
-		id, model.Dim).Scan(&dim, &n)
+	err := s.waitLocks(ctx, "check stored dimension", s.pool, func() error {
+		return s.lockedTx(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT dim, count(*) FROM `+s.names.Qualified("")+
+				` WHERE model_id = $1 AND dim <> $2 GROUP BY dim ORDER BY count(*) DESC LIMIT 1`, id, model.Dim).Scan(&dim, &n)
+		})
+	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil

@@ -127,14 +127,17 @@ WHERE EXCLUDED.last_seen >= f.last_seen`,
 	sha256 = CASE WHEN $4 = '' THEN sha256 ELSE $4 END WHERE id = $5`,
 		upsertRun: `INSERT INTO ` + runs + `
 	(id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-	 listed, written, extracted, reused, unchanged, failed, deleted)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+	 listed, written, extracted, reused, unchanged, failed, deleted,
+	 runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 ON CONFLICT (id) DO UPDATE SET
 	job = EXCLUDED.job, kind = EXCLUDED.kind, source = EXCLUDED.source, model_id = EXCLUDED.model_id,
 	started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, outcome = EXCLUDED.outcome,
 	error = EXCLUDED.error, listed = EXCLUDED.listed, written = EXCLUDED.written,
 	extracted = EXCLUDED.extracted, reused = EXCLUDED.reused, unchanged = EXCLUDED.unchanged,
-	failed = EXCLUDED.failed, deleted = EXCLUDED.deleted`,
+	failed = EXCLUDED.failed, deleted = EXCLUDED.deleted, runner_host = EXCLUDED.runner_host,
+	runner_boot_id = EXCLUDED.runner_boot_id, runner_pid_ns = EXCLUDED.runner_pid_ns,
+	runner_pid = EXCLUDED.runner_pid, runner_start = EXCLUDED.runner_start`,
 	}
 }
 
@@ -165,17 +168,19 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 		path = pathLookup
 	}
 	var staged bool
-	err = retry(ctx, s.retryPolicy, func() error {
-		err := s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
-		var pe *pgconn.PgError
-		if path != pathStaged && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == s.names.Table {
-			// One of the ids is stored (an earlier run's row, or a
-			// concurrent writer's since the lookup): the transaction
-			// rolled back; upsert through the stage table instead.
-			path = pathStaged
-			err = s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
-		}
-		return err
+	err = s.waitLocks(ctx, desc, pool, func() error {
+		return retry(ctx, s.retryPolicy, func() error {
+			err := s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
+			var pe *pgconn.PgError
+			if path != pathStaged && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == s.names.Table {
+				// One of the ids is stored (an earlier run's row, or a
+				// concurrent writer's since the lookup): the transaction
+				// rolled back; upsert through the stage table instead.
+				path = pathStaged
+				err = s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
+			}
+			return err
+		})
 	})
 	if err == nil && len(p.upserts) > 0 {
 		s.storedIDs.Store(staged)
@@ -273,7 +278,8 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 			ended = &r.EndedAt
 		}
 		if _, err := tx.Exec(ctx, q.upsertRun, r.ID, r.Job, r.Kind, r.Source, r.ModelID, r.StartedAt, ended,
-			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted); err != nil {
+			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted,
+			r.Runner.Host, r.Runner.BootID, r.Runner.PIDNS, r.Runner.PID, r.Runner.Start); err != nil {
 			return false, fmt.Errorf("run %s: %w", r.ID, err)
 		}
 	}
@@ -290,15 +296,18 @@ func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
 	if len(ids) == 0 {
 		return ctx.Err()
 	}
-	err = retry(ctx, s.retryPolicy, func() error {
-		return s.inTx(ctx, pool, func(tx pgx.Tx) error {
-			for _, table := range []string{s.names.Qualified(""), s.names.Qualified("_failures")} {
-				if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE source = $1 AND id = ANY($2)`, source, ids); err != nil {
-					return fmt.Errorf("%s: %w", table, err)
+	desc := fmt.Sprintf("delete %d ids of %s", len(ids), source)
+	err = s.waitLocks(ctx, desc, pool, func() error {
+		return retry(ctx, s.retryPolicy, func() error {
+			return s.inTx(ctx, pool, func(tx pgx.Tx) error {
+				for _, table := range []string{s.names.Qualified(""), s.names.Qualified("_failures")} {
+					if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE source = $1 AND id = ANY($2)`, source, ids); err != nil {
+						return fmt.Errorf("%s: %w", table, err)
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		})
 	})
-	return s.wrap(fmt.Sprintf("delete %d ids of %s", len(ids), source), err)
+	return s.wrap(desc, err)
 }

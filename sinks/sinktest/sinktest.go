@@ -72,6 +72,7 @@ func Run(t *testing.T, newSink func(t *testing.T) connector.Sink, opts ...Option
 		{"Get", testGet},
 		{"StatusRuns", testStatusRuns},
 		{"AbandonRuns", testAbandonRuns},
+		{"AbandonDeadRuns", testAbandonDeadRuns},
 		{"RoundTrip4096", testRoundTrip4096},
 	}
 	for _, tt := range tests {

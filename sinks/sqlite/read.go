@@ -301,7 +301,8 @@ func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
 	}
 
 	rows, err = tx.QueryContext(ctx, `SELECT id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-		listed, written, extracted, reused, unchanged, failed, deleted FROM runs ORDER BY started_at DESC, id DESC LIMIT 10`)
+		listed, written, extracted, reused, unchanged, failed, deleted,
+		runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start FROM runs ORDER BY started_at DESC, id DESC LIMIT 10`)
 	if err != nil {
 		return fail("runs", err)
 	}
@@ -312,7 +313,8 @@ func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
 		var ended sql.NullString
 		var outcome string
 		if err := rows.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.ModelID, &started, &ended, &outcome, &run.Error,
-			&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted); err != nil {
+			&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted,
+			&run.Runner.Host, &run.Runner.BootID, &run.Runner.PIDNS, &run.Runner.PID, &run.Runner.Start); err != nil {
 			return fail("runs", err)
 		}
 		run.Outcome = schema.RunOutcome(outcome)
