@@ -66,6 +66,9 @@ type IndexManager interface {
 	DropIndex(ctx context.Context, modelID string) ([]IndexInfo, error)
 	// IndexStatus lists the indexes imgvec made.
 	IndexStatus(ctx context.Context) ([]IndexInfo, error)
+	// IndexDeferred reports whether Open deferred the model's index to
+	// BuildDeferredIndex.
+	IndexDeferred() bool
 	// BuildDeferredIndex builds, in one pass, an index whose creation the
 	// sink deferred while a run loaded an empty model (loading first and
 	// indexing after is much faster); built is false when nothing was

@@ -18,7 +18,9 @@
 //     (closes runs a dead runner left open), LeaseKeeper (keeps job leases
 //     itself), lease.Fenceable (checks the lease inside each commit),
 //     Migrator (owns schema migrations), Prober (answers readiness without
-//     opening). The table in registry.go states which sink has which.
+//     opening), Lazy (its first write creates its storage). Each sink's
+//     doc says which it has; Driver.Indexes and Driver.LockStore say it
+//     before New.
 //   - Everything here is safe for concurrent use: the table is fixed at
 //     build time.
 package sinks

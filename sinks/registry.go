@@ -47,6 +47,9 @@ type Driver struct {
 	// Indexes is true for sinks that implement connector.IndexManager and
 	// take Options.Index.
 	Indexes bool
+	// LockStore is true for sinks whose database can hold the job leases
+	// of other sinks (a job's lock_dsn); they are LeaseKeepers.
+	LockStore bool
 	// New validates uri and returns the sink, closed, without I/O.
 	New func(uri string, o Options) (Sink, error)
 }
@@ -54,7 +57,7 @@ type Driver struct {
 // drivers is the registry: one line per sink.
 var drivers = []Driver{
 	{Name: "SQLite", Schemes: []string{"sqlite"}, Form: "sqlite://PATH", New: newSQLite},
-	{Name: "PostgreSQL", Schemes: []string{"postgres", "postgresql"}, Form: "postgres://USER@HOST:PORT/DB?schema=S&table=T", Indexes: true, New: newPostgres},
+	{Name: "PostgreSQL", Schemes: []string{"postgres", "postgresql"}, Form: "postgres://USER@HOST:PORT/DB?schema=S&table=T", Indexes: true, LockStore: true, New: newPostgres},
 	{Name: "Milvus", Schemes: []string{"milvus"}, Form: "milvus://HOST:PORT?collection=NAME", New: newMilvus},
 }
 
@@ -79,19 +82,34 @@ func (e *URIError) Unwrap() error { return e.Err }
 
 // Lookup returns the driver of uri's scheme.
 func Lookup(uri string) (Driver, error) {
-	scheme, _, ok := strings.Cut(uri, "://")
-	if ok {
+	if scheme, _, ok := strings.Cut(uri, "://"); ok {
 		for _, d := range drivers {
 			if slices.Contains(d.Schemes, strings.ToLower(scheme)) {
 				return d, nil
 			}
 		}
 	}
+	return Driver{}, &URIError{fmt.Errorf("sink %q: %s", Redact(uri), Want())}
+}
+
+// Want says which URIs the registry takes, for messages.
+func Want() string {
 	forms := make([]string, len(drivers))
 	for i, d := range drivers {
 		forms[i] = d.Form
 	}
-	return Driver{}, &URIError{fmt.Errorf("sink %q: want %s", Redact(uri), strings.Join(forms, ", "))}
+	return "want " + strings.Join(forms, ", ")
+}
+
+// Indexed names the sinks that take Options.Index ("PostgreSQL").
+func Indexed() string {
+	var names []string
+	for _, d := range drivers {
+		if d.Indexes {
+			names = append(names, d.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // New validates uri and o and returns the sink, closed, without I/O.
@@ -107,24 +125,13 @@ func New(uri string, o Options) (Sink, error) {
 		return nil, &URIError{err}
 	}
 	if o.Index != connector.IndexExact && !d.Indexes {
-		return nil, &URIError{fmt.Errorf("index %s: %s sinks keep no vector index (searches are exact); only %s do", o.Index, d.Name, strings.Join(indexed(), ", "))}
+		return nil, &URIError{fmt.Errorf("index %s: %s sinks keep no vector index (searches are exact); only %s sinks do", o.Index, d.Name, Indexed())}
 	}
 	s, err := d.New(uri, o)
 	if err != nil {
 		return nil, &URIError{err}
 	}
 	return s, nil
-}
-
-// indexed names the sinks that take Options.Index.
-func indexed() []string {
-	var out []string
-	for _, d := range drivers {
-		if d.Indexes {
-			out = append(out, d.Name)
-		}
-	}
-	return out
 }
 
 // Redact masks the secrets of a sink or lock URI (sinkuri.Redact).
@@ -150,6 +157,15 @@ type Migrator interface {
 // creates the file).
 type Prober interface {
 	Probe(ctx context.Context) error
+}
+
+// Lazy is the capability of a sink whose storage its first write creates
+// (SQLite: the database file). Absent reports, creating nothing, whether
+// that storage does not exist yet, and names it; Migrations lists what
+// creating it applies.
+type Lazy interface {
+	Absent() (name string, absent bool, err error)
+	Migrations() ([]migrations.Migration, error)
 }
 
 // probeTimeout bounds a readiness check that has to reach a server.

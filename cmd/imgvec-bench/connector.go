@@ -15,7 +15,7 @@ import (
 	"github.com/imgvec/imgvec/connector/folder"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/sqlite"
+	"github.com/imgvec/imgvec/sinks"
 )
 
 type connectorReport struct {
@@ -139,8 +139,8 @@ func walkTree(dir string) (int, error) {
 	return n, err
 }
 
-func openSQLite(ctx context.Context, path string, emb connector.Embedder) (*sqlite.Sink, error) {
-	s, err := sqlite.New("sqlite://"+path, sqlite.WithAutoMigrate(migrations.AutoMigrateFresh))
+func openSQLite(ctx context.Context, path string, emb connector.Embedder) (sinks.Sink, error) {
+	s, err := sinks.New("sqlite://"+path, sinks.Options{AutoMigrate: migrations.AutoMigrateFresh})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/connector"
-	"github.com/imgvec/imgvec/sinks/postgres"
+	"github.com/imgvec/imgvec/sinks"
 )
 
 func newIndexCmd() *cobra.Command {
@@ -20,10 +20,10 @@ func newIndexCmd() *cobra.Command {
 		o       connector.IndexOptions
 		cf      configFlags
 	)
-	// open opens the PostgreSQL sink for index management.
-	open := func(cmd *cobra.Command) (*postgres.Sink, error) {
+	// open opens the sink for index management: it must keep indexes.
+	open := func(cmd *cobra.Command) (sinks.Sink, connector.IndexManager, error) {
 		if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		uri := sinkURI
 		if uri == "" {
@@ -31,16 +31,16 @@ func newIndexCmd() *cobra.Command {
 		}
 		s, err := newSink(uri, false, "")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		ps, ok := s.(*postgres.Sink)
+		ix, ok := s.(connector.IndexManager)
 		if !ok {
-			return nil, usagef("index: only PostgreSQL sinks have vector indexes (SQLite searches exactly)")
+			return nil, nil, usagef("index: only %s sinks have vector indexes (the others search exactly)", sinks.Indexed())
 		}
-		if err := ps.OpenRead(cmd.Context()); err != nil {
-			return nil, err
+		if err := s.OpenRead(cmd.Context()); err != nil {
+			return nil, nil, err
 		}
-		return ps, nil
+		return s, ix, nil
 	}
 	printIndexes := func(cmd *cobra.Command, infos []connector.IndexInfo) error {
 		out := cmd.OutOrStdout()
@@ -73,14 +73,14 @@ func newIndexCmd() *cobra.Command {
 			if err != nil {
 				return usageError{err.Error()}
 			}
-			ps, err := open(cmd)
+			s, ix, err := open(cmd)
 			if err != nil {
 				return err
 			}
-			defer ps.Close()
+			defer s.Close()
 			ids := []string{modelID}
 			if modelID == "" {
-				status, err := ps.Status(cmd.Context())
+				status, err := s.Status(cmd.Context())
 				if err != nil {
 					return err
 				}
@@ -94,7 +94,7 @@ func newIndexCmd() *cobra.Command {
 			}
 			var infos []connector.IndexInfo
 			for _, id := range ids {
-				info, err := ps.CreateIndex(cmd.Context(), st, id, 0, o)
+				info, err := ix.CreateIndex(cmd.Context(), st, id, 0, o)
 				if err != nil {
 					return err
 				}
@@ -114,12 +114,12 @@ func newIndexCmd() *cobra.Command {
 		Short: "Drop the vector index of every model id (or --model-id)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ps, err := open(cmd)
+			s, ix, err := open(cmd)
 			if err != nil {
 				return err
 			}
-			defer ps.Close()
-			infos, err := ps.DropIndex(cmd.Context(), modelID)
+			defer s.Close()
+			infos, err := ix.DropIndex(cmd.Context(), modelID)
 			if err != nil {
 				return err
 			}
@@ -135,12 +135,12 @@ func newIndexCmd() *cobra.Command {
 		Short: "List the vector indexes (models without one are searched exactly)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ps, err := open(cmd)
+			s, ix, err := open(cmd)
 			if err != nil {
 				return err
 			}
-			defer ps.Close()
-			infos, err := ps.IndexStatus(cmd.Context())
+			defer s.Close()
+			infos, err := ix.IndexStatus(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -12,8 +12,7 @@ import (
 	"github.com/imgvec/imgvec/connector/lease"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/postgres"
-	"github.com/imgvec/imgvec/sinks/sqlite"
+	"github.com/imgvec/imgvec/sinks"
 )
 
 // defaultLeaseTTL is the lease TTL of one-shot runs given --job (serve
@@ -35,36 +34,43 @@ const abandonedReason = "the runner stopped without recording an end (killed, or
 type leaseHome struct {
 	store  lease.Store
 	fenced bool
-	db     *postgres.Sink // the database holding TABLE_leases, if any
+	db     sinks.Sink // the database holding the leases, open, if any
 }
 
-// openLeaseHome opens the lease home of a job writing to sinkURI. A
-// PostgreSQL database with no imgvec tables yet is migrated (as the first
-// sync would); one with pending upgrades is refused with the command that
-// applies them.
+// openLeaseHome opens the lease home of a job writing to sinkURI: the sink's
+// own when it is a sinks.LeaseKeeper, else lockDSN's. A database with no
+// imgvec tables yet is migrated (as the first sync would); one with pending
+// upgrades is refused with the command that applies them.
 func openLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*leaseHome, error) {
-	dsn, fenced := lockDSN, false
+	dsn := lockDSN
 	if dsn == "" {
-		switch scheme, _, _ := strings.Cut(sinkURI, "://"); scheme {
-		case "postgres", "postgresql":
-			dsn, fenced = sinkURI, true
-		case "sqlite":
-			ss, err := sqlite.New(sinkURI)
-			if err != nil {
-				return nil, err
-			}
-			return &leaseHome{store: lease.NewFileStore(ss.Path())}, nil
-		default:
+		s, err := newSink(sinkURI, false, "")
+		if err != nil {
+			return nil, err
+		}
+		lk, ok := s.(sinks.LeaseKeeper)
+		if !ok {
 			return nil, nil
 		}
+		if _, fenced := s.(lease.Fenceable); !fenced {
+			return &leaseHome{store: lk.Leases()}, nil // lock files: nothing to open
+		}
+		dsn = sinkURI
+	} else if drv, err := sinks.Lookup(dsn); err != nil || !drv.LockStore {
+		return nil, usagef("--lock-dsn %s: want a postgres:// URI (leases live in PostgreSQL)", sinks.Redact(dsn))
 	}
-	db, err := postgres.New(dsn, postgres.WithAutoMigrate(migrations.AutoMigrateFresh))
+	db, err := sinks.New(dsn, sinks.Options{AutoMigrate: migrations.AutoMigrateFresh})
 	if err != nil {
-		return nil, fmt.Errorf("job lease database: %w", err)
+		return nil, usagef("job lease database: %v", err)
 	}
-	m, err := db.OpenMigrator(ctx)
+	lk, keeps := db.(sinks.LeaseKeeper)
+	mg, migrates := db.(sinks.Migrator)
+	if !keeps || !migrates {
+		return nil, usagef("job lease database %s keeps no job leases", sinks.Redact(dsn))
+	}
+	m, err := mg.OpenMigrator(ctx)
 	if err == nil {
-		err = m.Ensure(ctx, migrations.AutoMigrateFresh, "'"+db.URI()+"'", nil)
+		err = m.Ensure(ctx, migrations.AutoMigrateFresh, "'"+sinks.Redact(dsn)+"'", nil)
 	}
 	db.Close()
 	if err == nil {
@@ -72,9 +78,9 @@ func openLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*leaseHome, er
 	}
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("job lease database %s: %w", db.URI(), err)
+		return nil, fmt.Errorf("job lease database %s: %w", sinks.Redact(dsn), err)
 	}
-	return &leaseHome{store: db.Leases(), fenced: fenced, db: db}, nil
+	return &leaseHome{store: lk.Leases(), fenced: lockDSN == "", db: db}, nil
 }
 
 func (h *leaseHome) close() error {
@@ -94,7 +100,7 @@ func (h *leaseHome) hold(ctx context.Context, job, holder string, ttl time.Durat
 // job's lease: s fenced by it, or s guarded by it; s when h is nil. Then
 // it closes the runs of the job that a dead runner left "running" (no run
 // of the job can be in progress elsewhere while the lease is held).
-func writeThrough(ctx context.Context, s sink, h *leaseHome, held *lease.Held, log *slog.Logger) (connector.Sink, error) {
+func writeThrough(ctx context.Context, s sinks.Sink, h *leaseHome, held *lease.Held, log *slog.Logger) (connector.Sink, error) {
 	if h == nil || held == nil {
 		return s, nil
 	}
@@ -128,7 +134,7 @@ func warnUnleased(log *slog.Logger, job, sinkURI string) {
 // oneShotLease takes job's lease for one run of `imgvec sync|backfill
 // --job` writing to s (open), and returns the sink to write through and
 // the function that releases the lease. Without a job it does nothing.
-func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, s sink, log *slog.Logger) (connector.Sink, func(), error) {
+func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, s sinks.Sink, log *slog.Logger) (connector.Sink, func(), error) {
 	nothing := func() {}
 	if job == "" {
 		return s, nothing, nil

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,9 +24,8 @@ import (
 	"github.com/imgvec/imgvec/connector/lease"
 	"github.com/imgvec/imgvec/connector/schedule"
 	"github.com/imgvec/imgvec/extract"
-	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/sqlite"
+	"github.com/imgvec/imgvec/sinks"
 )
 
 func newServeCmd() *cobra.Command {
@@ -61,11 +59,14 @@ running batches commit within the grace period; a second signal aborts.`,
 			if cmd.Flags().Changed("run-on-start") {
 				f.Serve.RunOnStart = runOnStart
 			}
+			if cmd.Flags().Changed("replica-id") {
+				f.Serve.ReplicaID = replicaID
+			}
 			srv, err := newServer(f, only, slog.Default())
 			if err != nil {
 				return err
 			}
-			srv.replicaID = replicaID
+			srv.replicaID = f.Serve.ReplicaID
 			return srv.run(cmd.Context())
 		},
 	}
@@ -73,7 +74,7 @@ running batches commit within the grace period; a second signal aborts.`,
 	cmd.Flags().StringVar(&listen, "listen", config.DefaultListen, "HTTP address of /healthz, /readyz, /metrics and POST /v1/jobs/{name}/run")
 	cmd.Flags().BoolVar(&runOnStart, "run-on-start", false, "run every job once at start, then on its schedule")
 	cmd.Flags().StringArrayVar(&only, "job", nil, "serve only this job (repeatable; default: every job of the file)")
-	cmd.Flags().StringVar(&replicaID, "replica-id", "", "this replica's identity in job leases: stable across its restarts, unique among live replicas (default: HOST/LISTEN-ADDRESS, or a new one per process when the port is 0)")
+	cmd.Flags().StringVar(&replicaID, "replica-id", "", "this replica's identity in job leases: stable across its restarts, unique among live replicas (default: serve.replica_id, else HOST/LISTEN-ADDRESS, or a new one per process when the port is 0)")
 	return cmd
 }
 
@@ -551,21 +552,7 @@ func probeSink(ctx context.Context, uri string) error {
 	if err != nil {
 		return err
 	}
-	if ss, ok := sk.(*sqlite.Sink); ok {
-		// The embedded database is created by the first run: its folder
-		// must exist.
-		if _, err := os.Stat(filepath.Dir(ss.Path())); err != nil {
-			return fmt.Errorf("sqlite folder: %w", err)
-		}
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	err = sk.OpenRead(ctx)
-	if err == nil || errors.Is(err, migrations.ErrPending) {
-		err = nil
-	}
-	return errors.Join(err, sk.Close())
+	return sinks.Probe(ctx, sk)
 }
 
 // routes is the HTTP API.

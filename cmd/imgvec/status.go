@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -15,8 +11,7 @@ import (
 
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
-	"github.com/imgvec/imgvec/sinks/sqlite"
+	"github.com/imgvec/imgvec/sinks"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -122,21 +117,23 @@ func newMigrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			mg, ok := sink.(interface {
-				OpenMigrator(ctxt context.Context) (*migrations.Migrator, error)
-			})
+			mg, ok := sink.(sinks.Migrator)
 			if !ok {
-				return fmt.Errorf("migrate: sink %s has no migrations", sinkuri.Redact(sinkURI))
+				return fmt.Errorf("migrate: sink %s has no migrations", sinks.Redact(sinkURI))
 			}
 			out := cmd.OutOrStdout()
-			if ss, ok := sink.(*sqlite.Sink); ok && (args[0] != "up" || dryRun) {
-				// Only `migrate up` creates the database file.
-				if _, err := os.Stat(ss.Path()); errors.Is(err, fs.ErrNotExist) {
-					ms, err := migrations.SQLiteMigrations()
+			if lz, ok := sink.(sinks.Lazy); ok && (args[0] != "up" || dryRun) {
+				// Only `migrate up` creates the database.
+				name, absent, err := lz.Absent()
+				if err != nil {
+					return err
+				}
+				if absent {
+					ms, err := lz.Migrations()
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(out, "database file %s does not exist yet: schema version 0 of %d\n", ss.Path(), len(ms))
+					fmt.Fprintf(out, "database %s does not exist yet: schema version 0 of %d\n", name, len(ms))
 					for _, m := range ms {
 						if args[0] != "down" {
 							fmt.Fprintf(out, "  pending  %04d %s\n", m.Version, m.Name)

@@ -16,7 +16,7 @@ import (
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/postgres"
+	"github.com/imgvec/imgvec/sinks"
 )
 
 // addConnectorCommands adds the commands that work on a sink.
@@ -193,9 +193,9 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 // end of the run (a backfill into an empty table loads first, then indexes:
 // a live index slows bulk loads). After a signal it only says how to build
 // it later.
-func buildDeferredIndex(ctx context.Context, cmd *cobra.Command, s sink) error {
-	ps, ok := s.(*postgres.Sink)
-	if !ok || !ps.IndexDeferred() {
+func buildDeferredIndex(ctx context.Context, cmd *cobra.Command, s sinks.Sink) error {
+	ix, ok := s.(connector.IndexManager)
+	if !ok || !ix.IndexDeferred() {
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -203,7 +203,7 @@ func buildDeferredIndex(ctx context.Context, cmd *cobra.Command, s sink) error {
 		return nil
 	}
 	start := time.Now()
-	info, built, err := ps.BuildDeferredIndex(context.WithoutCancel(ctx), connector.IndexOptions{})
+	info, built, err := ix.BuildDeferredIndex(context.WithoutCancel(ctx), connector.IndexOptions{})
 	if err != nil {
 		return fmt.Errorf("build deferred index: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"runtime/debug"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -12,10 +11,7 @@ import (
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/migrations"
-	"github.com/imgvec/imgvec/sinks/milvus"
-	"github.com/imgvec/imgvec/sinks/postgres"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
-	"github.com/imgvec/imgvec/sinks/sqlite"
+	"github.com/imgvec/imgvec/sinks"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -79,63 +75,18 @@ func (f *modelFlags) extractor(ctx context.Context) (*extract.Extractor, error) 
 // defaultSink is the embedded default.
 const defaultSink = config.DefaultSink
 
-// sink is what the CLI needs of a sink beyond connector.Sink.
-type sink interface {
-	connector.Sink
-	connector.Searcher
-	connector.StatusReader
-	// OpenRead opens for Status/Search/Get without a model.
-	OpenRead(ctx context.Context) error
-}
-
-// newSink validates a sink URI without I/O. autoMigrate lets a brand-new
-// database be created and migrated (sync/backfill); upgrades stay explicit.
-// index is the PostgreSQL vector index strategy ("" = exact).
-func newSink(uri string, autoMigrate bool, index string) (sink, error) {
-	scheme, _, _ := strings.Cut(uri, "://")
-	if index != "" && index != string(connector.IndexExact) && scheme != "postgres" && scheme != "postgresql" {
-		return nil, usagef("--index %s: only PostgreSQL sinks have vector indexes (SQLite searches exactly)", index)
+// newSink validates a sink URI without I/O (the registry, sinks.New);
+// what it refuses is a usage error. autoMigrate lets a brand-new database
+// be created and migrated (sync/backfill); upgrades stay explicit. index
+// is the vector index strategy ("" = exact).
+func newSink(uri string, autoMigrate bool, index string) (sinks.Sink, error) {
+	o := sinks.Options{AutoMigrate: migrations.AutoMigrateNever, Index: connector.IndexStrategy(index)}
+	if autoMigrate {
+		o.AutoMigrate = migrations.AutoMigrateFresh
 	}
-	switch scheme {
-	case "sqlite":
-		mode := migrations.AutoMigrateNever
-		if autoMigrate {
-			mode = migrations.AutoMigrateFresh
-		}
-		s, err := sqlite.New(uri, sqlite.WithAutoMigrate(mode))
-		if err != nil {
-			return nil, usageError{err.Error()}
-		}
-		return s, nil
-	case "postgres", "postgresql":
-		mode := migrations.AutoMigrateNever
-		if autoMigrate {
-			mode = migrations.AutoMigrateFresh
-		}
-		strategy := connector.IndexExact
-		if index != "" {
-			st, err := connector.ParseIndexStrategy(index)
-			if err != nil {
-				return nil, usageError{err.Error()}
-			}
-			strategy = st
-		}
-		s, err := postgres.New(uri, postgres.WithAutoMigrate(mode), postgres.WithIndexStrategy(strategy))
-		if err != nil {
-			// New does no I/O: whatever it refuses is in the URI.
-			return nil, usageError{err.Error()}
-		}
-		return s, nil
-	case "milvus":
-		mode := migrations.AutoMigrateNever
-		if autoMigrate {
-			mode = migrations.AutoMigrateFresh
-		}
-		s, err := milvus.New(uri, milvus.WithAutoMigrate(mode))
-		if err != nil {
-			return nil, usageError{err.Error()}
-		}
-		return s, nil
+	s, err := sinks.New(uri, o)
+	if err != nil {
+		return nil, usageError{err.Error()}
 	}
-	return nil, usagef("--sink %q: want sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME", sinkuri.Redact(uri))
+	return s, nil
 }

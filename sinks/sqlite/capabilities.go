@@ -2,11 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/imgvec/imgvec/connector/lease"
+	"github.com/imgvec/imgvec/migrations"
 )
 
 // Leases keeps job leases in lock files beside the database
@@ -21,3 +24,19 @@ func (s *Sink) Probe(context.Context) error {
 	}
 	return nil
 }
+
+// Absent reports, creating nothing, whether the database file does not
+// exist yet (the first sync or `migrate up` creates it).
+func (s *Sink) Absent() (name string, absent bool, err error) {
+	_, err = os.Stat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.path, true, nil
+	}
+	if err != nil {
+		return s.path, false, fmt.Errorf("sqlite sink: %w", err)
+	}
+	return s.path, false, nil
+}
+
+// Migrations lists the migrations that create and upgrade the database.
+func (s *Sink) Migrations() ([]migrations.Migration, error) { return migrations.SQLiteMigrations() }

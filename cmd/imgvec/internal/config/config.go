@@ -67,6 +67,11 @@ type Serve struct {
 	Grace time.Duration
 	// RunOnStart (run_on_start) runs every job once at start.
 	RunOnStart bool
+	// ReplicaID (replica_id) is this replica's identity in job leases:
+	// stable across its restarts, unique among live replicas (default:
+	// HOST/LISTEN-ADDRESS; --replica-id wins). ${HOSTNAME} or a pod name
+	// fits a StatefulSet.
+	ReplicaID string
 }
 
 // Job is one entry of `jobs:`. The YAML keys are the snake_case names of

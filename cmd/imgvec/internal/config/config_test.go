@@ -158,7 +158,7 @@ serve:
 		`imgvec.yaml:20: serve.listen: "nowhere": want HOST:PORT`,
 		`imgvec.yaml:21: serve.lease_ttl: "0s": want a duration from 1s to 1h`,
 		`imgvec.yaml:22: serve.token_env: "not a name": want an environment variable name`,
-		`imgvec.yaml:23: serve.extra: unknown key (known: grace, lease_ttl, listen, run_on_start, token_env)`,
+		`imgvec.yaml:23: serve.extra: unknown key (known: grace, lease_ttl, listen, replica_id, run_on_start, token_env)`,
 	}
 	got := strings.Split(ve.Error(), "\n")
 	if len(got) != len(want) {
@@ -183,6 +183,7 @@ func TestStructureProblems(t *testing.T) {
 		{"repeated key", "jobs:\n  - name: a\n    source: x\n    name: b\n", `imgvec.yaml:4: jobs[0].name: set twice (first on line 2)`},
 		{"two documents", "jobs:\n  - {name: a, source: x}\n---\njobs: []\n", `imgvec.yaml:3: ---: a second YAML document`},
 		{"tz prefix", "jobs:\n  - {name: a, source: x, schedule: 'CRON_TZ=UTC * * * * *'}\n", `jobs[0].schedule: "CRON_TZ=UTC * * * * *": parse schedule "CRON_TZ=UTC * * * * *": a time zone prefix is not supported`},
+		{"replica id with a control character", "serve:\n  replica_id: \"a\\x1bb\"\n", `serve.replica_id: "a\x1bb": want at most 200 printable`},
 		{"index without postgres", "jobs:\n  - {name: a, source: x, index: binary}\n", `jobs[0].index: "binary": only PostgreSQL`},
 		{"lock_dsn not postgres", "lock_dsn: sqlite://x\njobs:\n  - {name: a, source: x}\n", `imgvec.yaml:1: lock_dsn: "sqlite://x": want a postgres://`},
 	} {

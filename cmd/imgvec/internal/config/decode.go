@@ -16,6 +16,8 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/extract"
+	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks"
 	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
@@ -165,9 +167,11 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 	case v.Kind == yaml.SequenceNode && len(v.Content) == 0:
 		d.addf(v, field+".source", "empty: every job needs a source folder")
 	}
-	// --index binary builds a PostgreSQL index; other sinks search exactly.
-	if v := seen["index"]; v != nil && sinkOK && j.Index != "" && j.Index != string(connector.IndexExact) && !isPostgres(j.Sink) {
-		d.addf(v, field+".index", "%q: only PostgreSQL sinks have vector indexes", v.Value)
+	// Only some sinks keep a vector index; the others search exactly.
+	if v := seen["index"]; v != nil && sinkOK && j.Index != "" && j.Index != string(connector.IndexExact) {
+		if drv, err := sinks.Lookup(j.Sink); err == nil && !drv.Indexes {
+			d.addf(v, field+".index", "%q: only %s sinks have vector indexes", v.Value, sinks.Indexed())
+		}
 	}
 	return j, seen
 }
@@ -179,6 +183,7 @@ func (d *decoder) serve(n *yaml.Node, field string, s *Serve) {
 		"lease_ttl":    number(d, &s.LeaseTTL, LeaseTTLRange),
 		"grace":        number(d, &s.Grace, GraceRange),
 		"run_on_start": d.boolean(&s.RunOnStart),
+		"replica_id":   d.str(&s.ReplicaID, checkReplicaID),
 	})
 }
 
@@ -392,26 +397,18 @@ func checkIndex(s string) error {
 	return err
 }
 
-func scheme(uri string) string {
-	s, _, _ := strings.Cut(uri, "://")
-	return s
-}
-
-func isPostgres(uri string) bool {
-	s := scheme(uri)
-	return s == "postgres" || s == "postgresql"
-}
-
 func checkSink(s string) error {
-	switch scheme(s) {
-	case "sqlite", "postgres", "postgresql", "milvus":
-		return nil
+	if _, err := sinks.Lookup(s); err != nil {
+		return errors.New(sinks.Want())
 	}
-	return errors.New("want sqlite://PATH, postgres://USER@HOST:PORT/DB?table=T or milvus://HOST:PORT?collection=NAME")
+	return nil
 }
 
 func checkLockDSN(s string) error {
-	if s != "" && !isPostgres(s) {
+	if s == "" {
+		return nil
+	}
+	if drv, err := sinks.Lookup(s); err != nil || !drv.LockStore {
 		return errors.New("want a postgres:// URI (leases live in PostgreSQL)")
 	}
 	return nil
@@ -420,6 +417,15 @@ func checkLockDSN(s string) error {
 func checkListen(s string) error {
 	if _, _, err := net.SplitHostPort(s); err != nil {
 		return errors.New("want HOST:PORT, e.g. 127.0.0.1:9464 or :9464")
+	}
+	return nil
+}
+
+// checkReplicaID: a lease holder name, printed in logs and HTTP answers
+// ("" takes the default).
+func checkReplicaID(s string) error {
+	if len(s) > 200 || strings.TrimSpace(s) != s || schema.Printable(s) != s {
+		return errors.New("want at most 200 printable characters, no leading or trailing space")
 	}
 	return nil
 }
