@@ -117,7 +117,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 			}
 			opts := connector.Options{
 				Sink: sink, Kind: kind, Job: s.job, RetryFailed: s.retryFailed, MaxDelete: md,
-				Grace: s.grace, PrepareWorkers: s.workers,
+				Grace: s.grace, PrepareWorkers: s.workers, Logger: slog.Default(),
 			}
 			if s.dryRun {
 				m, err := s.model.loadModel(ctx)
