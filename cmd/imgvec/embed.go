@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks/file"
 )
@@ -28,7 +29,7 @@ func newEmbedCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return usageError{err.Error()}
 			}
-			srcs, err := sf.embedSources(args)
+			refs, open, err := sf.embedSources(args)
 			if err != nil {
 				return err
 			}
@@ -48,20 +49,18 @@ func newEmbedCmd(g *globalFlags) *cobra.Command {
 				}
 			}()
 			var listed, failed int64
-			for _, src := range srcs {
-				syn, err := connector.NewSyncer(connector.Options{
-					Source: src, Sink: sink, Embedder: x, Kind: connector.KindBackfill,
-					Progress: newProgress(cmd.ErrOrStderr(), g.quiet || out == "-", "embed"),
-				})
-				if err != nil {
-					return err
-				}
-				run, err := runSyncer(ctx, syn)
-				listed += run.Listed
-				failed += run.Failed
-				if err != nil {
-					return err
-				}
+			job := jobrun.Job{
+				Sources: refs, Open: open,
+				Template: connector.Options{Sink: sink, Embedder: x, Kind: connector.KindBackfill},
+				Progress: func(string) func(connector.Progress) {
+					return newProgress(cmd.ErrOrStderr(), g.quiet || out == "-", "embed")
+				},
+				Finished: func(run schema.Run, _ error) { listed, failed = listed+run.Listed, failed+run.Failed },
+			}
+			hard, stop := hardStop(ctx)
+			defer stop()
+			if err := jobrun.Run(ctx, hard, job, jobrun.Lease{}); err != nil {
+				return err
 			}
 			if err := sink.Close(); err != nil {
 				return err

@@ -8,10 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/connector/lease"
 	"github.com/imgvec/imgvec/migrations"
-	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks"
 )
 
@@ -19,8 +18,6 @@ import (
 // takes its from the config).
 const defaultLeaseTTL = 30 * time.Second
 
-// abandonedReason is the error recorded on runs a dead runner left open.
-const abandonedReason = "the runner stopped without recording an end (killed, or its job lease expired)"
 
 // leaseHome is where a job's lease lives:
 //
@@ -96,34 +93,6 @@ func (h *leaseHome) hold(ctx context.Context, job, holder string, ttl time.Durat
 	return lease.Hold(ctx, h.store, job, holder, ttl, log)
 }
 
-// writeThrough returns the sink a run writes through while held is the
-// job's lease: s fenced by it, or s guarded by it; s when h is nil. Then
-// it closes the runs of the job that a dead runner left "running" (no run
-// of the job can be in progress elsewhere while the lease is held).
-func writeThrough(ctx context.Context, s sinks.Sink, h *leaseHome, held *lease.Held, log *slog.Logger) (connector.Sink, error) {
-	if h == nil || held == nil {
-		return s, nil
-	}
-	w := connector.Sink(s)
-	switch f, ok := s.(lease.Fenceable); {
-	case h.fenced && ok:
-		f.SetFence(held.Lease())
-	case h.db != nil: // lock_dsn
-		w = lease.Guard(s, held)
-	}
-	if ra, ok := s.(connector.RunAbandoner); ok {
-		job := held.Lease().Job
-		n, err := ra.AbandonRuns(ctx, job, time.Now().UTC(), abandonedReason)
-		if err != nil {
-			return nil, err
-		}
-		if n > 0 {
-			log.Warn("closed runs a dead runner left open", "job", job, "runs", n, "outcome", schema.RunAbandoned)
-		}
-	}
-	return w, nil
-}
-
 // warnUnleased says that a job runs without a lease.
 func warnUnleased(log *slog.Logger, job, sinkURI string) {
 	scheme, _, _ := strings.Cut(sinkURI, "://")
@@ -132,28 +101,29 @@ func warnUnleased(log *slog.Logger, job, sinkURI string) {
 }
 
 // oneShotLease takes job's lease for one run of `imgvec sync|backfill
-// --job` writing to s (open), and returns the sink to write through and
-// the function that releases the lease. Without a job it does nothing.
-func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, s sinks.Sink, log *slog.Logger) (connector.Sink, func(), error) {
+// --job` writing to sinkURI, and returns it with the function that
+// releases it. Without a job, or with a sink that keeps no leases and no
+// lockDSN, the run is unleased (the zero Lease).
+func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, log *slog.Logger) (jobrun.Lease, func(), error) {
 	nothing := func() {}
 	if job == "" {
-		return s, nothing, nil
+		return jobrun.Lease{}, nothing, nil
 	}
 	h, err := openLeaseHome(ctx, sinkURI, lockDSN)
 	if err != nil {
-		return nil, nothing, err
+		return jobrun.Lease{}, nothing, err
 	}
 	if h == nil {
 		warnUnleased(log, job, sinkURI)
-		return s, nothing, nil
+		return jobrun.Lease{}, nothing, nil
 	}
 	held, err := h.hold(ctx, job, lease.NewHolderID(), defaultLeaseTTL, log)
 	if err != nil {
 		h.close()
 		if errors.Is(err, lease.ErrHeld) {
-			return nil, nothing, fmt.Errorf("%w (a serve process or another run has it; trigger the job there with POST /v1/jobs/%s/run, or wait)", err, job)
+			return jobrun.Lease{}, nothing, fmt.Errorf("%w (a serve process or another run has it; trigger the job there with POST /v1/jobs/%s/run, or wait)", err, job)
 		}
-		return nil, nothing, err
+		return jobrun.Lease{}, nothing, err
 	}
 	release := func() {
 		if err := held.Release(context.WithoutCancel(ctx)); err != nil {
@@ -161,10 +131,5 @@ func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, s sinks.Sin
 		}
 		h.close()
 	}
-	w, err := writeThrough(ctx, s, h, held, log)
-	if err != nil {
-		release()
-		return nil, nothing, err
-	}
-	return w, release, nil
+	return jobrun.Lease{Held: held, Fenced: h.fenced}, release, nil
 }

@@ -2,44 +2,34 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/imgvec/imgvec/connector"
-	"github.com/imgvec/imgvec/schema"
 )
 
-// runSyncer runs syn with the two-phase stop: the first SIGINT/SIGTERM
-// stops listing and lets in-flight batches commit (within the grace
-// period); a second one cancels at once.
-//
-// ctx is main's signal context, which the first signal cancels: the run
-// must not inherit that cancellation (it would abandon the in-flight
-// batches at once instead of letting them commit), so it runs under a
-// context detached from it and cancelled only by the second signal. A
-// signal that arrived before this function registered its handler shows
-// as ctx being done already: that is a soft stop too.
-func runSyncer(ctx context.Context, syn *connector.Syncer) (schema.Run, error) {
+// hardStop returns the context of a one-shot job's runs and the function
+// that releases its signal handler. ctx is main's signal context, which
+// the first SIGINT/SIGTERM cancels: that is the soft stop (in-flight
+// batches drain and commit within the grace period). The runs must not
+// inherit that cancellation, so their context is detached from ctx and
+// cancelled by the second signal only: the hard stop. A signal that
+// arrived before the handler was registered shows as ctx being done
+// already, and counts as the first.
+func hardStop(ctx context.Context) (context.Context, func()) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	if ctx.Err() != nil {
-		syn.Stop()
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
+	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
-		select {
-		case s := <-sigs:
-			slog.Warn("stopping: committing in-flight batches (signal again to abort)", "signal", s.String())
-			syn.Stop()
-		case <-done:
-			return
+		defer close(exited)
+		if ctx.Err() == nil {
+			select {
+			case s := <-sigs:
+				slog.Warn("stopping: committing in-flight batches (signal again to abort)", "signal", s.String())
+			case <-done:
+				return
+			}
 		}
 		select {
 		case <-sigs:
@@ -48,34 +38,10 @@ func runSyncer(ctx context.Context, syn *connector.Syncer) (schema.Run, error) {
 		case <-done:
 		}
 	}()
-	return syn.Run(ctx)
-}
-
-// runError maps a run's result to the CLI's error (and so its exit code).
-func runError(run schema.Run, err error) error {
-	if err != nil {
-		return err
+	return hard, func() {
+		signal.Stop(sigs)
+		close(done)
+		<-exited
+		cancel()
 	}
-	if run.Failed > 0 {
-		return errItemFailures
-	}
-	return nil
-}
-
-// joinRunErrors keeps the first fatal error, else the item-failure marker.
-func joinRunErrors(errs []error) error {
-	var itemFailures bool
-	for _, err := range errs {
-		switch {
-		case err == nil:
-		case errors.Is(err, errItemFailures):
-			itemFailures = true
-		default:
-			return err
-		}
-	}
-	if itemFailures {
-		return errItemFailures
-	}
-	return nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/connector/lease"
 	"github.com/imgvec/imgvec/connector/schedule"
 	"github.com/imgvec/imgvec/extract"
@@ -362,66 +363,33 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
 	}
-	w, err := writeThrough(hard, sk, sj.home, held, log)
-	if err != nil {
-		return s.jobFailed(sj, trig, log, err)
-	}
-	var lost <-chan struct{}
-	if held != nil {
-		lost = held.Lost()
-	}
 	md, err := connector.ParseMaxDelete(st.maxDelete)
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
 	}
-	var errs []error
-	for _, ref := range st.sources {
-		src, err := st.source.openSource(ref)
-		if err != nil {
-			errs = append(errs, err)
-			break
-		}
-		syn, err := connector.NewSyncer(connector.Options{
-			Source: src, Sink: w, Embedder: sj.x, Kind: connector.KindSync, Job: name,
+	var l jobrun.Lease
+	if held != nil {
+		l = jobrun.Lease{Held: held, Fenced: sj.home.fenced}
+	}
+	return jobrun.Run(ctx, hard, jobrun.Job{
+		Sources: st.sources, Open: st.source.openSource,
+		Template: connector.Options{
+			Sink: sk, Embedder: sj.x, Kind: connector.KindSync, Job: name,
 			RetryFailed: st.retryFailed, MaxDelete: md, Grace: st.grace, PrepareWorkers: st.workers,
 			Observer: s.metrics.observer(name), Logger: log, StartedAt: began,
-		})
-		began = time.Time{}
-		if err != nil {
-			src.Close()
-			errs = append(errs, err)
-			break
-		}
-		done := make(chan struct{})
-		go func() {
-			select {
-			case <-ctx.Done():
-				syn.Stop()
-			case <-lost:
-				log.Error("job lease lost: stopping the run (its commits are refused)")
-				syn.Stop()
-			case <-done:
+		},
+		Finished: func(run schema.Run, err error) {
+			if run.ID == "" {
+				s.jobFailed(sj, trig, log, err)
+				return
 			}
-		}()
-		run, err := syn.Run(hard)
-		close(done)
-		src.Close()
-		s.metrics.runDone(name, string(trig), run)
-		sj.finished(run, err)
-		log.Info("run finished", "source", run.Source, "outcome", run.Outcome, "listed", run.Listed, "written", run.Written,
-			"extracted", run.Extracted, "reused", run.Reused, "unchanged", run.Unchanged, "failed", run.Failed,
-			"deleted", run.Deleted, "took", run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond), "err", err)
-		if err != nil {
-			errs = append(errs, err)
-			if !errorsIsItemOnly(err) {
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return errors.Join(errs...)
+			s.metrics.runDone(name, string(trig), run)
+			sj.finished(run, err)
+			log.Info("run finished", "source", schema.Printable(run.Source), "outcome", run.Outcome, "listed", run.Listed, "written", run.Written,
+				"extracted", run.Extracted, "reused", run.Reused, "unchanged", run.Unchanged, "failed", run.Failed,
+				"deleted", run.Deleted, "took", run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond), "err", err)
+		},
+	}, l)
 }
 
 // leadership returns the job's lease, taking it when this process does not

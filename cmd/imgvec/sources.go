@@ -34,27 +34,31 @@ func (f *sourceFlags) openSource(ref string) (connector.Source, error) {
 }
 
 // embedSources splits PATHS into one folder source per directory and one
-// file list for the plain files.
-func (f *sourceFlags) embedSources(paths []string) ([]connector.Source, error) {
-	var srcs []connector.Source
-	var files []string
+// file list for the plain files: the job's source references (folders by
+// path, the list by its name) and their opener.
+func (f *sourceFlags) embedSources(paths []string) ([]string, func(string) (connector.Source, error), error) {
+	var refs, files []string
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("embed %s: %w", p, err)
+			return nil, nil, fmt.Errorf("embed %s: %w", p, err)
 		}
 		if fi.IsDir() {
-			s, err := folder.New(p, f.options())
-			if err != nil {
-				return nil, err
-			}
-			srcs = append(srcs, s)
-			continue
+			refs = append(refs, p)
+		} else {
+			files = append(files, p)
 		}
-		files = append(files, p)
 	}
+	var list connector.Source
 	if len(files) > 0 {
-		srcs = append(srcs, filelist.New(files))
+		list = filelist.New(files)
+		refs = append(refs, list.Name())
 	}
-	return srcs, nil
+	open := func(ref string) (connector.Source, error) {
+		if list != nil && ref == list.Name() {
+			return list, nil
+		}
+		return folder.New(ref, f.options())
+	}
+	return refs, open, nil
 }

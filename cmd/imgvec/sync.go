@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,8 +14,8 @@ import (
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks"
 )
 
 // addConnectorCommands adds the commands that work on a sink.
@@ -139,85 +138,37 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				return err
 			}
 			defer sink.Close()
-			if !s.dryRun {
-				w, release, err := oneShotLease(ctx, s.job, s.sink, s.lockDSN, sink, slog.Default())
-				if err != nil {
-					return err
-				}
-				defer release()
-				opts.Sink = w
+			job := jobrun.Job{Sources: s.sources, Open: s.source.openSource, Template: opts}
+			if s.dryRun {
+				return jobrun.Plan(ctx, job, func(p connector.Plan) { printPlan(cmd, ctx, sink, p) })
 			}
-			errs := make([]error, 0, len(s.sources))
-			for _, ref := range s.sources {
-				src, err := s.source.openSource(ref)
-				if err != nil {
-					return err
-				}
-				opts.Source = src
-				opts.Progress = newProgress(cmd.ErrOrStderr(), g.quiet, use)
-				syn, err := connector.NewSyncer(opts)
-				if err != nil {
-					src.Close()
-					return err
-				}
-				if s.dryRun {
-					plan, err := syn.Plan(ctx)
-					src.Close()
-					if err != nil {
-						return err
-					}
-					printPlan(cmd, ctx, sink, plan)
-					continue
-				}
-				run, err := runSyncer(ctx, syn)
-				opts.StartedAt = time.Time{}
-				src.Close()
-				printRun(cmd, run)
-				errs = append(errs, runError(run, err))
-				if err != nil && !errorsIsItemOnly(err) {
-					break
-				}
+			l, release, err := oneShotLease(ctx, s.job, s.sink, s.lockDSN, slog.Default())
+			if err != nil {
+				return err
 			}
-			if err := buildDeferredIndex(ctx, cmd, sink); err != nil {
-				errs = append(errs, err)
+			defer release()
+			var itemFailures bool
+			job.Progress = func(string) func(connector.Progress) { return newProgress(cmd.ErrOrStderr(), g.quiet, use) }
+			job.Finished = func(run schema.Run, _ error) {
+				if run.ID != "" {
+					printRun(cmd, run)
+				}
+				itemFailures = itemFailures || run.Failed > 0
 			}
-			return joinRunErrors(errs)
+			hard, stop := hardStop(ctx)
+			defer stop()
+			if err := jobrun.Run(ctx, hard, job, l); err != nil {
+				return err
+			}
+			if itemFailures {
+				return errItemFailures
+			}
+			return nil
 		},
 	}
 	s.register(cmd.Flags(), kind)
 	cf.register(cmd.Flags())
 	return cmd
-}
-
-// buildDeferredIndex builds the vector index a PostgreSQL sink left for the
-// end of the run (a backfill into an empty table loads first, then indexes:
-// a live index slows bulk loads). After a signal it only says how to build
-// it later.
-func buildDeferredIndex(ctx context.Context, cmd *cobra.Command, s sinks.Sink) error {
-	ix, ok := s.(connector.IndexManager)
-	if !ok || !ix.IndexDeferred() {
-		return nil
-	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(cmd.ErrOrStderr(), "vector index not built (run stopped); build it with `imgvec index create binary --sink …`")
-		return nil
-	}
-	start := time.Now()
-	info, built, err := ix.BuildDeferredIndex(context.WithoutCancel(ctx), connector.IndexOptions{})
-	if err != nil {
-		return fmt.Errorf("build deferred index: %w", err)
-	}
-	if built {
-		fmt.Fprintf(cmd.ErrOrStderr(), "built index %s (%s, %d MiB) in %s\n", info.Name, info.Strategy, info.SizeBytes>>20, time.Since(start).Round(time.Millisecond))
-	}
-	return nil
-}
-
-// errorsIsItemOnly is true for errors after which the next source can
-// still run: an incomplete listing or a refused deletion.
-func errorsIsItemOnly(err error) bool {
-	var dg *connector.DeleteGuardError
-	return errors.As(err, &dg) || errors.Is(err, connector.ErrIncompleteListing)
 }
 
 func printPlan(cmd *cobra.Command, ctx context.Context, sink connector.StatusReader, p connector.Plan) {

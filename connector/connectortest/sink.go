@@ -50,7 +50,10 @@ type Sink struct {
 	overlaps atomic.Int32
 }
 
-var _ connector.Sink = (*Sink)(nil)
+var (
+	_ connector.Sink         = (*Sink)(nil)
+	_ connector.RunAbandoner = (*Sink)(nil)
+)
 
 // NewSink returns an empty sink.
 func NewSink() *Sink {
@@ -94,6 +97,24 @@ func (s *Sink) Close() error {
 	defer s.mu.Unlock()
 	s.opened = false
 	return nil
+}
+
+// AbandonRuns closes the runs of job still running as abandoned.
+func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for id, r := range s.runs {
+		if r.Job == job && r.Outcome == schema.RunRunning {
+			r.Outcome, r.EndedAt, r.Error = schema.RunAbandoned, endedAt, reason
+			s.runs[id] = r
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.StoredItem) error) error {
