@@ -31,19 +31,20 @@ func parseJob(t *testing.T, src string) config.Job {
 // A key left out of the file and a flag left off the command line mean
 // the same: the config's defaults are the flags' defaults.
 func TestConfigDefaultsAreFlagDefaults(t *testing.T) {
-	var flags runSettings
-	flags.register(pflag.NewFlagSet("sync", pflag.ContinueOnError), connector.KindSync)
-	flags.job, flags.sources = "a", []string{"/x"}
-	got := settingsFromJob(parseJob(t, "jobs:\n  - {name: a, source: /x}\n"))
+	var flags config.Job
+	registerRunFlags(pflag.NewFlagSet("sync", pflag.ContinueOnError), &flags, connector.KindSync)
+	got := parseJob(t, "jobs:\n  - {name: a, source: /x}\n")
+	flags.Name, flags.Sources = "a", []string{"/x"}
+	flags.Schedule, flags.TimeZone = got.Schedule, got.TimeZone // serve's keys: no flag
 	if !reflect.DeepEqual(got, flags) {
-		t.Errorf("settings of a job with only a name and a source:\n%+v\nflag defaults:\n%+v", got, flags)
+		t.Errorf("a job with only a name and a source:\n%+v\nflag defaults:\n%+v", got, flags)
 	}
 }
 
 // A flag given on the command line wins over the config; the config wins
 // over the flags' defaults.
 func TestFlagsOverrideConfig(t *testing.T) {
-	j := parseJob(t, `
+	fileJob := parseJob(t, `
 jobs:
   - name: photos
     source: [/a, /b]
@@ -55,26 +56,25 @@ jobs:
     max_delete: 10%
     retry_failed: true
 `)
-	var s runSettings
+	var j config.Job
 	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
-	s.register(fs, connector.KindSync)
-	if err := fs.Parse([]string{"--batch", "4", "--include", "x/**", "--include", "y/**", "--source", "/c", "--dry-run", "--retry-failed=false"}); err != nil {
+	registerRunFlags(fs, &j, connector.KindSync)
+	if err := fs.Parse([]string{"--batch", "4", "--include", "x/**", "--include", "y/**", "--source", "/c", "--retry-failed=false"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := applyJob(fs, func() { s = settingsFromJob(j) }); err != nil {
+	if err := applyJob(fs, func() { j = fileJob }); err != nil {
 		t.Fatal(err)
 	}
-	want := settingsFromJob(j)
-	want.model.batch = 4
-	want.source.include = []string{"x/**", "y/**"}
-	want.sources = []string{"/c"}
-	want.dryRun = true
-	want.retryFailed = false
-	if !reflect.DeepEqual(s, want) {
-		t.Errorf("settings = %+v\nwant       %+v", s, want)
+	want := fileJob
+	want.Batch = 4
+	want.Include = []string{"x/**", "y/**"}
+	want.Sources = []string{"/c"}
+	want.RetryFailed = false
+	if !reflect.DeepEqual(j, want) {
+		t.Errorf("job = %+v\nwant  %+v", j, want)
 	}
-	if s.sink != "sqlite://./cfg.db" || s.model.device != "cuda" || s.grace != 5*time.Second || s.maxDelete != "10%" || s.job != "photos" {
-		t.Errorf("config values lost: %+v", s)
+	if j.Sink != "sqlite://./cfg.db" || j.Device != "cuda" || j.Grace != 5*time.Second || j.MaxDelete != "10%" || j.Name != "photos" {
+		t.Errorf("config values lost: %+v", j)
 	}
 }
 

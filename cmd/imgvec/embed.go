@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/schema"
@@ -14,8 +15,7 @@ import (
 )
 
 func newEmbedCmd(g *globalFlags) *cobra.Command {
-	var mf modelFlags
-	var sf sourceFlags
+	var j config.Job // the model and folder flags
 	var out string
 	cmd := &cobra.Command{
 		Use:   "embed [flags] PATHS... --out vectors.npy|vectors.jsonl|-",
@@ -29,12 +29,12 @@ func newEmbedCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return usageError{err.Error()}
 			}
-			refs, open, err := sf.embedSources(args)
+			refs, open, err := embedSources(j, args)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			x, err := mf.extractor(ctx)
+			x, err := openExtractor(ctx, j)
 			if err != nil {
 				return err
 			}
@@ -73,10 +73,10 @@ func newEmbedCmd(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
-	mf.register(cmd.Flags())
+	registerModelFlags(cmd.Flags(), &j)
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output: FILE.npy (+ FILE.ids.txt), FILE.jsonl, or - (JSON Lines on stdout)")
-	cmd.Flags().StringSliceVar(&sf.include, "include", nil, "glob of keys to include in folders (repeatable, ** allowed)")
-	cmd.Flags().StringSliceVar(&sf.exclude, "exclude", nil, "glob of keys to exclude in folders (repeatable)")
+	cmd.Flags().StringSliceVar(&j.Include, "include", nil, "glob of keys to include in folders (repeatable, ** allowed)")
+	cmd.Flags().StringSliceVar(&j.Exclude, "exclude", nil, "glob of keys to exclude in folders (repeatable)")
 	return cmd
 }
 

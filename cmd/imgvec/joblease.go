@@ -18,7 +18,6 @@ import (
 // takes its from the config).
 const defaultLeaseTTL = 30 * time.Second
 
-
 // leaseHome is where a job's lease lives:
 //
 //   - lock_dsn set: TABLE_leases of that PostgreSQL database; commits to

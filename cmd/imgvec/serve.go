@@ -102,9 +102,8 @@ type server struct {
 
 // servedJob is one job of the config and its state in this process.
 type servedJob struct {
-	cfg      config.Job
-	settings runSettings
-	x        *extract.Extractor // loaded at start
+	cfg config.Job
+	x   *extract.Extractor // loaded at start
 
 	mu      sync.Mutex
 	last    *schema.Run // the last finished run
@@ -144,7 +143,7 @@ func newServer(f *config.File, only []string, log *slog.Logger) (*server, error)
 		if _, err := newSink(j.Sink, true, j.Index); err != nil {
 			return nil, fmt.Errorf("%s: job %s: %w", f.Path, j.Name, err)
 		}
-		s.jobs = append(s.jobs, &servedJob{cfg: j, settings: settingsFromJob(j)})
+		s.jobs = append(s.jobs, &servedJob{cfg: j})
 		s.metrics.addJob(j.Name)
 	}
 	for _, name := range only {
@@ -256,7 +255,7 @@ func (s *server) run(ctx context.Context) error {
 	// little longer than the longest grace for that to be recorded.
 	wait := time.Duration(0)
 	for _, sj := range s.jobs {
-		wait = max(wait, sj.settings.grace)
+		wait = max(wait, sj.cfg.Grace)
 	}
 	stopCtx, cancel := context.WithTimeout(s.hardCtx, wait+15*time.Second)
 	stopErr := s.sched.Stop(stopCtx)
@@ -307,19 +306,18 @@ func defaultReplicaID(listen string, bound net.Addr) string {
 func (s *server) loadModels(ctx context.Context) error {
 	byKey := map[string]*extract.Extractor{}
 	for _, sj := range s.jobs {
-		m := sj.settings.model
-		key := fmt.Sprintf("%+v", m)
+		key := fmt.Sprintf("%+v", extractorSettings(sj.cfg))
 		if x, ok := byKey[key]; ok {
 			sj.x = x
 			continue
 		}
 		start := time.Now()
-		x, err := m.extractor(ctx)
+		x, err := openExtractor(ctx, sj.cfg)
 		if err != nil {
-			return fmt.Errorf("serve: job %s: load model %s: %w", sj.cfg.Name, m.model, err)
+			return fmt.Errorf("serve: job %s: load model %s: %w", sj.cfg.Name, sj.cfg.Model, err)
 		}
 		byKey[key], sj.x = x, x
-		s.log.Info("model loaded", "job", sj.cfg.Name, "model", m.model, "id", x.Identity().ID(), "took", time.Since(start).Round(time.Millisecond))
+		s.log.Info("model loaded", "job", sj.cfg.Name, "model", sj.cfg.Model, "id", x.Identity().ID(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -338,14 +336,14 @@ func (s *server) closeModels() {
 // of the job, in order, under the job's lease. ctx is the scheduler's: its
 // cancellation (SIGTERM) is the soft stop.
 func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigger) error {
-	name, st := sj.cfg.Name, sj.settings
+	name, st := sj.cfg.Name, sj.cfg
 	log := s.log.With("job", name, "trigger", string(trig))
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	hard := s.hardCtx
 	began := time.Now() // the first run's duration counts the sink's waits at Open
-	sk, err := newSink(st.sink, true, st.index)
+	sk, err := newSink(st.Sink, true, st.Index)
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
 	}
@@ -363,7 +361,7 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
 	}
-	md, err := connector.ParseMaxDelete(st.maxDelete)
+	md, err := connector.ParseMaxDelete(st.MaxDelete)
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
 	}
@@ -372,10 +370,10 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 		l = jobrun.Lease{Held: held, Fenced: sj.home.fenced}
 	}
 	return jobrun.Run(ctx, hard, jobrun.Job{
-		Sources: st.sources, Open: st.source.openSource,
+		Sources: st.Sources, Open: sourceOpener(st),
 		Template: connector.Options{
 			Sink: sk, Embedder: sj.x, Kind: connector.KindSync, Job: name,
-			RetryFailed: st.retryFailed, MaxDelete: md, Grace: st.grace, PrepareWorkers: st.workers,
+			RetryFailed: st.RetryFailed, MaxDelete: md, Grace: st.Grace, PrepareWorkers: st.Workers,
 			Observer: s.metrics.observer(name), Logger: log, StartedAt: began,
 		},
 		Finished: func(run schema.Run, err error) {
@@ -432,13 +430,13 @@ func (s *server) leaseHome(ctx context.Context, sj *servedJob, log *slog.Logger)
 	sj.homeMu.Lock()
 	defer sj.homeMu.Unlock()
 	if sj.home == nil && !sj.unleased {
-		h, err := openLeaseHome(ctx, sj.settings.sink, sj.cfg.LockDSN)
+		h, err := openLeaseHome(ctx, sj.cfg.Sink, sj.cfg.LockDSN)
 		if err != nil {
 			return nil, err
 		}
 		if h == nil {
 			sj.unleased = true
-			warnUnleased(log, sj.cfg.Name, sj.settings.sink)
+			warnUnleased(log, sj.cfg.Name, sj.cfg.Sink)
 		}
 		sj.home = h
 	}
@@ -508,7 +506,7 @@ func (sj *servedJob) reachable(ctx context.Context) error {
 		return err
 	}
 	sj.mu.Unlock()
-	err := probeSink(ctx, sj.settings.sink)
+	err := probeSink(ctx, sj.cfg.Sink)
 	sj.mu.Lock()
 	sj.probe = probeResult{at: time.Now(), err: err}
 	sj.mu.Unlock()

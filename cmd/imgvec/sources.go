@@ -5,38 +5,44 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
+
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/filelist"
 	"github.com/imgvec/imgvec/connector/folder"
 )
 
-// sourceFlags are the flags that shape a folder listing.
-type sourceFlags struct {
-	include        []string
-	exclude        []string
-	extensions     []string
-	followSymlinks bool
-	maxBytes       int64
+// registerSourceFlags binds the flags that shape a folder listing onto
+// j's fields.
+func registerSourceFlags(fs *pflag.FlagSet, j *config.Job) {
+	fs.StringSliceVar(&j.Include, "include", nil, "glob of keys to include (repeatable, ** allowed)")
+	fs.StringSliceVar(&j.Exclude, "exclude", nil, "glob of keys to exclude (repeatable)")
+	fs.StringSliceVar(&j.Extensions, "ext", nil, "file extensions to list (default jpg,jpeg,png,gif,webp,bmp,tif,tiff)")
+	fs.BoolVar(&j.FollowSymlinks, "follow-symlinks", false, "follow symbolic links (loops are detected)")
+	rangeVar(fs, &j.MaxBytes, "max-bytes", "", config.DefaultMaxBytes, config.MaxBytesRange, "refuse files larger than this many bytes")
 }
 
-func (f *sourceFlags) options() folder.Options {
-	return folder.Options{Include: f.include, Exclude: f.exclude, Extensions: f.extensions,
-		FollowSymlinks: f.followSymlinks, MaxBytes: f.maxBytes}
+func folderOptions(j config.Job) folder.Options {
+	return folder.Options{Include: j.Include, Exclude: j.Exclude, Extensions: j.Extensions,
+		FollowSymlinks: j.FollowSymlinks, MaxBytes: j.MaxBytes}
 }
 
-// openSource opens a --source value: a folder path or file:// URI.
-func (f *sourceFlags) openSource(ref string) (connector.Source, error) {
-	switch {
-	case strings.HasPrefix(ref, "s3://"), strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
-		return nil, fmt.Errorf("source %s: S3 and URL-manifest sources are not available in this build yet", ref)
+// sourceOpener opens j's --source values: folder paths or file:// URIs.
+func sourceOpener(j config.Job) func(ref string) (connector.Source, error) {
+	return func(ref string) (connector.Source, error) {
+		switch {
+		case strings.HasPrefix(ref, "s3://"), strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
+			return nil, fmt.Errorf("source %s: S3 and URL-manifest sources are not available in this build yet", ref)
+		}
+		return folder.New(ref, folderOptions(j))
 	}
-	return folder.New(ref, f.options())
 }
 
 // embedSources splits PATHS into one folder source per directory and one
 // file list for the plain files: the job's source references (folders by
 // path, the list by its name) and their opener.
-func (f *sourceFlags) embedSources(paths []string) ([]string, func(string) (connector.Source, error), error) {
+func embedSources(j config.Job, paths []string) ([]string, func(string) (connector.Source, error), error) {
 	var refs, files []string
 	for _, p := range paths {
 		fi, err := os.Stat(p)
@@ -58,7 +64,7 @@ func (f *sourceFlags) embedSources(paths []string) ([]string, func(string) (conn
 		if list != nil && ref == list.Name() {
 			return list, nil
 		}
-		return folder.New(ref, f.options())
+		return folder.New(ref, folderOptions(j))
 	}
 	return refs, open, nil
 }

@@ -27,105 +27,68 @@ func addConnectorCommands(root *cobra.Command, g *globalFlags) {
 	)
 }
 
-// runSettings are what a sync or backfill run takes from its flags, or
-// from a config job (settingsFromJob) with the flags given on top.
-type runSettings struct {
-	model       modelFlags
-	source      sourceFlags
-	sources     []string
-	sink        string
-	job         string
-	dryRun      bool
-	retryFailed bool
-	maxDelete   string
-	grace       time.Duration
-	workers     int
-	index       string
-	lockDSN     string
-}
-
-// register binds the run flags of a command of the given kind to s.
-func (s *runSettings) register(fs *pflag.FlagSet, kind string) {
-	s.model.register(fs)
-	fs.StringVar(&s.index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
-	fs.StringArrayVar(&s.sources, "source", nil, "image folder (path or file:// URI); repeatable")
-	fs.StringVar(&s.sink, "sink", defaultSink, "where vectors go: sqlite://PATH or postgres://USER@HOST:PORT/DB?schema=S&table=T")
-	jobVar(fs, &s.job, "job name recorded with the run; with --config, the job to run. A named job takes the job's lease: one runner per job at a time")
-	fs.StringVar(&s.lockDSN, "lock-dsn", "", "PostgreSQL database holding job leases (default: the sink's own database, or a lock file beside a SQLite sink)")
-	fs.BoolVar(&s.dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
-	fs.BoolVar(&s.retryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
-	rangeVar(fs, &s.grace, "grace", "", config.DefaultGrace, config.GraceRange, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
-	rangeVar(fs, &s.workers, "workers", "", 0, config.WorkersRange, "decode workers; 0 = number of CPUs")
-	fs.StringSliceVar(&s.source.include, "include", nil, "glob of keys to include (repeatable, ** allowed)")
-	fs.StringSliceVar(&s.source.exclude, "exclude", nil, "glob of keys to exclude (repeatable)")
-	fs.StringSliceVar(&s.source.extensions, "ext", nil, "file extensions to list (default jpg,jpeg,png,gif,webp,bmp,tif,tiff)")
-	fs.BoolVar(&s.source.followSymlinks, "follow-symlinks", false, "follow symbolic links (loops are detected)")
-	rangeVar(fs, &s.source.maxBytes, "max-bytes", "", config.DefaultMaxBytes, config.MaxBytesRange, "refuse files larger than this many bytes")
+// registerRunFlags binds the flags of a sync or backfill onto j's fields:
+// the settings of a config job, which applyJob puts under the flags given.
+func registerRunFlags(fs *pflag.FlagSet, j *config.Job, kind string) {
+	registerModelFlags(fs, j)
+	registerSourceFlags(fs, j)
+	fs.StringVar(&j.Index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
+	fs.StringArrayVar(&j.Sources, "source", nil, "image folder (path or file:// URI); repeatable")
+	fs.StringVar(&j.Sink, "sink", defaultSink, "where vectors go: sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME")
+	jobVar(fs, &j.Name, "job name recorded with the run; with --config, the job to run. A named job takes the job's lease: one runner per job at a time")
+	fs.StringVar(&j.LockDSN, "lock-dsn", "", "PostgreSQL database holding job leases (default: the sink's own database, or a lock file beside a SQLite sink)")
+	fs.BoolVar(&j.RetryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
+	rangeVar(fs, &j.Grace, "grace", "", config.DefaultGrace, config.GraceRange, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
+	rangeVar(fs, &j.Workers, "workers", "", 0, config.WorkersRange, "decode workers; 0 = number of CPUs")
 	if kind == connector.KindSync {
-		fs.StringVar(&s.maxDelete, "max-delete", "", "abort deletion when more items vanished than this count or percentage (e.g. 100 or 10%)")
-	}
-}
-
-// settingsFromJob is what the flags would hold for the job's settings.
-// --dry-run has no config key: it stays a command-line choice.
-func settingsFromJob(j config.Job) runSettings {
-	return runSettings{
-		model: modelFlags{
-			model: j.Model, layer: j.Layer, batch: j.Batch, device: j.Device, threads: j.Threads,
-			noNormalize: j.NoNormalize, ignoreOrientation: j.IgnoreExifOrientation, maxPixels: j.MaxPixels, download: j.Download,
-		},
-		source: sourceFlags{
-			include: j.Include, exclude: j.Exclude, extensions: j.Extensions,
-			followSymlinks: j.FollowSymlinks, maxBytes: j.MaxBytes,
-		},
-		sources: j.Sources, sink: j.Sink, job: j.Name, retryFailed: j.RetryFailed,
-		maxDelete: j.MaxDelete, grace: j.Grace, workers: j.Workers, index: j.Index, lockDSN: j.LockDSN,
+		fs.StringVar(&j.MaxDelete, "max-delete", "", "abort deletion when more items vanished than this count or percentage (e.g. 100 or 10%)")
 	}
 }
 
 func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 	var (
-		s  runSettings
-		cf configFlags
+		j      config.Job
+		dryRun bool
+		cf     configFlags
 	)
 	cmd := &cobra.Command{
 		Use:   use + " (--source PATH [--source PATH...] [--sink URI] | --config FILE [--job NAME])",
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			j, ok, err := cf.job(s.job)
+			fileJob, ok, err := cf.job(j.Name)
 			if err != nil {
 				return err
 			}
 			if ok {
-				if err := applyJob(cmd.Flags(), func() { s = settingsFromJob(j) }); err != nil {
+				if err := applyJob(cmd.Flags(), func() { j = fileJob }); err != nil {
 					return err
 				}
 			}
-			if len(s.sources) == 0 {
+			if len(j.Sources) == 0 {
 				return usagef("%s: at least one --source (or --config FILE) is required", use)
 			}
-			md, err := connector.ParseMaxDelete(s.maxDelete)
+			md, err := connector.ParseMaxDelete(j.MaxDelete)
 			if err != nil {
 				return usageError{err.Error()}
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(s.sink, !s.dryRun, s.index)
+			sink, err := newSink(j.Sink, !dryRun, j.Index)
 			if err != nil {
 				return err
 			}
 			opts := connector.Options{
-				Sink: sink, Kind: kind, Job: s.job, RetryFailed: s.retryFailed, MaxDelete: md,
-				Grace: s.grace, PrepareWorkers: s.workers, Logger: slog.Default(),
+				Sink: sink, Kind: kind, Job: j.Name, RetryFailed: j.RetryFailed, MaxDelete: md,
+				Grace: j.Grace, PrepareWorkers: j.Workers, Logger: slog.Default(),
 			}
-			if s.dryRun {
-				m, err := s.model.loadModel(ctx)
+			if dryRun {
+				m, err := loadModel(ctx, j)
 				if err != nil {
 					return err
 				}
-				opts.Model = m.Identity(!s.model.noNormalize)
+				opts.Model = m.Identity(!j.NoNormalize)
 			} else {
-				x, err := s.model.extractor(ctx)
+				x, err := openExtractor(ctx, j)
 				if err != nil {
 					return err
 				}
@@ -138,11 +101,11 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				return err
 			}
 			defer sink.Close()
-			job := jobrun.Job{Sources: s.sources, Open: s.source.openSource, Template: opts}
-			if s.dryRun {
+			job := jobrun.Job{Sources: j.Sources, Open: sourceOpener(j), Template: opts}
+			if dryRun {
 				return jobrun.Plan(ctx, job, func(p connector.Plan) { printPlan(cmd, ctx, sink, p) })
 			}
-			l, release, err := oneShotLease(ctx, s.job, s.sink, s.lockDSN, slog.Default())
+			l, release, err := oneShotLease(ctx, j.Name, j.Sink, j.LockDSN, slog.Default())
 			if err != nil {
 				return err
 			}
@@ -166,7 +129,8 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 			return nil
 		},
 	}
-	s.register(cmd.Flags(), kind)
+	registerRunFlags(cmd.Flags(), &j, kind)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
 	cf.register(cmd.Flags())
 	return cmd
 }
@@ -212,13 +176,12 @@ func printRun(cmd *cobra.Command, r schema.Run) {
 
 func newSearchCmd(g *globalFlags) *cobra.Command {
 	var (
-		mf      modelFlags
-		sinkURI string
-		image   string
-		id      string
-		k       int
-		asJSON  bool
-		cf      configFlags
+		j      config.Job // the model and sink flags
+		image  string
+		id     string
+		k      int
+		asJSON bool
+		cf     configFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "search (--image FILE | --id ID) [-k N] [--json]",
@@ -228,30 +191,26 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 			if (image == "") == (id == "") {
 				return usagef("search: give exactly one of --image FILE or --id ID")
 			}
-			j, ok, err := cf.job(cf.name)
+			fileJob, ok, err := cf.job(cf.name)
 			if err != nil {
 				return err
 			}
 			if ok {
 				// The job's model and sink: a query must be embedded the
 				// way the job embedded what it stored.
-				err := applyJob(cmd.Flags(), func() {
-					s := settingsFromJob(j)
-					mf, sinkURI = s.model, s.sink
-				})
-				if err != nil {
+				if err := applyJob(cmd.Flags(), func() { j = fileJob }); err != nil {
 					return err
 				}
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, false, "")
+			sink, err := newSink(j.Sink, false, "")
 			if err != nil {
 				return err
 			}
 			var query []float32
 			var modelID string
 			if image != "" {
-				x, err := mf.extractor(ctx)
+				x, err := openExtractor(ctx, j)
 				if err != nil {
 					return err
 				}
@@ -297,8 +256,8 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	mf.register(f)
-	f.StringVar(&sinkURI, "sink", defaultSink, "where vectors are: sqlite://PATH or postgres://…")
+	registerModelFlags(f, &j)
+	f.StringVar(&j.Sink, "sink", defaultSink, "where vectors are: sqlite://PATH, postgres://… or milvus://…")
 	f.StringVar(&image, "image", "", "query image file")
 	f.StringVar(&id, "id", "", "query by a stored item id (searches among that item's model id)")
 	rangeVar(f, &k, "k", "k", 10, config.SearchKRange, "number of results")
