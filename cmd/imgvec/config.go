@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
 	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
@@ -105,11 +106,11 @@ func (c *configFlags) job(name string) (j config.Job, ok bool, err error) {
 	}
 	f, err := config.Load(c.path)
 	if err != nil {
-		return config.Job{}, false, usageError{err.Error()}
+		return config.Job{}, false, wiring.Usage(err)
 	}
 	j, err = f.Job(name)
 	if err != nil {
-		return config.Job{}, false, usageError{err.Error()}
+		return config.Job{}, false, wiring.Usage(err)
 	}
 	return j, true, nil
 }
@@ -161,19 +162,19 @@ func newConfigCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cf.path == "" {
-				return usagef("config check: --config FILE is required")
+				return wiring.Usagef("config check: --config FILE is required")
 			}
 			f, err := config.Load(cf.path)
 			var ve *config.ValidationError
 			if errors.As(err, &ve) {
 				fmt.Fprintln(cmd.ErrOrStderr(), ve)
-				return usagef("config check: %s: %d problem(s)", cf.path, len(ve.Problems))
+				return wiring.Usagef("config check: %s: %d problem(s)", cf.path, len(ve.Problems))
 			}
 			if err != nil {
-				return usageError{err.Error()}
+				return wiring.Usage(err)
 			}
 			if err := checkSinks(f); err != nil {
-				return usageError{err.Error()}
+				return wiring.Usage(err)
 			}
 			printConfig(cmd.OutOrStdout(), f, time.Now())
 			return nil
@@ -190,7 +191,7 @@ func newConfigCmd() *cobra.Command {
 func checkSinks(f *config.File) error {
 	var errs []error
 	for _, j := range f.Jobs {
-		if _, err := newSink(j.Sink, false, j.Index); err != nil {
+		if _, err := wiring.NewSink(j.Sink, false, j.Index); err != nil {
 			errs = append(errs, fmt.Errorf("%s: job %s: sink: %w", f.Path, j.Name, err))
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/schema"
@@ -23,18 +24,18 @@ func newEmbedCmd(g *globalFlags) *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return usagef("embed: --out FILE is required (.npy, .jsonl, or - for JSON Lines on stdout)")
+				return wiring.Usagef("embed: --out FILE is required (.npy, .jsonl, or - for JSON Lines on stdout)")
 			}
 			sink, err := file.New(out, cmd.OutOrStdout())
 			if err != nil {
-				return usageError{err.Error()}
+				return wiring.Usage(err)
 			}
 			refs, open, err := embedSources(j, args)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			x, err := openExtractor(ctx, j)
+			x, err := wiring.OpenExtractor(ctx, j)
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
+
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/connector"
@@ -29,13 +31,13 @@ func newIndexCmd() *cobra.Command {
 		if uri == "" {
 			uri = os.Getenv("IMGVEC_PG_DSN")
 		}
-		s, err := newSink(uri, false, "")
+		s, err := wiring.NewSink(uri, false, "")
 		if err != nil {
 			return nil, nil, err
 		}
 		ix, ok := s.(connector.IndexManager)
 		if !ok {
-			return nil, nil, usagef("index: only %s sinks have vector indexes (the others search exactly)", sinks.Indexed())
+			return nil, nil, wiring.Usagef("index: only %s sinks have vector indexes (the others search exactly)", sinks.Indexed())
 		}
 		if err := s.OpenRead(cmd.Context()); err != nil {
 			return nil, nil, err
@@ -71,7 +73,7 @@ func newIndexCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := connector.ParseIndexStrategy(args[0])
 			if err != nil {
-				return usageError{err.Error()}
+				return wiring.Usage(err)
 			}
 			s, ix, err := open(cmd)
 			if err != nil {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
+
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/connector"
@@ -30,13 +32,6 @@ const (
 
 // errItemFailures marks a run that finished with per-item failures.
 var errItemFailures = errors.New("some items failed")
-
-// usageError marks a mistake in the command line.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 type globalFlags struct {
 	logFormat string
@@ -65,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return wiring.Usage(err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -84,7 +79,7 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	var ue usageError
+	var ue wiring.UsageError
 	switch {
 	case errors.As(err, &ue) || isCobraUsage(err):
 		fmt.Fprintf(stderr, "imgvec: %v\nRun 'imgvec help' for usage.\n", err)
@@ -112,7 +107,7 @@ func isCobraUsage(err error) bool {
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+		return nil, wiring.Usagef("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -121,7 +116,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, usagef("--log-format %q: want text or json", format)
+	return nil, wiring.Usagef("--log-format %q: want text or json", format)
 }
 
 func newVersionCmd() *cobra.Command {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
+
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/extract/models"
@@ -81,7 +83,7 @@ func newModelCutCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return usagef("cut: -o OUT.onnx is required")
+				return wiring.Usagef("cut: -o OUT.onnx is required")
 			}
 			m, err := readModel(args[0])
 			if err != nil {

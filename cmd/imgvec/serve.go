@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/connector/lease"
@@ -48,11 +49,11 @@ running batches commit within the grace period; a second signal aborts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cf.path == "" {
-				return usagef("serve: --config FILE is required")
+				return wiring.Usagef("serve: --config FILE is required")
 			}
 			f, err := config.Load(cf.path)
 			if err != nil {
-				return usageError{err.Error()}
+				return wiring.Usage(err)
 			}
 			if cmd.Flags().Changed("listen") {
 				f.Serve.Listen = listen
@@ -117,7 +118,7 @@ type servedJob struct {
 	// it); held and watch are used by the job's run only, and by
 	// shutdown after the scheduler stopped.
 	homeMu   sync.Mutex
-	home     *leaseHome
+	home     *wiring.LeaseHome
 	unleased bool // the sink keeps no leases and no lock_dsn is set
 	held     *lease.Held
 	watch    chan struct{} // closed to end held's watcher
@@ -135,12 +136,12 @@ func newServer(f *config.File, only []string, log *slog.Logger) (*server, error)
 			continue
 		}
 		if j.Schedule == "" {
-			return nil, usagef("%s: job %s has no schedule: serve runs scheduled jobs (run it once with `imgvec sync --config %s --job %s`)",
+			return nil, wiring.Usagef("%s: job %s has no schedule: serve runs scheduled jobs (run it once with `imgvec sync --config %s --job %s`)",
 				f.Path, j.Name, f.Path, j.Name)
 		}
 		// The config validated the job's keys; the sink URI is checked by
 		// the sink itself.
-		if _, err := newSink(j.Sink, true, j.Index); err != nil {
+		if _, err := wiring.NewSink(j.Sink, true, j.Index); err != nil {
 			return nil, fmt.Errorf("%s: job %s: %w", f.Path, j.Name, err)
 		}
 		s.jobs = append(s.jobs, &servedJob{cfg: j})
@@ -148,15 +149,15 @@ func newServer(f *config.File, only []string, log *slog.Logger) (*server, error)
 	}
 	for _, name := range only {
 		if _, err := f.Job(name); err != nil {
-			return nil, usageError{err.Error()}
+			return nil, wiring.Usage(err)
 		}
 	}
 	if len(s.jobs) == 0 {
-		return nil, usagef("%s: no jobs to serve", f.Path)
+		return nil, wiring.Usagef("%s: no jobs to serve", f.Path)
 	}
 	s.token = os.Getenv(f.Serve.TokenEnv)
 	if s.token == "" && !loopback(f.Serve.Listen) {
-		return nil, usagef("serve: listening on %s, beyond loopback, needs a bearer token for POST /v1/jobs/{name}/run: set $%s",
+		return nil, wiring.Usagef("serve: listening on %s, beyond loopback, needs a bearer token for POST /v1/jobs/{name}/run: set $%s",
 			f.Serve.Listen, f.Serve.TokenEnv)
 	}
 	s.sched = schedule.New(schedule.Options{
@@ -177,11 +178,11 @@ func newServer(f *config.File, only []string, log *slog.Logger) (*server, error)
 	for _, sj := range s.jobs {
 		loc, err := time.LoadLocation(sj.cfg.TimeZone)
 		if err != nil {
-			return nil, usagef("%s: job %s: time_zone %q: %v", f.Path, sj.cfg.Name, sj.cfg.TimeZone, err)
+			return nil, wiring.Usagef("%s: job %s: time_zone %q: %v", f.Path, sj.cfg.Name, sj.cfg.TimeZone, err)
 		}
 		if err := s.sched.Add(schedule.Job{Name: sj.cfg.Name, Spec: sj.cfg.Schedule, Location: loc,
 			Run: func(ctx context.Context, t schedule.Trigger) error { return s.runJob(ctx, sj, t) }}); err != nil {
-			return nil, usagef("%s: %v", f.Path, err)
+			return nil, wiring.Usagef("%s: %v", f.Path, err)
 		}
 	}
 	return s, nil
@@ -269,7 +270,7 @@ func (s *server) run(ctx context.Context) error {
 		}
 		s.dropLease(relCtx, sj)
 		sj.homeMu.Lock()
-		sj.home.close()
+		sj.home.Close()
 		sj.homeMu.Unlock()
 	}
 	cancel()
@@ -306,13 +307,13 @@ func defaultReplicaID(listen string, bound net.Addr) string {
 func (s *server) loadModels(ctx context.Context) error {
 	byKey := map[string]*extract.Extractor{}
 	for _, sj := range s.jobs {
-		key := fmt.Sprintf("%+v", extractorSettings(sj.cfg))
+		key := fmt.Sprintf("%+v", wiring.ExtractorSettings(sj.cfg))
 		if x, ok := byKey[key]; ok {
 			sj.x = x
 			continue
 		}
 		start := time.Now()
-		x, err := openExtractor(ctx, sj.cfg)
+		x, err := wiring.OpenExtractor(ctx, sj.cfg)
 		if err != nil {
 			return fmt.Errorf("serve: job %s: load model %s: %w", sj.cfg.Name, sj.cfg.Model, err)
 		}
@@ -343,7 +344,7 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 	}
 	hard := s.hardCtx
 	began := time.Now() // the first run's duration counts the sink's waits at Open
-	sk, err := newSink(st.Sink, true, st.Index)
+	sk, err := wiring.NewSink(st.Sink, true, st.Index)
 	if err != nil {
 		return s.jobFailed(sj, trig, log, err)
 	}
@@ -367,10 +368,10 @@ func (s *server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 	}
 	var l jobrun.Lease
 	if held != nil {
-		l = jobrun.Lease{Held: held, Fenced: sj.home.fenced}
+		l = jobrun.Lease{Held: held, Fenced: sj.home.Fenced}
 	}
 	return jobrun.Run(ctx, hard, jobrun.Job{
-		Sources: st.Sources, Open: sourceOpener(st),
+		Sources: st.Sources, Open: wiring.SourceOpener(st),
 		Template: connector.Options{
 			Sink: sk, Embedder: sj.x, Kind: connector.KindSync, Job: name,
 			RetryFailed: st.RetryFailed, MaxDelete: md, Grace: st.Grace, PrepareWorkers: st.Workers,
@@ -403,7 +404,7 @@ func (s *server) leadership(ctx context.Context, sj *servedJob, log *slog.Logger
 		return sj.held, nil
 	}
 	s.dropLease(ctx, sj)
-	held, err := home.hold(ctx, name, s.holder, s.cfg.Serve.LeaseTTL, log)
+	held, err := home.Hold(ctx, name, s.holder, s.cfg.Serve.LeaseTTL, log)
 	if err != nil {
 		return nil, err
 	}
@@ -426,17 +427,17 @@ func (s *server) leadership(ctx context.Context, sj *servedJob, log *slog.Logger
 
 // leaseHome returns the job's lease home, opened at first use; nil when
 // the job runs unleased.
-func (s *server) leaseHome(ctx context.Context, sj *servedJob, log *slog.Logger) (*leaseHome, error) {
+func (s *server) leaseHome(ctx context.Context, sj *servedJob, log *slog.Logger) (*wiring.LeaseHome, error) {
 	sj.homeMu.Lock()
 	defer sj.homeMu.Unlock()
 	if sj.home == nil && !sj.unleased {
-		h, err := openLeaseHome(ctx, sj.cfg.Sink, sj.cfg.LockDSN)
+		h, err := wiring.OpenLeaseHome(ctx, sj.cfg.Sink, sj.cfg.LockDSN)
 		if err != nil {
 			return nil, err
 		}
 		if h == nil {
 			sj.unleased = true
-			warnUnleased(log, sj.cfg.Name, sj.cfg.Sink)
+			wiring.WarnUnleased(log, sj.cfg.Name, sj.cfg.Sink)
 		}
 		sj.home = h
 	}
@@ -452,7 +453,7 @@ func (s *server) heldElsewhere(ctx context.Context, sj *servedJob) (lease.Lease,
 	if err != nil || home == nil {
 		return lease.Lease{}, err
 	}
-	l, err := home.store.Current(ctx, sj.cfg.Name)
+	l, err := home.Store.Current(ctx, sj.cfg.Name)
 	if err != nil || l.Holder == s.holder {
 		return lease.Lease{}, err
 	}
@@ -514,7 +515,7 @@ func (sj *servedJob) reachable(ctx context.Context) error {
 }
 
 func probeSink(ctx context.Context, uri string) error {
-	sk, err := newSink(uri, false, "")
+	sk, err := wiring.NewSink(uri, false, "")
 	if err != nil {
 		return err
 	}

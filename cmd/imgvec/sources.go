@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/filelist"
 	"github.com/imgvec/imgvec/connector/folder"
@@ -21,22 +21,6 @@ func registerSourceFlags(fs *pflag.FlagSet, j *config.Job) {
 	fs.StringSliceVar(&j.Extensions, "ext", nil, "file extensions to list (default jpg,jpeg,png,gif,webp,bmp,tif,tiff)")
 	fs.BoolVar(&j.FollowSymlinks, "follow-symlinks", false, "follow symbolic links (loops are detected)")
 	rangeVar(fs, &j.MaxBytes, "max-bytes", "", config.DefaultMaxBytes, config.MaxBytesRange, "refuse files larger than this many bytes")
-}
-
-func folderOptions(j config.Job) folder.Options {
-	return folder.Options{Include: j.Include, Exclude: j.Exclude, Extensions: j.Extensions,
-		FollowSymlinks: j.FollowSymlinks, MaxBytes: j.MaxBytes}
-}
-
-// sourceOpener opens j's --source values: folder paths or file:// URIs.
-func sourceOpener(j config.Job) func(ref string) (connector.Source, error) {
-	return func(ref string) (connector.Source, error) {
-		switch {
-		case strings.HasPrefix(ref, "s3://"), strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
-			return nil, fmt.Errorf("source %s: S3 and URL-manifest sources are not available in this build yet", ref)
-		}
-		return folder.New(ref, folderOptions(j))
-	}
 }
 
 // embedSources splits PATHS into one folder source per directory and one
@@ -64,7 +48,7 @@ func embedSources(j config.Job, paths []string) ([]string, func(string) (connect
 		if list != nil && ref == list.Name() {
 			return list, nil
 		}
-		return folder.New(ref, folderOptions(j))
+		return folder.New(ref, wiring.FolderOptions(j))
 	}
 	return refs, open, nil
 }

@@ -7,6 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
+
 	"github.com/spf13/cobra"
 
 	"github.com/imgvec/imgvec/migrations"
@@ -27,7 +29,7 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, false, "")
+			sink, err := wiring.NewSink(sinkURI, false, "")
 			if err != nil {
 				return err
 			}
@@ -113,7 +115,7 @@ func newMigrateCmd() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(sinkURI, false, "")
+			sink, err := wiring.NewSink(sinkURI, false, "")
 			if err != nil {
 				return err
 			}
@@ -168,7 +170,7 @@ func newMigrateCmd() *cobra.Command {
 			case "down":
 				res, err = m.Down(ctx, opts)
 			default:
-				return usagef("migrate: want up, down or status, not %q", args[0])
+				return wiring.Usagef("migrate: want up, down or status, not %q", args[0])
 			}
 			for _, s := range res.Steps {
 				if res.DryRun {

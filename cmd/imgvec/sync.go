@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/schema"
@@ -66,14 +67,14 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				}
 			}
 			if len(j.Sources) == 0 {
-				return usagef("%s: at least one --source (or --config FILE) is required", use)
+				return wiring.Usagef("%s: at least one --source (or --config FILE) is required", use)
 			}
 			md, err := connector.ParseMaxDelete(j.MaxDelete)
 			if err != nil {
-				return usageError{err.Error()}
+				return wiring.Usage(err)
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(j.Sink, !dryRun, j.Index)
+			sink, err := wiring.NewSink(j.Sink, !dryRun, j.Index)
 			if err != nil {
 				return err
 			}
@@ -82,13 +83,13 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				Grace: j.Grace, PrepareWorkers: j.Workers, Logger: slog.Default(),
 			}
 			if dryRun {
-				m, err := loadModel(ctx, j)
+				m, err := wiring.LoadModel(ctx, j)
 				if err != nil {
 					return err
 				}
 				opts.Model = m.Identity(!j.NoNormalize)
 			} else {
-				x, err := openExtractor(ctx, j)
+				x, err := wiring.OpenExtractor(ctx, j)
 				if err != nil {
 					return err
 				}
@@ -101,11 +102,11 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				return err
 			}
 			defer sink.Close()
-			job := jobrun.Job{Sources: j.Sources, Open: sourceOpener(j), Template: opts}
+			job := jobrun.Job{Sources: j.Sources, Open: wiring.SourceOpener(j), Template: opts}
 			if dryRun {
 				return jobrun.Plan(ctx, job, func(p connector.Plan) { printPlan(cmd, ctx, sink, p) })
 			}
-			l, release, err := oneShotLease(ctx, j.Name, j.Sink, j.LockDSN, slog.Default())
+			l, release, err := wiring.OneShotLease(ctx, j.Name, j.Sink, j.LockDSN, slog.Default())
 			if err != nil {
 				return err
 			}
@@ -189,7 +190,7 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (image == "") == (id == "") {
-				return usagef("search: give exactly one of --image FILE or --id ID")
+				return wiring.Usagef("search: give exactly one of --image FILE or --id ID")
 			}
 			fileJob, ok, err := cf.job(cf.name)
 			if err != nil {
@@ -203,14 +204,14 @@ func newSearchCmd(g *globalFlags) *cobra.Command {
 				}
 			}
 			ctx := cmd.Context()
-			sink, err := newSink(j.Sink, false, "")
+			sink, err := wiring.NewSink(j.Sink, false, "")
 			if err != nil {
 				return err
 			}
 			var query []float32
 			var modelID string
 			if image != "" {
-				x, err := openExtractor(ctx, j)
+				x, err := wiring.OpenExtractor(ctx, j)
 				if err != nil {
 					return err
 				}

@@ -1,4 +1,4 @@
-package main
+package wiring
 
 import (
 	"context"
@@ -14,11 +14,11 @@ import (
 	"github.com/imgvec/imgvec/sinks"
 )
 
-// defaultLeaseTTL is the lease TTL of one-shot runs given --job (serve
+// DefaultLeaseTTL is the lease TTL of one-shot runs given --job (serve
 // takes its from the config).
-const defaultLeaseTTL = 30 * time.Second
+const DefaultLeaseTTL = 30 * time.Second
 
-// leaseHome is where a job's lease lives:
+// LeaseHome is where a job's lease lives:
 //
 //   - lock_dsn set: TABLE_leases of that PostgreSQL database; commits to
 //     the sink check the lease first (lease.Guard);
@@ -27,20 +27,20 @@ const defaultLeaseTTL = 30 * time.Second
 //   - a SQLite sink: a lock file beside the database.
 //
 // Other sinks without lock_dsn have none (openLeaseHome returns nil).
-type leaseHome struct {
-	store  lease.Store
-	fenced bool
+type LeaseHome struct {
+	Store  lease.Store
+	Fenced bool       // the sink checks the lease inside its commits
 	db     sinks.Sink // the database holding the leases, open, if any
 }
 
-// openLeaseHome opens the lease home of a job writing to sinkURI: the sink's
+// OpenLeaseHome opens the lease home of a job writing to sinkURI: the sink's
 // own when it is a sinks.LeaseKeeper, else lockDSN's. A database with no
 // imgvec tables yet is migrated (as the first sync would); one with pending
 // upgrades is refused with the command that applies them.
-func openLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*leaseHome, error) {
+func OpenLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*LeaseHome, error) {
 	dsn := lockDSN
 	if dsn == "" {
-		s, err := newSink(sinkURI, false, "")
+		s, err := NewSink(sinkURI, false, "")
 		if err != nil {
 			return nil, err
 		}
@@ -49,20 +49,20 @@ func openLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*leaseHome, er
 			return nil, nil
 		}
 		if _, fenced := s.(lease.Fenceable); !fenced {
-			return &leaseHome{store: lk.Leases()}, nil // lock files: nothing to open
+			return &LeaseHome{Store: lk.Leases()}, nil // lock files: nothing to open
 		}
 		dsn = sinkURI
 	} else if drv, err := sinks.Lookup(dsn); err != nil || !drv.LockStore {
-		return nil, usagef("--lock-dsn %s: want a postgres:// URI (leases live in PostgreSQL)", sinks.Redact(dsn))
+		return nil, Usagef("--lock-dsn %s: want a postgres:// URI (leases live in PostgreSQL)", sinks.Redact(dsn))
 	}
 	db, err := sinks.New(dsn, sinks.Options{AutoMigrate: migrations.AutoMigrateFresh})
 	if err != nil {
-		return nil, usagef("job lease database: %v", err)
+		return nil, Usagef("job lease database: %v", err)
 	}
 	lk, keeps := db.(sinks.LeaseKeeper)
 	mg, migrates := db.(sinks.Migrator)
 	if !keeps || !migrates {
-		return nil, usagef("job lease database %s keeps no job leases", sinks.Redact(dsn))
+		return nil, Usagef("job lease database %s keeps no job leases", sinks.Redact(dsn))
 	}
 	m, err := mg.OpenMigrator(ctx)
 	if err == nil {
@@ -76,49 +76,49 @@ func openLeaseHome(ctx context.Context, sinkURI, lockDSN string) (*leaseHome, er
 		db.Close()
 		return nil, fmt.Errorf("job lease database %s: %w", sinks.Redact(dsn), err)
 	}
-	return &leaseHome{store: lk.Leases(), fenced: lockDSN == "", db: db}, nil
+	return &LeaseHome{Store: lk.Leases(), Fenced: lockDSN == "", db: db}, nil
 }
 
-func (h *leaseHome) close() error {
+func (h *LeaseHome) Close() error {
 	if h == nil || h.db == nil {
 		return nil
 	}
 	return h.db.Close()
 }
 
-// hold takes and keeps renewing job's lease for holder. An error wrapping
+// Hold takes and keeps renewing job's lease for holder. An error wrapping
 // lease.ErrHeld means another runner has it.
-func (h *leaseHome) hold(ctx context.Context, job, holder string, ttl time.Duration, log *slog.Logger) (*lease.Held, error) {
-	return lease.Hold(ctx, h.store, job, holder, ttl, log)
+func (h *LeaseHome) Hold(ctx context.Context, job, holder string, ttl time.Duration, log *slog.Logger) (*lease.Held, error) {
+	return lease.Hold(ctx, h.Store, job, holder, ttl, log)
 }
 
-// warnUnleased says that a job runs without a lease.
-func warnUnleased(log *slog.Logger, job, sinkURI string) {
+// WarnUnleased says that a job runs without a lease.
+func WarnUnleased(log *slog.Logger, job, sinkURI string) {
 	scheme, _, _ := strings.Cut(sinkURI, "://")
 	log.Warn("job runs without a lease: sink "+scheme+" keeps none; set lock_dsn to a PostgreSQL database so that replicas cannot run the job at the same time",
 		"job", job)
 }
 
-// oneShotLease takes job's lease for one run of `imgvec sync|backfill
+// OneShotLease takes job's lease for one run of `imgvec sync|backfill
 // --job` writing to sinkURI, and returns it with the function that
 // releases it. Without a job, or with a sink that keeps no leases and no
 // lockDSN, the run is unleased (the zero Lease).
-func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, log *slog.Logger) (jobrun.Lease, func(), error) {
+func OneShotLease(ctx context.Context, job, sinkURI, lockDSN string, log *slog.Logger) (jobrun.Lease, func(), error) {
 	nothing := func() {}
 	if job == "" {
 		return jobrun.Lease{}, nothing, nil
 	}
-	h, err := openLeaseHome(ctx, sinkURI, lockDSN)
+	h, err := OpenLeaseHome(ctx, sinkURI, lockDSN)
 	if err != nil {
 		return jobrun.Lease{}, nothing, err
 	}
 	if h == nil {
-		warnUnleased(log, job, sinkURI)
+		WarnUnleased(log, job, sinkURI)
 		return jobrun.Lease{}, nothing, nil
 	}
-	held, err := h.hold(ctx, job, lease.NewHolderID(), defaultLeaseTTL, log)
+	held, err := h.Hold(ctx, job, lease.NewHolderID(), DefaultLeaseTTL, log)
 	if err != nil {
-		h.close()
+		h.Close()
 		if errors.Is(err, lease.ErrHeld) {
 			return jobrun.Lease{}, nothing, fmt.Errorf("%w (a serve process or another run has it; trigger the job there with POST /v1/jobs/%s/run, or wait)", err, job)
 		}
@@ -128,7 +128,7 @@ func oneShotLease(ctx context.Context, job, sinkURI, lockDSN string, log *slog.L
 		if err := held.Release(context.WithoutCancel(ctx)); err != nil {
 			log.Warn("release job lease", "job", job, "err", err)
 		}
-		h.close()
+		h.Close()
 	}
-	return jobrun.Lease{Held: held, Fenced: h.fenced}, release, nil
+	return jobrun.Lease{Held: held, Fenced: h.Fenced}, release, nil
 }

@@ -1,0 +1,83 @@
+package wiring
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strings"
+
+	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/folder"
+	"github.com/imgvec/imgvec/extract"
+	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/sinks"
+)
+
+// ExtractorSettings is the part of j that OpenExtractor reads: jobs that
+// agree on it can share one extractor (one copy of the weights).
+func ExtractorSettings(j config.Job) config.Job {
+	return config.Job{Model: j.Model, Layer: j.Layer, Batch: j.Batch, Device: j.Device, Threads: j.Threads,
+		NoNormalize: j.NoNormalize, IgnoreExifOrientation: j.IgnoreExifOrientation, MaxPixels: j.MaxPixels, Download: j.Download}
+}
+
+// LoadModel resolves j's model without starting ONNX Runtime.
+func LoadModel(ctx context.Context, j config.Job) (*extract.Model, error) {
+	return extract.LoadModel(ctx, j.Model, j.Layer, extract.LoadOptions{Download: j.Download})
+}
+
+// OpenExtractor loads j's model and opens an ONNX Runtime session on it.
+func OpenExtractor(ctx context.Context, j config.Job) (*extract.Extractor, error) {
+	dev, err := extract.ParseDevice(j.Device)
+	if err != nil {
+		return nil, Usage(err)
+	}
+	m, err := LoadModel(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	x, err := extract.New(m, extract.Options{
+		Session:     extract.SessionOptions{Device: dev, IntraOpThreads: j.Threads},
+		BatchSize:   j.Batch,
+		NoNormalize: j.NoNormalize,
+		Decode:      imaging.DecodeOptions{MaxPixels: j.MaxPixels, IgnoreOrientation: j.IgnoreExifOrientation},
+	})
+	// ONNX Runtime now holds the graph: the model file and its cut copy
+	// (over 1 GB together for VGG19) are garbage; give the memory back now
+	// rather than at the GC's leisure.
+	debug.FreeOSMemory()
+	return x, err
+}
+
+// NewSink validates a sink URI without I/O (the registry, sinks.New);
+// what it refuses is a usage error. autoMigrate lets a brand-new database
+// be created and migrated (sync/backfill); upgrades stay explicit. index
+// is the vector index strategy ("" = exact).
+func NewSink(uri string, autoMigrate bool, index string) (sinks.Sink, error) {
+	o := sinks.Options{AutoMigrate: migrations.AutoMigrateNever, Index: connector.IndexStrategy(index)}
+	if autoMigrate {
+		o.AutoMigrate = migrations.AutoMigrateFresh
+	}
+	s, err := sinks.New(uri, o)
+	if err != nil {
+		return nil, Usage(err)
+	}
+	return s, nil
+}
+
+func FolderOptions(j config.Job) folder.Options {
+	return folder.Options{Include: j.Include, Exclude: j.Exclude, Extensions: j.Extensions,
+		FollowSymlinks: j.FollowSymlinks, MaxBytes: j.MaxBytes}
+}
+
+// SourceOpener opens j's --source values: folder paths or file:// URIs.
+func SourceOpener(j config.Job) func(ref string) (connector.Source, error) {
+	return func(ref string) (connector.Source, error) {
+		switch {
+		case strings.HasPrefix(ref, "s3://"), strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
+			return nil, fmt.Errorf("source %s: S3 and URL-manifest sources are not available in this build yet", ref)
+		}
+		return folder.New(ref, FolderOptions(j))
+	}
+}
