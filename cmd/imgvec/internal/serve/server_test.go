@@ -1,4 +1,4 @@
-package main
+package serve
 
 import (
 	"net"
@@ -25,7 +25,7 @@ func TestLoopback(t *testing.T) {
 func testServeConfig(t *testing.T, listen string) *config.File {
 	t.Helper()
 	yaml := "jobs:\n  - name: photos\n    source: " + t.TempDir() + "\n    sink: sqlite://" + filepath.Join(t.TempDir(), "x.db") +
-		"\n    model: " + filepath.Join("..", "..", "testdata", "models", "vgg19-tiny.onnx") + "\n    schedule: '@every 1h'\nserve:\n  listen: '" + listen + "'\n"
+		"\n    model: " + filepath.Join("..", "..", "..", "..", "testdata", "models", "vgg19-tiny.onnx") + "\n    schedule: '@every 1h'\nserve:\n  listen: '" + listen + "'\n"
 	f, err := config.Parse("imgvec.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -35,18 +35,18 @@ func testServeConfig(t *testing.T, listen string) *config.File {
 
 func TestServeRefusesOpenListenWithoutToken(t *testing.T) {
 	t.Setenv("IMGVEC_SERVE_TOKEN", "")
-	if _, err := newServer(testServeConfig(t, "0.0.0.0:9464"), nil, nil); err == nil {
+	if _, err := New(testServeConfig(t, "0.0.0.0:9464"), nil, nil); err == nil {
 		t.Fatal("serving beyond loopback without a token was accepted")
 	}
 	t.Setenv("IMGVEC_SERVE_TOKEN", "s3cret")
-	if _, err := newServer(testServeConfig(t, "0.0.0.0:9464"), nil, nil); err != nil {
+	if _, err := New(testServeConfig(t, "0.0.0.0:9464"), nil, nil); err != nil {
 		t.Fatalf("with a token: %v", err)
 	}
 }
 
 func TestTriggerNeedsToken(t *testing.T) {
 	t.Setenv("IMGVEC_SERVE_TOKEN", "s3cret")
-	s, err := newServer(testServeConfig(t, "127.0.0.1:0"), nil, nil)
+	s, err := New(testServeConfig(t, "127.0.0.1:0"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
