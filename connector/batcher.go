@@ -5,40 +5,28 @@ import (
 	"time"
 )
 
-// maxPass bounds the items that need no inference carried by one write
-// batch.
-func maxPass(bs int) int { return max(256, 4*bs) }
-
-// batcher groups prepared items into batches of bs for the model and
-// attaches the items that need no inference. A batch is ready when it is
-// full, when the linger has passed since its first item, or at the end of
-// the input; a ready batch keeps growing until the inferer takes it.
+// batcher groups prepared items into write batches, as batchPolicy
+// decides, and runs the policy's linger timer. Each batch sent is
+// reported to a BatchObserver with why it closed.
 func (rs *runState) batcher(gctx context.Context, in <-chan *item, out chan<- *wbatch, bs int) error {
 	defer close(out)
+	p := newBatchPolicy(bs, rs.s.opts.Linger)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	defer linger.Stop()
-	var (
-		cur     = &wbatch{}
-		lingerd bool // the linger for cur's first item has passed
-		closed  bool // in is exhausted
-	)
 	defer func() {
-		for _, it := range cur.infer {
+		for _, it := range p.Pending().infer {
 			rs.release(it)
 		}
 	}()
-	for {
-		full := len(cur.infer) >= bs || len(cur.pass) >= maxPass(bs)
-		if closed && cur.len() == 0 {
-			return nil
-		}
+	for !p.Done() {
+		now := time.Now()
 		var sendCh chan<- *wbatch
-		if cur.len() > 0 && (full || lingerd || closed) {
+		if p.Ready(now) {
 			sendCh = out
 		}
 		recvCh := in
-		if full || closed {
+		if p.Full() || p.Ended() {
 			recvCh = nil
 		}
 		select {
@@ -46,22 +34,26 @@ func (rs *runState) batcher(gctx context.Context, in <-chan *item, out chan<- *w
 			return gctx.Err()
 		case it, ok := <-recvCh:
 			if !ok {
-				closed = true
+				p.End()
 				continue
 			}
-			if cur.len() == 0 {
-				linger.Reset(rs.s.opts.Linger)
-			}
-			if it.kind == kindExtract {
-				cur.infer = append(cur.infer, it)
-			} else {
-				cur.pass = append(cur.pass, it)
+			now = time.Now()
+			first := p.Pending().len() == 0
+			p.Add(it, now)
+			if d := p.UntilNext(now); first && d > 0 {
+				linger.Reset(d)
 			}
 		case <-linger.C:
-			lingerd = true
-		case sendCh <- cur:
-			cur, lingerd = &wbatch{}, false
+			// The next turn sees the batch ready; a timer that fired a
+			// little early is set again for the rest.
+			if d := p.UntilNext(time.Now()); d > 0 {
+				linger.Reset(d)
+			}
+		case sendCh <- p.Pending():
+			b, why := p.Flush(now)
 			linger.Stop()
+			rs.batchClosed(why, b.len())
 		}
 	}
+	return nil
 }
