@@ -37,6 +37,9 @@ test: setup services
 	CGO_ENABLED=0 $(GO) build $(NOCGO_PKGS) && \
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# The quick loop: -short skips the end-to-end tests (and the binary's
+# build), crash, fault, lock-wait and measurement tests, each saying
+# "skipped with -short". CI runs `make test`, never -short.
 test-short: setup
 	$(GO) test -short -count=1 ./...
 

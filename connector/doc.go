@@ -87,7 +87,9 @@
 //     to max(256, 4B)) of items that need no inference. A batch is ready
 //     when full, when Options.Linger (default 200ms) has passed since its
 //     first item, or at the end of the input; a ready batch keeps growing
-//     until the inferer takes it, so a busy model gets full batches.
+//     until the inferer takes it, so a busy model gets full batches. The
+//     decision is batchPolicy's, a synchronous object told the time; the
+//     batcher runs its timer.
 //   - inferer: one Embedder.Infer call per batch, then Release of every
 //     Prepared; vectors that are not finite or not Dim long become
 //     failures. An error returned by Infer is fatal.
@@ -138,8 +140,10 @@
 // Options.Observer, when set, is told each stage's unit of work (read and
 // decode per item, infer per model batch, write per commit) with its
 // duration, and each committed batch with its failure classes; `imgvec
-// serve` turns these into Prometheus series. Calls come from the stage
-// goroutines, concurrently.
+// serve` turns these into Prometheus series. An Observer that is also a
+// BatchObserver is told why each write batch closed (BatchReason: size,
+// linger or end of input). Calls come from the stage goroutines,
+// concurrently.
 //
 // Scheduling lives in connector/schedule and the one-runner-per-job rule in
 // connector/lease: a job's runs write through a sink fenced by (or guarded

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf8"
 
@@ -635,7 +635,13 @@ func TestPlanDoesNotReadOrWrite(t *testing.T) {
 	}
 }
 
+// The timed tests run in synctest bubbles: their delays take no real time
+// and their timelines are exact.
 func TestHardCancelLeavesWholeBatches(t *testing.T) {
+	synctest.Test(t, testHardCancelLeavesWholeBatches)
+}
+
+func testHardCancelLeavesWholeBatches(t *testing.T) {
 	e := newEnv(t, 40)
 	e.emb.InferDelay = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
@@ -687,7 +693,9 @@ func TestHardCancelLeavesWholeBatches(t *testing.T) {
 	e.checkConverged()
 }
 
-func TestSoftStopDrains(t *testing.T) {
+func TestSoftStopDrains(t *testing.T) { synctest.Test(t, testSoftStopDrains) }
+
+func testSoftStopDrains(t *testing.T) {
 	e := newEnv(t, 60)
 	e.sink.Put(schema.Record{Source: srcName, Key: "gone.jpg", ModelID: e.model.ID(), Vector: make([]float32, 8)})
 	e.emb.InferDelay = 30 * time.Millisecond
@@ -737,7 +745,9 @@ func TestSoftStopDrains(t *testing.T) {
 	e.checkConverged()
 }
 
-func TestSoftStopGraceExpires(t *testing.T) {
+func TestSoftStopGraceExpires(t *testing.T) { synctest.Test(t, testSoftStopGraceExpires) }
+
+func testSoftStopGraceExpires(t *testing.T) {
 	e := newEnv(t, 20)
 	e.emb.InferDelay = 10 * time.Second // honours ctx
 	var s *connector.Syncer
@@ -750,8 +760,8 @@ func TestSoftStopGraceExpires(t *testing.T) {
 	if !errors.Is(err, connector.ErrGraceExpired) || run.Outcome != schema.RunCancelled {
 		t.Fatalf("run %+v, err %v", run, err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("took %v", d)
+	if d := time.Since(start); d != 50*time.Millisecond {
+		t.Errorf("took %v, want the grace (50ms)", d)
 	}
 	if len(e.sink.Rows()) != 0 {
 		t.Error("abandoned batch written")
@@ -771,56 +781,6 @@ func TestStopBeforeRun(t *testing.T) {
 	}
 	if _, err := s.Run(context.Background()); err == nil {
 		t.Error("second Run succeeded")
-	}
-}
-
-func TestLingerFlushesPartialBatch(t *testing.T) {
-	e := newEnv(t, 6)
-	e.emb.Batch = 8
-	var timedOut atomic.Bool
-	e.src.OnList = func(i int, _ string) {
-		if i != 2 {
-			return
-		}
-		// Hold the listing until the first two items are committed: only
-		// the linger can send their partial batch.
-		deadline := time.Now().Add(5 * time.Second)
-		for len(e.sink.Applied()) < 2 {
-			if time.Now().After(deadline) {
-				timedOut.Store(true)
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	run := e.mustRun()
-	if timedOut.Load() {
-		t.Fatal("partial batch not flushed after the linger")
-	}
-	first := slices.Sorted(slices.Values(e.emb.Stats().Batches[0]))
-	if run.Written != 6 || !slices.Equal(first, []string{key(0), key(1)}) {
-		t.Errorf("run %+v, batches %v", run, e.emb.Stats().Batches)
-	}
-	e.checkConverged()
-}
-
-func TestProgress(t *testing.T) {
-	e := newEnv(t, 12)
-	e.emb.InferDelay = 15 * time.Millisecond
-	var mu sync.Mutex
-	var got []connector.Progress
-	e.mustRun(func(o *connector.Options) {
-		o.ProgressEvery = 5 * time.Millisecond
-		o.Progress = func(p connector.Progress) { mu.Lock(); got = append(got, p); mu.Unlock() }
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	last := got[len(got)-1]
-	if !last.Last || last.Run.Outcome != schema.RunOK || last.Done != 12 || last.Queued != 12 || !last.ListingDone {
-		t.Errorf("last progress %+v", last)
-	}
-	if !slices.ContainsFunc(got, func(p connector.Progress) bool { return p.Rate > 0 && p.ETA > 0 && p.Done < 12 }) {
-		t.Errorf("no progress with a rate and an ETA: %+v", got)
 	}
 }
 
@@ -855,13 +815,19 @@ func TestNewSyncerValidates(t *testing.T) {
 	}
 }
 
-// recorder is an Observer that sums what it is told.
+// recorder is a BatchObserver that sums what it is told.
 type recorder struct {
-	mu        sync.Mutex
-	items     map[connector.Stage]int
-	calls     map[connector.Stage]int
-	committed int
-	classes   map[schema.FailureClass]int
+	mu          sync.Mutex
+	items       map[connector.Stage]int
+	calls       map[connector.Stage]int
+	committed   int
+	classes     map[schema.FailureClass]int
+	closed      []connector.BatchReason // why each write batch closed, in order
+	closedItems int
+}
+
+func newRecorder() *recorder {
+	return &recorder{items: map[connector.Stage]int{}, calls: map[connector.Stage]int{}, classes: map[schema.FailureClass]int{}}
 }
 
 func (r *recorder) StageDone(s connector.Stage, n int, d time.Duration) {
@@ -883,13 +849,23 @@ func (r *recorder) Committed(n int, failures []schema.FailureClass) {
 	}
 }
 
-func TestObserver(t *testing.T) {
+func (r *recorder) BatchClosed(reason connector.BatchReason, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = append(r.closed, reason)
+	r.closedItems += n
+}
+
+// In a synctest bubble no time passes, so the linger never closes a batch.
+func TestObserver(t *testing.T) { synctest.Test(t, testObserver) }
+
+func testObserver(t *testing.T) {
 	e := newEnv(t, 9)
 	e.src.Put("corrupt.jpg", []byte("corrupt!"), t0)
 	e.src.Put("empty.jpg", nil, t0)
 	e.src.Put("gone.jpg", []byte("x"), t0)
 	e.src.ReadErr = map[string]error{"gone.jpg": errors.New("vanished")}
-	r := &recorder{items: map[connector.Stage]int{}, calls: map[connector.Stage]int{}, classes: map[schema.FailureClass]int{}}
+	r := newRecorder()
 	run := e.mustRun(func(o *connector.Options) { o.Observer = r })
 	if run.Listed != 12 {
 		t.Fatalf("run %+v", run)
@@ -912,5 +888,10 @@ func TestObserver(t *testing.T) {
 	}
 	if r.committed != 12 || r.classes[schema.FailDecode] != 1 || r.classes[schema.FailEmpty] != 1 || r.classes[schema.FailIO] != 1 {
 		t.Errorf("committed %d, classes %v", r.committed, r.classes)
+	}
+	// 9 items for the model in batches of 4; the 3 failures ride along.
+	reasons := []connector.BatchReason{connector.BatchFull, connector.BatchFull, connector.BatchEnd}
+	if !slices.Equal(r.closed, reasons) || r.closedItems != 12 {
+		t.Errorf("batches closed by %v with %d items, want %v with 12", r.closed, r.closedItems, reasons)
 	}
 }

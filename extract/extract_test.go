@@ -108,9 +108,9 @@ func TestGoldenVectors(t *testing.T) {
 				if r.Err != nil {
 					t.Fatalf("%s: %v", n, r.Err)
 				}
-				var maxDiff float64
-				for j, v := range r.Vector {
-					maxDiff = math.Max(maxDiff, math.Abs(float64(v-g.Vectors[n][j])))
+				maxDiff, err := maxAbsDiff(r.Vector, g.Vectors[n])
+				if err != nil {
+					t.Fatalf("batch %d, %s: %v", batch, n, err)
 				}
 				if maxDiff > vectorTolerance {
 					t.Errorf("batch %d, %s: max abs diff %g from the reference > %g", batch, n, maxDiff, vectorTolerance)
@@ -118,6 +118,35 @@ func TestGoldenVectors(t *testing.T) {
 				x.Release(ps[i])
 			}
 		}
+	}
+}
+
+// maxAbsDiff is the largest |got[i]-want[i]| of a vector and its
+// reference. Lengths that differ are an error: comparing a prefix would
+// pass a truncated vector, or any vector against a missing reference.
+func maxAbsDiff(got, want []float32) (float64, error) {
+	if len(got) != len(want) {
+		return 0, fmt.Errorf("%d values, the reference has %d", len(got), len(want))
+	}
+	var m float64
+	for i, v := range got {
+		m = math.Max(m, math.Abs(float64(v-want[i])))
+	}
+	return m, nil
+}
+
+func TestMaxAbsDiffChecksLengths(t *testing.T) {
+	for _, c := range []struct{ got, want []float32 }{
+		{[]float32{1, 2}, []float32{1, 2, 3}}, // a prefix of the reference
+		{[]float32{1, 2, 3}, []float32{1, 2}},
+		{[]float32{1}, nil}, // no reference
+	} {
+		if d, err := maxAbsDiff(c.got, c.want); err == nil {
+			t.Errorf("maxAbsDiff(%v, %v) = %g, nil; want a length error", c.got, c.want, d)
+		}
+	}
+	if d, err := maxAbsDiff([]float32{1, -2}, []float32{1.5, -2}); err != nil || d != 0.5 {
+		t.Errorf("maxAbsDiff = %g, %v; want 0.5, nil", d, err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"math"
@@ -71,21 +72,29 @@ func e2eMain(m *testing.M) int {
 	// repository's .cache; the binary runs elsewhere, so hand it the path.
 	e2eORTLib, e2eORTErr = extract.LibraryPath()
 
-	e2eBin = filepath.Join(tmp, "imgvec")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	cmd := exec.Command(goTool, "build", "-o", e2eBin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		e2eBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		e2eBin = ""
+	flag.Parse()
+	if !testing.Short() { // with -short every end-to-end test skips
+		e2eBin, e2eBuildErr = buildBinary(tmp)
 	}
 	code := m.Run()
 	if genRoot != "" {
 		os.RemoveAll(genRoot)
 	}
 	return code
+}
+
+// buildBinary builds imgvec into dir.
+func buildBinary(dir string) (string, error) {
+	bin := filepath.Join(dir, "imgvec")
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	cmd := exec.Command(goTool, "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // needBinary fails the test if the binary did not build and skips it
@@ -102,6 +111,9 @@ func needBinary(t *testing.T) {
 // (migrate, status, model inspect/cut/list/fetch).
 func needBinaryNoORT(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test (runs the imgvec binary) skipped with -short")
+	}
 	if e2eBuildErr != nil {
 		t.Fatal(e2eBuildErr)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/imgvec/imgvec/connector/lease"
@@ -159,54 +160,69 @@ func (m *memStore) set(err error) {
 	m.mu.Unlock()
 }
 
+// The Hold tests run in synctest bubbles: the renewal timeline is exact
+// (every ttl/3) and takes no real time.
 func TestHoldRenewsAndReleases(t *testing.T) {
-	m := &memStore{}
-	h, err := lease.Hold(context.Background(), m, "photos", "me", 150*time.Millisecond, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(400 * time.Millisecond)
-	select {
-	case <-h.Lost():
-		t.Fatalf("lost: %v", h.Err())
-	default:
-	}
-	if err := h.Release(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.renewals < 3 || !m.released {
-		t.Fatalf("renewals %d released %v", m.renewals, m.released)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		m := &memStore{}
+		h, err := lease.Hold(context.Background(), m, "photos", "me", 150*time.Millisecond, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		time.Sleep(425 * time.Millisecond) // renewals at 50, 100, … 400ms
+		select {
+		case <-h.Lost():
+			t.Fatalf("lost: %v", h.Err())
+		default:
+		}
+		if got, want := h.Lease().Expires, start.Add(550*time.Millisecond); !got.Equal(want) {
+			t.Errorf("lease expires at +%v, want +550ms (renewed at 400ms)", got.Sub(start))
+		}
+		if err := h.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.renewals != 8 || !m.released {
+			t.Fatalf("renewals %d released %v, want 8 and released", m.renewals, m.released)
+		}
+	})
 }
 
 func TestHoldLost(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		err  error
+		name   string
+		err    error
+		lostAt time.Duration
 	}{
-		{"taken over", lease.ErrLost},
-		{"renewals keep failing", errors.New("connection refused")},
+		{"taken over", lease.ErrLost, 50 * time.Millisecond},                                // the first renewal
+		{"renewals keep failing", errors.New("connection refused"), 150 * time.Millisecond}, // retried until the expiry
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &memStore{}
-			h, err := lease.Hold(context.Background(), m, "photos", "me", 150*time.Millisecond, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.set(tc.err)
-			select {
-			case <-h.Lost():
-			case <-time.After(2 * time.Second):
-				t.Fatal("lease not reported lost")
-			}
-			if !errors.Is(h.Err(), lease.ErrLost) {
-				t.Fatalf("Err = %v", h.Err())
-			}
-			if err := h.Release(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				m := &memStore{}
+				start := time.Now()
+				h, err := lease.Hold(context.Background(), m, "photos", "me", 150*time.Millisecond, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.set(tc.err)
+				select {
+				case <-h.Lost():
+				case <-time.After(time.Hour):
+					t.Fatal("lease not reported lost")
+				}
+				if d := time.Since(start); d != tc.lostAt {
+					t.Errorf("lost after %v, want %v", d, tc.lostAt)
+				}
+				if !errors.Is(h.Err(), lease.ErrLost) {
+					t.Fatalf("Err = %v", h.Err())
+				}
+				if err := h.Release(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			})
 		})
 	}
 }

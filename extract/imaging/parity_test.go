@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -89,9 +90,15 @@ func tolerance(e goldenEntry) int {
 	return 0
 }
 
-func diffStats(a, b []byte) (maxDiff, n int) {
-	for i := range a {
-		d := int(a[i]) - int(b[i])
+// diffStats compares got with the reference want: the largest absolute
+// difference and how many channels differ. Lengths that differ are an
+// error: comparing a prefix would pass a truncated or padded image.
+func diffStats(got, want []byte) (maxDiff, n int, err error) {
+	if len(got) != len(want) {
+		return 0, 0, fmt.Errorf("%d channels, the reference has %d", len(got), len(want))
+	}
+	for i := range got {
+		d := int(got[i]) - int(want[i])
 		if d < 0 {
 			d = -d
 		}
@@ -100,7 +107,22 @@ func diffStats(a, b []byte) (maxDiff, n int) {
 		}
 		maxDiff = max(maxDiff, d)
 	}
-	return
+	return maxDiff, n, nil
+}
+
+func TestDiffStatsChecksLengths(t *testing.T) {
+	for _, c := range []struct{ got, want []byte }{
+		{[]byte{1, 2}, []byte{1, 2, 99}}, // a prefix of the reference
+		{[]byte{1, 2, 99}, []byte{1, 2}},
+		{nil, []byte{1}},
+	} {
+		if md, n, err := diffStats(c.got, c.want); err == nil {
+			t.Errorf("diffStats(%v, %v) = %d, %d, nil; want a length error", c.got, c.want, md, n)
+		}
+	}
+	if md, n, err := diffStats([]byte{1, 5, 9}, []byte{3, 5, 8}); err != nil || md != 2 || n != 2 {
+		t.Errorf("diffStats = %d, %d, %v; want 2, 2, nil", md, n, err)
+	}
 }
 
 func tensorSHA(v []float32) string {
@@ -134,7 +156,10 @@ func TestParityWithPillow(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := loadGolden(t, e.Name)
-			md, n := diffStats(got.Pix, want)
+			md, n, err := diffStats(got.Pix, want)
+			if err != nil {
+				t.Fatal(err)
+			}
 			tol := tolerance(e)
 			t.Logf("%-20s %-5s %-5s max abs diff %d, %d/%d channels differ (tolerance %d)", e.Name, e.Format, e.Mode, md, n, len(want), tol)
 			if md > tol {

@@ -75,7 +75,10 @@ func TestPureGoJPEG(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		md, n := diffStats(got.Pix, loadGolden(t, e.Name))
+		md, n, err := diffStats(got.Pix, loadGolden(t, e.Name))
+		if err != nil {
+			t.Fatalf("pure-Go %s: %v", e.Name, err)
+		}
 		t.Logf("pure-Go %-16s max abs diff %d, %d channels differ", e.Name, md, n)
 		if md > goJPEGTolerance {
 			t.Errorf("%s: pure-Go max abs diff %d > %d", e.Name, md, goJPEGTolerance)

@@ -63,6 +63,9 @@ func storedIDs(t *testing.T, s *Sink, source string) map[string]connector.Stored
 // Keys, ids and sources with quotes, backslashes and expression syntax are
 // data in every filter: they match themselves and nothing else.
 func TestHostileFilterValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test (~10 s against the server); skipped with -short")
+	}
 	addr := testAddr(t)
 	s := newTestSink(t, addr, testBase(t, addr))
 	m := model(8)
@@ -115,6 +118,9 @@ func TestHostileFilterValues(t *testing.T) {
 // A collection imgvec did not make the way it needs is refused at Open
 // with a hint: auto_id, another dimension, another metric.
 func TestRefusesIncompatibleCollection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test (~20 s: builds collections and indexes); skipped with -short")
+	}
 	addr := testAddr(t)
 	m := model(8)
 	idxL2, _ := entity.NewIndexHNSW(entity.L2, 16, 200)
@@ -202,7 +208,7 @@ func TestChunksByBytes(t *testing.T) {
 // A batch of 4096-d vectors over 64 MB is split, not rejected.
 func TestWriteOver64MB(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes 80 MB")
+		t.Skip("writes 80 MB; skipped with -short")
 	}
 	addr := testAddr(t)
 	s := newTestSink(t, addr, testBase(t, addr))
@@ -359,7 +365,7 @@ func killBeforeChunk(t *testing.T, p *privateServer, k int) (opt Option, killed 
 // rerun of the batch converges (every item once, nothing missing).
 func TestServerKilledMidUpsert(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts and kills a Milvus server")
+		t.Skip("starts and kills a Milvus server; skipped with -short")
 	}
 	p := startPrivate(t)
 	base := "fault"

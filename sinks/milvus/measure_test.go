@@ -24,6 +24,9 @@ import (
 // (median of the rounds) and the best setting. The defaults
 // (DefaultChunkBytes, DefaultWriters) come from its output.
 func TestMeasureUpsert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurements; skipped with -short")
+	}
 	rows, _ := strconv.Atoi(os.Getenv("IMGVEC_BENCH_MILVUS_ROWS"))
 	if rows <= 0 {
 		t.Skip("set IMGVEC_BENCH_MILVUS_ROWS (make bench-milvus)")

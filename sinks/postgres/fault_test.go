@@ -90,6 +90,9 @@ func checkConverged(t *testing.T, s *Sink, b connector.Batch) {
 // The backend serving a batch is terminated mid-COPY: with retries the
 // write succeeds on its next try; the state is the batch exactly once.
 func TestTerminatedMidCopyRetries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test (terminates or races server sessions); skipped with -short")
+	}
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
@@ -117,6 +120,9 @@ func TestTerminatedMidCopyRetries(t *testing.T) {
 // Without retries the write fails cleanly (nothing of the batch is
 // stored) and a rerun converges.
 func TestTerminatedMidCopyRerunConverges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test (terminates or races server sessions); skipped with -short")
+	}
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
@@ -159,6 +165,9 @@ func TestTerminatedMidCopyRerunConverges(t *testing.T) {
 // a pooler recycling backends looks like this): reads and writes go on,
 // retried on a fresh connection.
 func TestTerminatedIdleConnectionsRetried(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test (terminates or races server sessions); skipped with -short")
+	}
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
@@ -208,6 +217,9 @@ func TestTerminatedIdleConnectionsRetried(t *testing.T) {
 // being COPYed straight into the table (the fast path for new ids): the
 // batch falls back to the staged upsert and wins, with no duplicate.
 func TestConcurrentInsertFallsBackToStagedUpsert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test (terminates or races server sessions); skipped with -short")
+	}
 	dsn, sch := testSchema(t)
 	ctx := context.Background()
 	s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))

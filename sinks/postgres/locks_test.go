@@ -70,6 +70,9 @@ func locker(t *testing.T, dsn, app, lockSQL string) (release func()) {
 // every lock_timeout, goes on once the lock is released, and fails with an
 // error naming the blocker when the lock is held past the limit.
 func TestWriteWaitsForLockedTable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out held table locks; skipped with -short")
+	}
 	ctx := context.Background()
 	dsn, sch := testSchema(t)
 	model := testModel(8)
@@ -120,6 +123,9 @@ func TestWriteWaitsForLockedTable(t *testing.T) {
 // TestMigrationWaitsForLock: a migration meeting another migrator's lock
 // logs it and goes on once it is released.
 func TestMigrationWaitsForLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a held migration lock; skipped with -short")
+	}
 	ctx := context.Background()
 	dsn, sch := testSchema(t)
 	var logs syncBuffer

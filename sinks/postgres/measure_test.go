@@ -62,6 +62,9 @@ var benchServerSettings = []string{"shared_buffers=1GB", "max_wal_size=4GB"}
 // It prints markdown tables. IMGVEC_BENCH_PG_QUERIES sets the number of
 // queries (default 100); IMGVEC_BENCH_OUT, a file to write them to too.
 func TestMeasure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurements; skipped with -short")
+	}
 	n, _ := strconv.Atoi(os.Getenv("IMGVEC_BENCH_PG_ROWS"))
 	if n <= 0 {
 		t.Skip("set IMGVEC_BENCH_PG_ROWS (e.g. 100000) to run the PostgreSQL measurements")

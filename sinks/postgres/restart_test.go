@@ -15,6 +15,9 @@ import (
 // restarted: writes during the outage fail cleanly or succeed on retry, a
 // rerun of the sequence converges, and no row is stored twice.
 func TestServerRestartDuringWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and restarts a private PostgreSQL server; skipped with -short")
+	}
 	testDSN(t) // the shared server's script installed the binaries
 	p := startPrivateServer(t, "fsync=off", "synchronous_commit=off")
 	ctx := context.Background()

@@ -62,7 +62,7 @@ func TestCrashHelper(t *testing.T) {
 // nothing, every acknowledged batch stored, and a sound file.
 func TestKilledWriterLosesNothing(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short")
+		t.Skip("crash test (kills a writer process); skipped with -short")
 	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "crash.db")

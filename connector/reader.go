@@ -1,0 +1,81 @@
+package connector
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/imgvec/imgvec/schema"
+)
+
+// reader reads and hashes items and decides how each continues. After a
+// soft stop it takes no new item; a read in progress completes.
+func (rs *runState) reader(gctx, softCtx context.Context, in <-chan *item, out chan<- *item) error {
+	return relay(gctx, softCtx, in, out, func(it *item) error { return rs.read(gctx, it) }, nil)
+}
+
+func (rs *runState) read(ctx context.Context, it *item) error {
+	if it.kind == kindFailed { // refused when listed
+		return nil
+	}
+	start := time.Now()
+	data, err := rs.src.Read(ctx, it.entry.Key)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		class := schema.FailIO
+		if errors.Is(err, ErrTooLarge) {
+			class = schema.FailTooLarge
+		}
+		it.failWith(err, "read", class)
+		return nil
+	}
+	sum := sha256.Sum256(data)
+	it.size, it.sha = int64(len(data)), hex.EncodeToString(sum[:])
+	rs.observe(StageRead, 1, start)
+	if len(data) == 0 {
+		it.fail("read", schema.FailEmpty, "zero bytes", nil)
+		return nil
+	}
+	// Same bytes as the stored row of the current model: keep the vector.
+	if it.found && !it.stored.Failed && it.stored.ModelID == rs.modelID && it.stored.SHA256 == it.sha {
+		it.kind = kindMeta
+		return nil
+	}
+	// The same bytes are stored under another key (a copy or a move).
+	if rs.d.shas.has(it.sha) {
+		vec, err := rs.lookup(ctx, it.sha)
+		if err != nil {
+			return err
+		}
+		if vec != nil {
+			it.kind, it.vec = kindReuse, vec
+			return nil
+		}
+	}
+	it.kind, it.data = kindExtract, data
+	return nil
+}
+
+// lookup returns the stored vector of the current model with that sha256,
+// or nil if there is none (any more) or it is unusable.
+func (rs *runState) lookup(ctx context.Context, sha string) ([]float32, error) {
+	rs.sinkMu.Lock()
+	m, err := rs.sink.VectorsBySHA256(ctx, rs.modelID, []string{sha})
+	rs.sinkMu.Unlock()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("look up stored vector by sha256 %s: %w", sha, err)
+	}
+	vec := m[sha]
+	if CheckVector(vec, rs.model.Dim) != nil {
+		return nil, nil
+	}
+	return vec, nil
+}
