@@ -21,6 +21,7 @@ type serveMetrics struct {
 	failures    *prometheus.CounterVec   // job, class
 	stage       *prometheus.HistogramVec // job, stage
 	batchItems  *prometheus.HistogramVec // job, stage (infer, write)
+	batches     *prometheus.CounterVec   // job, reason (size, linger, end)
 	runs        *prometheus.CounterVec   // job, trigger, outcome
 	runSeconds  *prometheus.HistogramVec // job, outcome
 	lastSuccess *prometheus.GaugeVec     // job
@@ -62,6 +63,8 @@ func newServeMetrics() *serveMetrics {
 		Help: "Latency of one unit of a pipeline stage: read and decode per item, infer per model batch, write per commit.", Buckets: latency}, []string{"job", "stage"})
 	m.batchItems = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imgvec_batch_items",
 		Help: "Items per model batch (stage=infer) and per commit (stage=write).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}, []string{"job", "stage"})
+	m.batches = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imgvec_batches_total",
+		Help: "Batches handed to the model, by why they closed: size (full), linger (waited out), end (end of input or stop)."}, []string{"job", "reason"})
 	m.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imgvec_runs_total",
 		Help: "Finished runs, by trigger (schedule, manual, start) and outcome (ok, partial, failed, cancelled)."}, []string{"job", "trigger", "outcome"})
 	m.runSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imgvec_run_duration_seconds",
@@ -78,7 +81,7 @@ func newServeMetrics() *serveMetrics {
 		Help: "1 while this process holds the job's lease."}, []string{"job"})
 	m.leaseEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imgvec_lease_events_total",
 		Help: "Lease events: acquired, busy (held elsewhere), lost (expired or taken over while running)."}, []string{"job", "event"})
-	for _, c := range []prometheus.Collector{m.items, m.failures, m.stage, m.batchItems, m.runs, m.runSeconds,
+	for _, c := range []prometheus.Collector{m.items, m.failures, m.stage, m.batchItems, m.batches, m.runs, m.runSeconds,
 		m.lastSuccess, m.running, m.skipped, m.panics, m.leaseHeld, m.leaseEvents} {
 		f(c)
 	}
@@ -100,8 +103,11 @@ func (m *serveMetrics) addJob(job string) {
 	m.leaseHeld.WithLabelValues(job)
 }
 
-// observer returns the connector.Observer feeding job's series.
+// observer returns the connector.Observer feeding job's series (a
+// connector.BatchObserver: batches are counted by why they closed).
 func (m *serveMetrics) observer(job string) connector.Observer { return jobObserver{m, job} }
+
+var _ connector.BatchObserver = jobObserver{}
 
 type jobObserver struct {
 	m   *serveMetrics
@@ -113,6 +119,10 @@ func (o jobObserver) StageDone(s connector.Stage, n int, d time.Duration) {
 	if s == connector.StageInfer {
 		o.m.batchItems.WithLabelValues(o.job, string(s)).Observe(float64(n))
 	}
+}
+
+func (o jobObserver) BatchClosed(reason connector.BatchReason, _ int) {
+	o.m.batches.WithLabelValues(o.job, string(reason)).Inc()
 }
 
 func (o jobObserver) Committed(n int, failures []schema.FailureClass) {
