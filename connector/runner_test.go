@@ -33,7 +33,7 @@ func TestRunnerGone(t *testing.T) {
 		{"a live process", live, false},
 		{"this process", here, false},
 		{"pid reused by another process", with(func(r *schema.Runner) { r.Start++ }), true},
-		{"this pid, another start", with(func(r *schema.Runner) { r.PID = here.PID }), true},
+		{"this pid, another start", with(func(r *schema.Runner) { r.PID, r.Start = here.PID, here.Start+1 }), true},
 		{"another boot of this host", with(func(r *schema.Runner) { r.BootID = "earlier-boot" }), true},
 		{"another host", with(func(r *schema.Runner) { r.Host = "elsewhere"; r.BootID = "earlier-boot" }), false},
 		{"localhost", with(func(r *schema.Runner) { r.Host = "localhost"; r.BootID = "earlier-boot" }), false},
