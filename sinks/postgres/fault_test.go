@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/retry"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 )
@@ -97,7 +98,7 @@ func TestTerminatedMidCopyRetries(t *testing.T) {
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
 	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(migrations.AutoMigrateFresh),
-		WithRetry(RetryPolicy{Attempts: 4, Base: 10 * time.Millisecond}))
+		WithRetry(retry.Policy{Attempts: 4, Base: 10 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +128,7 @@ func TestTerminatedMidCopyRerunConverges(t *testing.T) {
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
 	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(migrations.AutoMigrateFresh),
-		WithRetry(RetryPolicy{Attempts: 1}))
+		WithRetry(retry.Policy{Attempts: 1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestTerminatedIdleConnectionsRetried(t *testing.T) {
 	ctx := context.Background()
 	app := "imgvec_fault_" + sch
 	s, err := New(withParams(t, dsn, "schema", sch, "application_name", app), WithAutoMigrate(migrations.AutoMigrateFresh),
-		WithRetry(RetryPolicy{Attempts: 4, Base: 10 * time.Millisecond}))
+		WithRetry(retry.Policy{Attempts: 4, Base: 10 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

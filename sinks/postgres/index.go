@@ -225,7 +225,7 @@ func (s *Sink) IndexStatus(ctx context.Context) ([]connector.IndexInfo, error) {
 		return nil, err
 	}
 	var out []connector.IndexInfo
-	err = retry(ctx, s.retryPolicy, func() error {
+	err = withRetries(ctx, s.retryPolicy, func() error {
 		rows, err := pool.Query(ctx, indexInfoSQL+` ORDER BY c.relname`, s.names.Qualified(""), s.indexPattern())
 		if err != nil {
 			return err

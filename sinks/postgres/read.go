@@ -90,7 +90,7 @@ func (s *Sink) VectorsBySHA256(ctx context.Context, modelID string, sha256s []st
 		return out, nil
 	}
 	err = s.waitLocks(ctx, "vectors by sha256", pool, func() error {
-		return retry(ctx, s.retryPolicy, func() error {
+		return withRetries(ctx, s.retryPolicy, func() error {
 			clear(out)
 			return s.lockedTx(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 				rows, err := tx.Query(ctx, `SELECT DISTINCT ON (sha256) sha256, embedding::vector FROM `+s.names.Qualified("")+`
@@ -146,7 +146,7 @@ func (s *Sink) Get(ctx context.Context, id string) (schema.Record, bool, error) 
 	}
 	var v pgvector.Vector
 	var rec schema.Record
-	err = retry(ctx, s.retryPolicy, func() (err error) {
+	err = withRetries(ctx, s.retryPolicy, func() (err error) {
 		rec, err = scanRecord(pool.QueryRow(ctx, `SELECT `+recordColumns+`, embedding::vector FROM `+s.names.Qualified("")+` WHERE id = $1`, id), &v)
 		return err
 	})
@@ -181,7 +181,7 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 	items := s.names.Qualified("")
 	var dim int32
 	var indexed bool
-	err = retry(ctx, s.retryPolicy, func() error {
+	err = withRetries(ctx, s.retryPolicy, func() error {
 		return pool.QueryRow(ctx, `SELECT t.dim, coalesce((SELECT i.indisvalid AND i.indisready FROM pg_index i
 			WHERE i.indexrelid = to_regclass($2) AND i.indrelid = to_regclass($3)), false)
 		FROM `+items+` t WHERE t.model_id = $1 LIMIT 1`,
@@ -207,7 +207,7 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 		return nil, nil
 	}
 	var hits []connector.Hit
-	err = retry(ctx, s.retryPolicy, func() error {
+	err = withRetries(ctx, s.retryPolicy, func() error {
 		hits = hits[:0]
 		return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 			var rows pgx.Rows
@@ -282,7 +282,7 @@ func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
 	}
 	var st connector.Status
 	var what string
-	err = retry(ctx, s.retryPolicy, func() error { return s.statusTx(ctx, pool, &st, &what) })
+	err = withRetries(ctx, s.retryPolicy, func() error { return s.statusTx(ctx, pool, &st, &what) })
 	if err != nil {
 		return connector.Status{}, s.wrap("status: "+what, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/retry"
 	"github.com/imgvec/imgvec/migrations"
 )
 
@@ -22,7 +23,7 @@ func TestServerRestartDuringWrites(t *testing.T) {
 	p := startPrivateServer(t, "fsync=off", "synchronous_commit=off")
 	ctx := context.Background()
 	s, err := New(withParams(t, p.dsn, "schema", "imgvec"), WithAutoMigrate(migrations.AutoMigrateFresh),
-		WithRetry(RetryPolicy{Attempts: 3, Base: 50 * time.Millisecond, Max: 200 * time.Millisecond}))
+		WithRetry(retry.Policy{Attempts: 3, Base: 50 * time.Millisecond, Max: 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,27 +4,18 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/imgvec/imgvec/connector/retry"
 )
 
-// RetryPolicy bounds the retries of Write and Delete.
-type RetryPolicy struct {
-	Attempts int           // total tries, at least 1. Defaults to 4.
-	Base     time.Duration // first backoff, doubled each retry (with jitter). Defaults to 100ms.
-	Max      time.Duration // cap of one backoff. Defaults to 2s.
-}
-
-// DefaultRetryPolicy is what a Sink uses unless WithRetry says otherwise.
-var DefaultRetryPolicy = RetryPolicy{Attempts: 4, Base: 100 * time.Millisecond, Max: 2 * time.Second}
-
-// WithRetry sets the retry policy of Write and Delete; Attempts 1 turns
-// retries off.
-func WithRetry(p RetryPolicy) Option { return func(s *Sink) { s.retryPolicy = p } }
+// WithRetry sets the retry policy of Write and Delete (and the reads of a
+// sync); Attempts 1 turns retries off. Defaults to retry.Default: 4 tries,
+// jittered backoff from 100 ms doubling to at most 2 s.
+func WithRetry(p retry.Policy) Option { return func(s *Sink) { s.retryPolicy = p } }
 
 // Retryable reports whether a failed Write or Delete transaction may be run
 // again. Each one is a single transaction whose effect is idempotent (a
@@ -74,33 +65,9 @@ func Retryable(err error) bool {
 		strings.Contains(msg, "connection reset")
 }
 
-// retry runs fn until it succeeds, fails with an error that is not
-// Retryable, ctx ends, or p.Attempts tries were made. It returns fn's last
-// error.
-func retry(ctx context.Context, p RetryPolicy, fn func() error) error {
-	if p.Attempts < 1 {
-		p.Attempts = DefaultRetryPolicy.Attempts
-	}
-	if p.Base <= 0 {
-		p.Base = DefaultRetryPolicy.Base
-	}
-	if p.Max <= 0 {
-		p.Max = DefaultRetryPolicy.Max
-	}
-	backoff := p.Base
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil || attempt >= p.Attempts || !Retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		d := backoff/2 + rand.N(backoff/2+1)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		backoff = min(2*backoff, p.Max)
-	}
+// withRetries runs fn, one transaction, again while it fails with a
+// Retryable error (connector/retry: bounded, jittered; never after ctx
+// ends).
+func withRetries(ctx context.Context, p retry.Policy, fn func() error) error {
+	return retry.Do(ctx, p, Retryable, func(context.Context) error { return fn() })
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/lease"
+	"github.com/imgvec/imgvec/connector/retry"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks/sinkuri"
@@ -55,7 +56,7 @@ type Sink struct {
 	redacted    string          // the DSN with its secrets masked (sinkuri.Redact), for messages
 	autoMigrate migrations.AutoMigrate
 	maxConns    int32
-	retryPolicy RetryPolicy
+	retryPolicy retry.Policy
 	lockWait    LockWait                // WithLockWait; zero until an option sets it: DefaultLockWait
 	log         *slog.Logger            // WithLogger; nil: slog.Default()
 	strategy    connector.IndexStrategy // WithIndexStrategy
@@ -106,7 +107,7 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 		// url's error quotes the input: say only where it failed.
 		return nil, fmt.Errorf("postgres sink: DSN is not a valid URL")
 	}
-	s := &Sink{maxConns: 4, retryPolicy: DefaultRetryPolicy, strategy: connector.IndexExact, candidates: DefaultCandidates,
+	s := &Sink{maxConns: 4, retryPolicy: retry.Default, strategy: connector.IndexExact, candidates: DefaultCandidates,
 		dsn: dsn, redacted: sinkuri.Redact(dsn)}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {

@@ -169,7 +169,7 @@ func (s *Sink) Write(ctx context.Context, b connector.Batch) error {
 	}
 	var staged bool
 	err = s.waitLocks(ctx, desc, pool, func() error {
-		return retry(ctx, s.retryPolicy, func() error {
+		return withRetries(ctx, s.retryPolicy, func() error {
 			err := s.inTx(ctx, pool, func(tx pgx.Tx) (err error) { staged, err = writeTx(ctx, tx, q, p, b.Run, path); return err })
 			var pe *pgconn.PgError
 			if path != pathStaged && errors.As(err, &pe) && pe.Code == "23505" && pe.TableName == s.names.Table {
@@ -298,7 +298,7 @@ func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
 	}
 	desc := fmt.Sprintf("delete %d ids of %s", len(ids), source)
 	err = s.waitLocks(ctx, desc, pool, func() error {
-		return retry(ctx, s.retryPolicy, func() error {
+		return withRetries(ctx, s.retryPolicy, func() error {
 			return s.inTx(ctx, pool, func(tx pgx.Tx) error {
 				for _, table := range []string{s.names.Qualified(""), s.names.Qualified("_failures")} {
 					if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE source = $1 AND id = ANY($2)`, source, ids); err != nil {
