@@ -119,8 +119,8 @@
 // here — and a lot to per-row commits.)
 //
 // Write and Delete retry through connector/retry (WithRetry; default 4
-// tries, 100 ms doubling to at
-// most 2 s, with jitter) the errors Retryable accepts: connection lost
+// tries, 100 ms doubling to at most 2 s, with jitter) the errors Retryable
+// accepts: connection lost
 // before sending, serialization failure and deadlock, a terminated backend
 // or a broken connection mid-transaction (the server rolls an uncommitted
 // transaction back; a lost COMMIT reply is resolved by the idempotent
