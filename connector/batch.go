@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -48,7 +47,7 @@ func (b Batch) Normalize(model schema.ModelIdentity, now time.Time) (Batch, erro
 		case r.Dim != 0 && r.Dim != model.Dim:
 			return Batch{}, fmt.Errorf("upsert %s: record dimension %d, the model gives %d", name, r.Dim, model.Dim)
 		}
-		if err := CheckVector(r.Vector, model.Dim); err != nil {
+		if err := schema.CheckVector(r.Vector, model.Dim); err != nil {
 			return Batch{}, fmt.Errorf("upsert %s: %w", name, err)
 		}
 		if err := checkMTime(r.MTime); err != nil {
@@ -117,28 +116,6 @@ func lastOccurrences(n int, id func(int) string) []int {
 		}
 	}
 	return idx
-}
-
-// ErrNotFinite is wrapped by CheckVector's error for a vector with a NaN
-// or infinite element.
-var ErrNotFinite = errors.New("vector is not finite")
-
-// CheckVector refuses a vector that is not dim long or not finite (the
-// error then wraps ErrNotFinite). It is the one vector check: the pipeline
-// applies it to model output and stored vectors it reuses, and every sink
-// (through Normalize) and search query to what it is given.
-func CheckVector(v []float32, dim int) error {
-	if len(v) != dim {
-		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
-	}
-	for i, f := range v {
-		// f-f is 0 for every finite f and NaN for NaN and ±Inf: one float32
-		// operation per element, on every row of every write.
-		if f-f != 0 {
-			return fmt.Errorf("%w (element %d is %v)", ErrNotFinite, i, f)
-		}
-	}
-	return nil
 }
 
 func checkMTime(t time.Time) error {

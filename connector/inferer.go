@@ -54,10 +54,10 @@ func (rs *runState) infer(ctx context.Context, b *wbatch) error {
 			it.failWith(r.Err, "infer", schema.FailInfer)
 			continue
 		}
-		switch err := CheckVector(r.Vector, rs.model.Dim); {
+		switch err := schema.CheckVector(r.Vector, rs.model.Dim); {
 		case err == nil:
 			it.vec = r.Vector
-		case errors.Is(err, ErrNotFinite):
+		case errors.Is(err, schema.ErrNotFinite):
 			it.fail("infer", schema.FailNonFinite, "model output is NaN or Inf", nil)
 		default:
 			it.fail("infer", schema.FailInfer, "model output: "+err.Error(), nil)

@@ -74,7 +74,7 @@ func (rs *runState) lookup(ctx context.Context, sha string) ([]float32, error) {
 		return nil, fmt.Errorf("look up stored vector by sha256 %s: %w", sha, err)
 	}
 	vec := m[sha]
-	if CheckVector(vec, rs.model.Dim) != nil {
+	if schema.CheckVector(vec, rs.model.Dim) != nil {
 		return nil, nil
 	}
 	return vec, nil

@@ -173,11 +173,13 @@ func (x *Extractor) run(ctx context.Context, batch []*schema.Prepared) ([]float3
 
 // finish checks and normalises one vector.
 func (x *Extractor) finish(key string, v []float32) schema.VectorResult {
+	// v is one Dim-long row of the output: the check can only find NaN or
+	// Inf.
+	if err := schema.CheckVector(v, x.identity.Dim); err != nil {
+		return schema.VectorResult{Err: &schema.ItemError{Item: key, Stage: "infer", Class: schema.FailNonFinite, Reason: "model output: " + err.Error(), Err: err}}
+	}
 	var sum float64
 	for _, f := range v {
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return schema.VectorResult{Err: &schema.ItemError{Item: key, Stage: "infer", Class: schema.FailNonFinite, Reason: "model output contains NaN or Inf"}}
-		}
 		sum += float64(f) * float64(f)
 	}
 	if !x.opts.NoNormalize && sum > 0 {

@@ -3,6 +3,8 @@ package schema
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -113,4 +115,27 @@ type Runner struct {
 	PIDNS  string // the process's pid namespace (/proc/self/ns/pid), in which PID is valid
 	PID    int64
 	Start  int64 // the process's start, in clock ticks after boot (/proc/PID/stat field 22)
+}
+
+// ErrNotFinite is wrapped by CheckVector's error for a vector with a NaN
+// or infinite element.
+var ErrNotFinite = errors.New("vector is not finite")
+
+// CheckVector refuses a vector that is not dim long or not finite (the
+// error then wraps ErrNotFinite). It is the one vector check: the
+// extractor applies it to model output (class non_finite), the pipeline to
+// stored vectors it reuses, and every sink (through connector's
+// Batch.Normalize) and search query to what it is given.
+func CheckVector(v []float32, dim int) error {
+	if len(v) != dim {
+		return fmt.Errorf("vector has %d dimensions, the model gives %d", len(v), dim)
+	}
+	for i, f := range v {
+		// f-f is 0 for every finite f and NaN for NaN and ±Inf: one float32
+		// operation per element, on every row of every write.
+		if f-f != 0 {
+			return fmt.Errorf("%w (element %d is %v)", ErrNotFinite, i, f)
+		}
+	}
+	return nil
 }

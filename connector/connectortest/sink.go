@@ -319,7 +319,7 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 	if len(hits) == 0 {
 		return nil, nil
 	}
-	if err := connector.CheckVector(vec, len(hits[0].Vector)); err != nil {
+	if err := schema.CheckVector(vec, len(hits[0].Vector)); err != nil {
 		return nil, fmt.Errorf("fake sink: search model %s: query %w", modelID, err)
 	}
 	qn := norm(vec)

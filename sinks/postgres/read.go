@@ -193,7 +193,7 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 	case err != nil:
 		return nil, s.wrap("search", err)
 	}
-	if err := connector.CheckVector(vec, int(dim)); err != nil {
+	if err := schema.CheckVector(vec, int(dim)); err != nil {
 		return nil, fmt.Errorf("postgres sink %s: search model %s: query %w", s.redacted, modelID, err)
 	}
 	var norm float64

@@ -179,7 +179,7 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 	case err != nil:
 		return nil, fmt.Errorf("sqlite sink %s: search: %w", s.path, err)
 	}
-	if err := connector.CheckVector(vec, dim); err != nil {
+	if err := schema.CheckVector(vec, dim); err != nil {
 		return nil, fmt.Errorf("sqlite sink %s: search model %s: query %w", s.path, modelID, err)
 	}
 	var norm float64
