@@ -880,6 +880,9 @@ func TestE2EControlCharactersEscaped(t *testing.T) {
 
 	r := mustCode(t, exitItemFailures, tmp, sync...)
 	raw("sync", r)
+	// An error that names a path: the final "imgvec: …" line escapes it.
+	r = mustCode(t, exitFatal, tmp, "sync", "--source", filepath.Join(tmp, "gone\x1b[2J"), "--sink", sinkURI, "--model", e2eModel)
+	raw("sync of a missing folder", r)
 	r = mustCode(t, exitOK, tmp, append(sync, "--dry-run")...)
 	raw("sync --dry-run", r)
 	if !strings.Contains(r.stdout, `photos\x1b[31m`) {

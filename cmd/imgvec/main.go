@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
+	"github.com/imgvec/imgvec/schema"
 
 	"github.com/spf13/cobra"
 
@@ -82,18 +83,29 @@ func exitCode(err error, stderr io.Writer) int {
 	var ue wiring.UsageError
 	switch {
 	case errors.As(err, &ue) || isCobraUsage(err):
-		fmt.Fprintf(stderr, "imgvec: %v\nRun 'imgvec help' for usage.\n", err)
+		fmt.Fprintf(stderr, "imgvec: %s\nRun 'imgvec help' for usage.\n", printableLines(err))
 		return exitUsage
 	case errors.Is(err, connector.ErrStopped) || errors.Is(err, connector.ErrGraceExpired) || errors.Is(err, context.Canceled):
-		fmt.Fprintf(stderr, "imgvec: %v; committed batches are kept, the next run continues where this one stopped\n", err)
+		fmt.Fprintf(stderr, "imgvec: %s; committed batches are kept, the next run continues where this one stopped\n", printableLines(err))
 		return exitFatal
 	case errors.Is(err, errItemFailures):
-		fmt.Fprintf(stderr, "imgvec: %v\n", err)
+		fmt.Fprintf(stderr, "imgvec: %s\n", printableLines(err))
 		return exitItemFailures
 	default:
-		fmt.Fprintf(stderr, "imgvec: %v\n", err)
+		fmt.Fprintf(stderr, "imgvec: %s\n", printableLines(err))
 		return exitFatal
 	}
+}
+
+// printableLines is err's message for a terminal: control characters a
+// key or path may carry are escaped (schema.Printable), line by line, so
+// that joined errors keep one line each.
+func printableLines(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = schema.Printable(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // isCobraUsage recognises cobra's own argument errors, which it does not type.
