@@ -100,6 +100,7 @@ type Plan struct {
 	Stale       int64 // stored under another model id: re-embed
 	Retry       int64 // ledger entries to try again
 	FailedKnown int64 // ledger entries skipped (same fingerprint)
+	InvalidKeys int64 // keys that are not valid UTF-8: to the ledger (invalid_key), unread
 	// ReuseCandidates counts items to read whose size equals that of a
 	// stored row of the current model: copies and moved files are among
 	// them. Those whose sha256 matches a stored row reuse its vector
@@ -131,6 +132,9 @@ func (p Plan) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s of %s (model %s): %d listed, %d stored; %d new, %d changed, %d unchanged, %d stale, %d to retry, %d known failures; %d reuse candidates; ",
 		p.Kind, p.Source, p.ModelID, p.Listed, p.Stored, p.New, p.Changed, p.Unchanged, p.Stale, p.Retry, p.FailedKnown, p.ReuseCandidates)
+	if p.InvalidKeys > 0 {
+		fmt.Fprintf(&b, "%d keys not valid UTF-8 (to the ledger as invalid_key); ", p.InvalidKeys)
+	}
 	switch {
 	case p.DeleteErr != nil:
 		fmt.Fprintf(&b, "%d vanished: %v", p.Vanished, p.DeleteErr)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/imgvec/imgvec/schema"
 )
@@ -172,6 +173,10 @@ func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 	listErr := src.List(ctx, func(e Entry) error {
 		p.Listed++
 		c, _ := d.visit(e)
+		if c.needsRead() && !utf8.ValidString(e.Key) {
+			p.InvalidKeys++ // refused into the ledger unread
+			return nil
+		}
 		switch c {
 		case New:
 			p.New++

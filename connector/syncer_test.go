@@ -370,6 +370,13 @@ func TestInvalidKeyRefusedIntoLedger(t *testing.T) {
 	e := newEnv(t, 3)
 	bad := "dir/bad\xff\\name.jpg"
 	e.src.Put(bad, data(99), t0)
+	plan, err := e.syncer().Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.InvalidKeys != 1 || plan.New != 3 || !strings.Contains(plan.String(), "1 keys not valid UTF-8") {
+		t.Errorf("dry run: %d invalid keys, %d new, want 1 and 3: %s", plan.InvalidKeys, plan.New, plan)
+	}
 	run := e.mustRun()
 	if run.Outcome != schema.RunPartial || run.Failed != 1 || run.Written != 3 {
 		t.Fatalf("first run %+v", run)
