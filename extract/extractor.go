@@ -45,7 +45,9 @@ type Extractor struct {
 
 // New opens a session on model and returns an Extractor for it.
 func New(model *Model, opts Options) (*Extractor, error) {
-	sess, err := NewSession(model.Bytes, opts.Session)
+	so := opts.Session
+	so.ExternalDataDir = model.DataDir
+	sess, err := NewSession(model.Bytes, so)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", model.Name, err)
 	}

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/imgvec/imgvec/extract/imaging"
@@ -18,15 +20,20 @@ import (
 const DefaultLayer = "fc7"
 
 // Model is an ONNX model ready to run: its graph output is the feature
-// layer. SHA256 is the hash of exactly these bytes (the model identity).
+// layer. SHA256 is the hash of exactly these bytes (the model identity),
+// and of the external data files when the weights live outside them.
 type Model struct {
-	Name   string // what the user named: a preset or a path
-	Path   string // file the bytes came from
-	Bytes  []byte // the (cut) model that runs
-	SHA256 string
-	Layer  string
-	Dim    int
-	Spec   imaging.Spec
+	Name  string // what the user named: a preset or a path
+	Path  string // file the bytes came from
+	Bytes []byte // the (cut) model that runs
+	// DataDir is the directory the model's external data files are
+	// relative to; "" when the weights are all in Bytes.
+	DataDir string
+	SHA256  string
+	Layer   string // candidate layer alias (lower case) or tensor name
+	Pool    string // pooling of a token output (onnxgraph.PoolCLS, PoolMean) or ""
+	Dim     int
+	Spec    imaging.Spec
 }
 
 // LoadOptions says how to resolve a preset.
@@ -35,17 +42,21 @@ type LoadOptions struct {
 	// Download lets a preset that is not cached be downloaded. Presets
 	// without a known sha256 still refuse to download unverified.
 	Download bool
+	// Pool reduces a token output [N, T, D] to [N, D]: "cls" or "mean".
+	// A token output without it fails, naming the choices.
+	Pool string
 }
 
 // LoadModel resolves ref — a preset name ("vgg19-fc7", or "vgg19" for the
-// default VGG19 preset) or the path of an .onnx file — and makes layer
-// (DefaultLayer when "") its graph output, cutting the model in memory when
-// it is not already.
+// default VGG19 preset) or the path of an .onnx file — and makes layer its
+// graph output. layer is a candidate alias (fc6, fc7, pool5, avgpool, ...)
+// or any tensor name: a graph output is used as is, an intermediate tensor
+// by cutting the model there, in memory. With layer "", a preset reads its
+// own layer, a file fc7 when it has one, else its only graph output.
+// Weights in external data files stay where they are: ONNX Runtime reads
+// them from the model's directory (Model.DataDir).
 func LoadModel(ctx context.Context, ref, layer string, o LoadOptions) (*Model, error) {
-	if ref == "" {
-		ref = models.Default
-	}
-	if ref == "vgg19" {
+	if ref == "" || ref == "vgg19" {
 		ref = models.Default
 	}
 	path := ref
@@ -63,9 +74,6 @@ func LoadModel(ctx context.Context, ref, layer string, o LoadOptions) (*Model, e
 			return nil, fmt.Errorf("model %q: not a preset (%s) nor an .onnx file", ref, presetNames())
 		}
 	}
-	if layer == "" {
-		layer = DefaultLayer
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read model %s: %w", path, err)
@@ -75,21 +83,93 @@ func LoadModel(ctx context.Context, ref, layer string, o LoadOptions) (*Model, e
 		return nil, fmt.Errorf("parse model %s: %w", path, err)
 	}
 	rep := m.Inspect()
-	l, ok := rep.Layer(layer)
-	if !ok {
-		return nil, fmt.Errorf("model %s has no layer %q; candidates: %s (see `imgvec model inspect %s`)",
-			path, layer, strings.Join(rep.LayerNames(), ", "), path)
+	if layer == "" {
+		layer = defaultLayer(rep)
 	}
-	if !(len(rep.Outputs) == 1 && rep.Outputs[0].Name == l.Tensor && batchIsDynamic(rep)) {
-		if data, l, err = m.Cut(layer); err != nil {
+	l, err := m.Resolve(layer)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: layer %q: %w", path, layer, err)
+	}
+	if !(o.Pool == "" && len(rep.Outputs) == 1 && rep.Outputs[0].Name == l.Tensor && len(l.Shape) == 2 && batchIsDynamic(rep)) {
+		cm, cl, err := m.CutModel(layer, onnxgraph.CutOptions{Pool: o.Pool})
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", path, err)
+		}
+		if data, err = cm.Bytes(); err != nil {
 			return nil, fmt.Errorf("cut model %s at %s: %w", path, layer, err)
 		}
+		l.Dim = cl.Dim
 	}
-	sum := sha256.Sum256(data)
+	if l.Dim <= 0 {
+		return nil, fmt.Errorf("model %s: the width of tensor %q is not known from the graph (`imgvec model inspect --all %s` shows the shapes)", path, l.Tensor, path)
+	}
+	files, err := m.ExternalFiles()
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	dir := ""
+	if len(files) > 0 {
+		dir = filepath.Dir(path)
+	}
+	sum, err := modelSHA256(ctx, data, dir, files)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", path, err)
+	}
+	name := l.Name
+	if name != l.Tensor { // an alias: fc7, pool5, ...
+		name = strings.ToLower(name)
+	}
 	return &Model{
-		Name: ref, Path: path, Bytes: data, SHA256: hex.EncodeToString(sum[:]),
-		Layer: strings.ToLower(layer), Dim: l.Dim, Spec: imaging.ImageNet,
+		Name: ref, Path: path, Bytes: data, DataDir: dir, SHA256: sum,
+		Layer: name, Pool: o.Pool, Dim: l.Dim, Spec: imaging.ImageNet,
 	}, nil
+}
+
+// CheckPool validates a pooling name: "", "cls" or "mean".
+func CheckPool(pool string) error {
+	switch pool {
+	case "", onnxgraph.PoolCLS, onnxgraph.PoolMean:
+		return nil
+	}
+	return fmt.Errorf("unknown pooling %q (want %s or %s)", pool, onnxgraph.PoolCLS, onnxgraph.PoolMean)
+}
+
+// defaultLayer is DefaultLayer when the model has that candidate, else its
+// only graph output (an embedding export), else DefaultLayer (whose error
+// lists what there is).
+func defaultLayer(rep onnxgraph.Report) string {
+	if _, ok := rep.Layer(DefaultLayer); !ok && len(rep.Outputs) == 1 {
+		return rep.Outputs[0].Name
+	}
+	return DefaultLayer
+}
+
+// modelSHA256 hashes the model bytes; with external data files (under dir)
+// it hashes that hash with each file's name and hash, streaming the files.
+func modelSHA256(ctx context.Context, data []byte, dir string, files []string) (string, error) {
+	sum := sha256.Sum256(data)
+	if len(files) == 0 {
+		return hex.EncodeToString(sum[:]), nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "onnx %x\n", sum)
+	for _, name := range files {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			return "", fmt.Errorf("external data: %w", err)
+		}
+		fh := sha256.New()
+		_, err = io.Copy(fh, f)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("external data %s: %w", name, err)
+		}
+		fmt.Fprintf(h, "%s %x\n", filepath.ToSlash(name), fh.Sum(nil))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Identity is the model identity of vectors this model produces, given
@@ -99,6 +179,7 @@ func (m *Model) Identity(normalized bool) schema.ModelIdentity {
 	return schema.ModelIdentity{
 		ModelSHA256: m.SHA256,
 		Layer:       m.Layer,
+		Pool:        m.Pool,
 		Preprocess:  m.Spec.Version(),
 		Dim:         m.Dim,
 		Normalized:  normalized,

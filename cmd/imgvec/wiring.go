@@ -23,6 +23,7 @@ func ortVersion() string { return extract.ORTVersion }
 type modelFlags struct {
 	model             string
 	layer             string
+	pool              string
 	batch             int
 	device            string
 	threads           int
@@ -34,7 +35,8 @@ type modelFlags struct {
 
 func (f *modelFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool) or an .onnx file")
-	fs.StringVar(&f.layer, "layer", "", "layer to read (default: the preset's, or fc7)")
+	fs.StringVar(&f.layer, "layer", "", "layer alias (fc7, pool5, ...) or any tensor name to read (default: the preset's, fc7, or the only graph output)")
+	fs.StringVar(&f.pool, "pool", "", "pool a token output [N,T,D] (ViT/DINOv2 last_hidden_state): cls or mean")
 	rangeVar(fs, &f.batch, "batch", "", config.DefaultBatch, config.BatchRange, "images per inference batch")
 	fs.StringVar(&f.device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]")
 	rangeVar(fs, &f.threads, "threads", "", 0, config.ThreadsRange, "ONNX Runtime intra-op threads; 0 = number of CPUs")
@@ -46,7 +48,7 @@ func (f *modelFlags) register(fs *pflag.FlagSet) {
 
 // loadModel resolves the model without starting ONNX Runtime.
 func (f *modelFlags) loadModel(ctx context.Context) (*extract.Model, error) {
-	return extract.LoadModel(ctx, f.model, f.layer, extract.LoadOptions{Download: f.download})
+	return extract.LoadModel(ctx, f.model, f.layer, extract.LoadOptions{Download: f.download, Pool: f.pool})
 }
 
 // extractor loads the model and opens an ONNX Runtime session on it.

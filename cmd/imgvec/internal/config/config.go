@@ -83,6 +83,7 @@ type Job struct {
 	Sink      string
 	Model     string
 	Layer     string
+	Pool      string // pooling of a token output: cls, mean
 	Schedule  string
 	TimeZone  string // time_zone
 	Batch     int
