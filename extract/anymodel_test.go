@@ -213,3 +213,46 @@ func TestExternalDataFromAnyDirectory(t *testing.T) {
 		t.Errorf("fc6: %v", err)
 	}
 }
+
+func TestModelFolderAndPreprocess(t *testing.T) {
+	ctx := context.Background()
+	hf := "../testdata/models/hf"
+	ids := map[string]bool{}
+	for _, name := range []string{"clip", "convnext", "deit", "dinov2", "siglip", "vit"} {
+		m, vs := vectorsOf(t, filepath.Join(hf, name), "", LoadOptions{}, Options{})
+		if m.Layer != "image_embeds" || len(vs[0]) != 16 || m.Spec == imaging.ImageNet {
+			t.Errorf("%s: layer %q, spec %s", name, m.Layer, m.Spec.Version())
+		}
+		ids[m.Identity(true).ID()] = true
+	}
+	// ConvNeXt's crop_pct 0.875 at 224 (resize 256, crop 224, bicubic,
+	// ImageNet mean/std) is exactly DINOv2's recipe: same preprocessing,
+	// same id; the other four differ.
+	if len(ids) != 5 {
+		t.Errorf("six processors gave %d model ids, want 5", len(ids))
+	}
+	// A recipe equal to a folder's config gives the same preprocessing version.
+	clip, err := LoadModel(ctx, embedModel, "", LoadOptions{Preprocess: "clip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder, err := LoadModel(ctx, filepath.Join(hf, "clip"), "", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if clip.Spec.Version() != folder.Spec.Version() || clip.Identity(true).ID() != folder.Identity(true).ID() {
+		t.Errorf("--preprocess clip %s, CLIP folder %s", clip.Spec.Version(), folder.Spec.Version())
+	}
+	// --preprocess wins over the folder's file; the default stays imagenet.
+	if m, err := LoadModel(ctx, filepath.Join(hf, "clip"), "", LoadOptions{Preprocess: "imagenet"}); err != nil || m.Spec != imaging.ImageNet {
+		t.Errorf("--preprocess imagenet on a folder: %v", err)
+	}
+	if m, err := LoadModel(ctx, embedModel, "", LoadOptions{}); err != nil || m.Spec != imaging.ImageNet {
+		t.Errorf("default preprocessing: %v", err)
+	}
+	for _, bad := range []string{"clipp", "no-such.json"} {
+		if _, err := LoadModel(ctx, embedModel, "", LoadOptions{Preprocess: bad}); err == nil {
+			t.Errorf("--preprocess %s accepted", bad)
+		}
+	}
+}

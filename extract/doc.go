@@ -14,10 +14,14 @@
 //     schema.ModelIdentity stamped on every vector. External weights stay
 //     in their files: the Session tells ONNX Runtime their directory
 //     (Model.DataDir), so they load from any working directory, once.
+//     A model folder (Hugging Face / Optimum: model.onnx and
+//     preprocessor_config.json) sets the preprocessing from its config;
+//     LoadOptions.Preprocess (a recipe or a config path) overrides it.
 //   - Session wraps one onnxruntime_go DynamicAdvancedSession with a
 //     dynamic batch dimension, on CPU (default), CUDA or TensorRT.
-//   - Extractor combines extract/imaging (decode + torchvision-exact
-//     preprocessing) with a Session.
+//   - Extractor combines extract/imaging (decode + Pillow/torchvision/
+//     transformers-exact preprocessing) with a Session; the model input
+//     must be the preprocessing's output size.
 //
 // # Runtime
 //

@@ -45,10 +45,66 @@ type LoadOptions struct {
 	// Pool reduces a token output [N, T, D] to [N, D]: "cls" or "mean".
 	// A token output without it fails, naming the choices.
 	Pool string
+	// Preprocess is a recipe name (imaging.Recipe: imagenet, clip, vit,
+	// dinov2, efficientnet-b0) or the path of a preprocessor_config.json.
+	// "" is the model folder's preprocessor_config.json, else imagenet.
+	Preprocess string
+}
+
+// ParsePreprocess resolves a --preprocess value: a recipe name or the path
+// of a preprocessor_config.json.
+func ParsePreprocess(spec string) (imaging.Spec, error) {
+	if s, err := imaging.Recipe(spec); err == nil {
+		return s, nil
+	}
+	if !strings.HasSuffix(spec, ".json") {
+		_, err := imaging.Recipe(spec)
+		return imaging.Spec{}, err
+	}
+	data, err := os.ReadFile(spec)
+	if err != nil {
+		return imaging.Spec{}, fmt.Errorf("preprocess: %w", err)
+	}
+	s, err := imaging.SpecFromHFConfig(data)
+	if err != nil {
+		return imaging.Spec{}, fmt.Errorf("preprocess %s: %w", spec, err)
+	}
+	return s, nil
+}
+
+// CheckPreprocess validates a --preprocess value without reading files: a
+// recipe name, a path ending in .json, or "".
+func CheckPreprocess(spec string) error {
+	if spec == "" || strings.HasSuffix(spec, ".json") {
+		return nil
+	}
+	_, err := imaging.Recipe(spec)
+	return err
+}
+
+// hfConfigName is the preprocessing file of a Hugging Face model folder.
+const hfConfigName = "preprocessor_config.json"
+
+// modelInDir finds the .onnx file of a model folder (Hugging Face /
+// Optimum layout): model.onnx, else its only .onnx file.
+func modelInDir(dir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "model.onnx")); err == nil {
+		return filepath.Join(dir, "model.onnx"), nil
+	}
+	found, err := filepath.Glob(filepath.Join(dir, "*.onnx"))
+	if err != nil {
+		return "", err
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("model folder %s: want model.onnx or exactly one .onnx file, found %d", dir, len(found))
+	}
+	return found[0], nil
 }
 
 // LoadModel resolves ref — a preset name ("vgg19-fc7", or "vgg19" for the
-// default VGG19 preset) or the path of an .onnx file — and makes layer its
+// default VGG19 preset), the path of an .onnx file, or a model folder
+// (model.onnx or one .onnx file, and its preprocessor_config.json, which
+// sets the preprocessing unless o.Preprocess does) — and makes layer its
 // graph output. layer is a candidate alias (fc6, fc7, pool5, avgpool, ...)
 // or any tensor name: a graph output is used as is, an intermediate tensor
 // by cutting the model there, in memory. With layer "", a preset reads its
@@ -64,14 +120,36 @@ func LoadModel(ctx context.Context, ref, layer string, o LoadOptions) (*Model, e
 		if layer == "" {
 			layer = p.Layer
 		}
+		if o.Preprocess == "" {
+			o.Preprocess = p.Preprocess
+		}
+		if o.Pool == "" {
+			o.Pool = p.Pool
+		}
 		cached, err := cachedPreset(ctx, p, layer, o)
 		if err != nil {
 			return nil, err
 		}
 		path = cached
+	} else if fi, err := os.Stat(ref); err == nil && fi.IsDir() {
+		if path, err = modelInDir(ref); err != nil {
+			return nil, err
+		}
+		if o.Preprocess == "" {
+			if _, err := os.Stat(filepath.Join(ref, hfConfigName)); err == nil {
+				o.Preprocess = filepath.Join(ref, hfConfigName)
+			}
+		}
 	} else if !strings.HasSuffix(strings.ToLower(ref), ".onnx") {
-		if _, err := os.Stat(ref); err != nil {
-			return nil, fmt.Errorf("model %q: not a preset (%s) nor an .onnx file", ref, presetNames())
+		if err != nil {
+			return nil, fmt.Errorf("model %q: not a preset (%s), a model folder nor an .onnx file", ref, presetNames())
+		}
+	}
+	spec := imaging.ImageNet
+	if o.Preprocess != "" {
+		var err error
+		if spec, err = ParsePreprocess(o.Preprocess); err != nil {
+			return nil, fmt.Errorf("model %s: %w", ref, err)
 		}
 	}
 	data, err := os.ReadFile(path)
@@ -121,7 +199,7 @@ func LoadModel(ctx context.Context, ref, layer string, o LoadOptions) (*Model, e
 	}
 	return &Model{
 		Name: ref, Path: path, Bytes: data, DataDir: dir, SHA256: sum,
-		Layer: name, Pool: o.Pool, Dim: l.Dim, Spec: imaging.ImageNet,
+		Layer: name, Pool: o.Pool, Dim: l.Dim, Spec: spec,
 	}, nil
 }
 

@@ -53,3 +53,32 @@ func TestE2EAnyLayerAndExternalData(t *testing.T) {
 		t.Errorf("vectors differ:\n%s\n%s\n%s", vec("byname.jsonl"), vec("alias.jsonl"), vec("ext.jsonl"))
 	}
 }
+
+// Model folders (Hugging Face layout), --preprocess and `model list`.
+func TestE2EModelFolderAndPreprocess(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	r := mustCode(t, exitOK, tmp, "model", "list")
+	if !strings.Contains(r.stdout, "PREPROCESS") || !strings.Contains(r.stdout, "imagenet") {
+		t.Errorf("model list lacks preprocessing:\n%s", r.stdout)
+	}
+	img := filepath.Join(e2eImages, "small.jpg")
+	folder := filepath.Join(filepath.Dir(e2eModel), "hf", "clip")
+	mustCode(t, exitOK, tmp, "embed", "--model", folder, "--out", "folder.jsonl", img)
+	mustCode(t, exitOK, tmp, "embed", "--model", filepath.Join(folder, "model.onnx"), "--preprocess", "clip", "--out", "recipe.jsonl", img)
+	a, _ := os.ReadFile(filepath.Join(tmp, "folder.jsonl"))
+	b, _ := os.ReadFile(filepath.Join(tmp, "recipe.jsonl"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("CLIP folder and --preprocess clip differ:\n%s\n%s", a, b)
+	}
+	r = mustCode(t, exitUsage, tmp, "embed", "--model", folder, "--preprocess", "nope", "--out", "x.jsonl", img)
+	if !strings.Contains(r.stderr, "unknown preprocessing recipe") {
+		t.Errorf("bad --preprocess:\n%s", r.stderr)
+	}
+	vit := filepath.Join(filepath.Dir(e2eModel), "vit-tiny.onnx")
+	r = mustCode(t, exitFatal, tmp, "embed", "--model", vit, "--layer", "last_hidden_state", "--preprocess", "vit", "--out", "x.jsonl", img)
+	if !strings.Contains(r.stderr, "--pool") && !strings.Contains(r.stderr, "cls") {
+		t.Errorf("token output without --pool:\n%s", r.stderr)
+	}
+	mustCode(t, exitOK, tmp, "embed", "--model", vit, "--layer", "last_hidden_state", "--pool", "mean", "--preprocess", "vit", "--out", "vit.jsonl", img)
+}

@@ -164,7 +164,7 @@ func newModelFetchCmd() *cobra.Command {
 func newModelListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List model presets and whether they are cached",
+		Short: "List model presets, their preprocessing and pooling, and whether they are cached",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cache, err := models.DefaultCacheDir()
@@ -172,10 +172,14 @@ func newModelListCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "PRESET\tLAYER\tDIM\tCACHED\tDESCRIPTION")
+			fmt.Fprintln(tw, "PRESET\tLAYER\tDIM\tCACHED\tPREPROCESS\tPOOL\tDESCRIPTION")
 			for _, p := range models.Presets() {
 				_, ok := models.Cached(cache, p.Name, "")
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\n", p.Name, p.Layer, p.Dim, ok, p.Description)
+				pool := p.Pool
+				if pool == "" {
+					pool = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%s\t%s\n", p.Name, p.Layer, p.Dim, ok, p.Preprocess, pool, p.Description)
 			}
 			return tw.Flush()
 		},

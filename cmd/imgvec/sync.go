@@ -72,7 +72,7 @@ func (s *runSettings) register(fs *pflag.FlagSet, kind string) {
 func settingsFromJob(j config.Job) runSettings {
 	return runSettings{
 		model: modelFlags{
-			model: j.Model, layer: j.Layer, pool: j.Pool, batch: j.Batch, device: j.Device, threads: j.Threads,
+			model: j.Model, layer: j.Layer, pool: j.Pool, preprocess: j.Preprocess, batch: j.Batch, device: j.Device, threads: j.Threads,
 			noNormalize: j.NoNormalize, ignoreOrientation: j.IgnoreExifOrientation, maxPixels: j.MaxPixels, download: j.Download,
 		},
 		source: sourceFlags{

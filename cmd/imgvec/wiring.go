@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
 
 	"github.com/spf13/pflag"
@@ -24,6 +25,7 @@ type modelFlags struct {
 	model             string
 	layer             string
 	pool              string
+	preprocess        string
 	batch             int
 	device            string
 	threads           int
@@ -34,8 +36,9 @@ type modelFlags struct {
 }
 
 func (f *modelFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool) or an .onnx file")
+	fs.StringVar(&f.model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool), an .onnx file or a model folder (model.onnx + preprocessor_config.json)")
 	fs.StringVar(&f.layer, "layer", "", "layer alias (fc7, pool5, ...) or any tensor name to read (default: the preset's, fc7, or the only graph output)")
+	fs.StringVar(&f.preprocess, "preprocess", "", "preprocessing: imagenet, clip, vit, dinov2, efficientnet-b0 or a preprocessor_config.json (default: the model folder's, else imagenet; part of the model id)")
 	fs.StringVar(&f.pool, "pool", "", "pool a token output [N,T,D] (ViT/DINOv2 last_hidden_state): cls or mean")
 	rangeVar(fs, &f.batch, "batch", "", config.DefaultBatch, config.BatchRange, "images per inference batch")
 	fs.StringVar(&f.device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]")
@@ -48,7 +51,10 @@ func (f *modelFlags) register(fs *pflag.FlagSet) {
 
 // loadModel resolves the model without starting ONNX Runtime.
 func (f *modelFlags) loadModel(ctx context.Context) (*extract.Model, error) {
-	return extract.LoadModel(ctx, f.model, f.layer, extract.LoadOptions{Download: f.download, Pool: f.pool})
+	if err := errors.Join(extract.CheckPreprocess(f.preprocess), extract.CheckPool(f.pool)); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return extract.LoadModel(ctx, f.model, f.layer, extract.LoadOptions{Download: f.download, Pool: f.pool, Preprocess: f.preprocess})
 }
 
 // extractor loads the model and opens an ONNX Runtime session on it.

@@ -404,6 +404,9 @@ func TestCommittedModelsMatchGenerator(t *testing.T) {
 			return VGG19External(w, data, "vgg19-tiny.onnx.data", VGGOptions{Naming: Torchvision, Seed: 1})
 		},
 	}
+	for _, name := range []string{"clip", "convnext", "deit", "dinov2", "siglip", "vit"} {
+		want["hf/"+name+"/model.onnx"] = want["embed-tiny.onnx"]
+	}
 	for file, n := range map[string]Naming{"vgg19-tiny.onnx": Torchvision, "vgg19-zoo-tiny.onnx": ModelZoo, "vgg19-caffe2-tiny.onnx": Caffe2} {
 		want[file] = func(w, _ io.Writer) error { return VGG19(w, VGGOptions{Naming: n, Seed: 1}) }
 	}

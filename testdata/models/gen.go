@@ -43,6 +43,13 @@ func main() {
 	writeWith(filepath.Join(*out, "vit-tiny.onnx"), "token outputs", func(w io.Writer) error {
 		return onnxgraph.Embedding(w, onnxgraph.Tokens, *seed)
 	})
+	// Hugging Face / Optimum model folders: the embedding export beside
+	// each committed preprocessor_config.json.
+	for _, name := range []string{"clip", "convnext", "deit", "dinov2", "siglip", "vit"} {
+		writeWith(filepath.Join(*out, "hf", name, "model.onnx"), "model folder", func(w io.Writer) error {
+			return onnxgraph.Embedding(w, onnxgraph.Pooled, *seed)
+		})
+	}
 	ext := filepath.Join(*out, "external", "vgg19-tiny.onnx")
 	writeWith(ext+".data", "external data", func(data io.Writer) error {
 		writeWith(ext, "external weights", func(w io.Writer) error {
