@@ -32,6 +32,7 @@ NOCGO_PKGS := ./schema/... ./connector/... ./sinks/postgres/... ./sinks/milvus/.
 # The test command CI runs. Integration tests read server addresses from
 # .cache/services.env; with CI=true a skipped integration test fails.
 test: setup services
+	.ci/lib/install-python.sh
 	set -a; source .cache/services.env; set +a; \
 	$(GO) vet ./... && \
 	CGO_ENABLED=0 $(GO) build $(NOCGO_PKGS) && \

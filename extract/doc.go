@@ -4,15 +4,24 @@
 // # Pieces
 //
 //   - LoadModel resolves a preset (cached by `imgvec model fetch`) or an
-//     .onnx file and makes the requested layer the graph output, cutting the
-//     model in memory with extract/onnxgraph when needed (ONNX Runtime
-//     returns graph outputs only). Model.SHA256 hashes the exact bytes that
-//     run; with the layer, the preprocessing version and normalisation it
-//     forms the schema.ModelIdentity stamped on every vector.
+//     .onnx file and makes the requested layer — an alias (fc7, pool5, ...)
+//     or any tensor name — the graph output, cutting the model in memory
+//     with extract/onnxgraph when needed (ONNX Runtime returns graph
+//     outputs only); a token output [N, T, D] is pooled in the graph
+//     (LoadOptions.Pool), [N, C, 1, 1] flattened. Model.SHA256 hashes the
+//     exact bytes that run and any external data files; with the layer,
+//     the pooling, the preprocessing version and normalisation it forms the
+//     schema.ModelIdentity stamped on every vector. External weights stay
+//     in their files: the Session tells ONNX Runtime their directory
+//     (Model.DataDir), so they load from any working directory, once.
+//     A model folder (Hugging Face / Optimum: model.onnx and
+//     preprocessor_config.json) sets the preprocessing from its config;
+//     LoadOptions.Preprocess (a recipe or a config path) overrides it.
 //   - Session wraps one onnxruntime_go DynamicAdvancedSession with a
 //     dynamic batch dimension, on CPU (default), CUDA or TensorRT.
-//   - Extractor combines extract/imaging (decode + torchvision-exact
-//     preprocessing) with a Session.
+//   - Extractor combines extract/imaging (decode + Pillow/torchvision/
+//     transformers-exact preprocessing) with a Session; the model input
+//     must be the preprocessing's output size.
 //
 // # Runtime
 //

@@ -218,7 +218,7 @@ func TestLoadModel(t *testing.T) {
 	if err != nil || fc6.Layer != "fc6" || fc6.SHA256 == m.SHA256 {
 		t.Errorf("fc6: %v %+v", err, fc6)
 	}
-	if _, err := LoadModel(ctx, tinyModel, "fc42", LoadOptions{}); err == nil || !strings.Contains(err.Error(), "candidates") {
+	if _, err := LoadModel(ctx, tinyModel, "fc42", LoadOptions{}); err == nil || !strings.Contains(err.Error(), "layers: ") {
 		t.Errorf("unknown layer: %v", err)
 	}
 	t.Setenv("IMGVEC_CACHE_DIR", t.TempDir())

@@ -45,7 +45,9 @@ type Extractor struct {
 
 // New opens a session on model and returns an Extractor for it.
 func New(model *Model, opts Options) (*Extractor, error) {
-	sess, err := NewSession(model.Bytes, opts.Session)
+	so := opts.Session
+	so.ExternalDataDir = model.DataDir
+	sess, err := NewSession(model.Bytes, so)
 	if err != nil {
 		return nil, fmt.Errorf("open model %s: %w", model.Name, err)
 	}
@@ -57,9 +59,10 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 		opts.BatchSize = 16
 	}
 	spec := model.Spec
-	if h, w := sess.InputSize(); h != spec.Crop || w != spec.Crop {
+	ph, pw := spec.OutputSize()
+	if h, w := sess.InputSize(); h != ph || w != pw {
 		sess.Close()
-		return nil, fmt.Errorf("open model %s: input is %dx%d but preprocessing crops %dx%d", model.Name, h, w, spec.Crop, spec.Crop)
+		return nil, fmt.Errorf("open model %s: input is %dx%d (HxW) but preprocessing gives %dx%d (choose the model's with --preprocess)", model.Name, h, w, ph, pw)
 	}
 	if sess.Dim() != model.Dim {
 		sess.Close()
@@ -69,7 +72,7 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	// copy of the graph, and the model's bytes (over 500 MB for VGG19) can
 	// be collected.
 	x := &Extractor{sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
-	n := 3 * spec.Crop * spec.Crop
+	n := 3 * ph * pw
 	x.tensors.New = func() any { t := make([]float32, n); return &t }
 	x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
 	return x, nil
@@ -149,7 +152,8 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*schema.Prepared, re
 }
 
 func (x *Extractor) run(ctx context.Context, batch []*schema.Prepared) ([]float32, error) {
-	per := 3 * x.spec.Crop * x.spec.Crop
+	ph, pw := x.spec.OutputSize()
+	per := 3 * ph * pw
 	need := len(batch) * per
 	buf := x.inputs.Get().(*[]float32)
 	defer x.inputs.Put(buf)

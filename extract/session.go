@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/imgvec/imgvec/extract/onnxgraph"
 )
 
 // SessionOptions configures one ONNX Runtime session.
@@ -15,7 +17,15 @@ type SessionOptions struct {
 	// IntraOpThreads is ONNX Runtime's intra-op thread count. Defaults to
 	// runtime.NumCPU().
 	IntraOpThreads int
+	// ExternalDataDir is the directory the model's external data files are
+	// relative to (Model.DataDir); ONNX Runtime reads them from there,
+	// whatever the working directory. "" when the model has none.
+	ExternalDataDir string
 }
+
+// externalDataDirKey is ONNX Runtime's session config key for where the
+// external initializers of a model loaded from memory are.
+const externalDataDirKey = "session.model_external_initializers_file_folder_path"
 
 // Session runs one ONNX model whose single image input is [N,C,H,W] float32
 // and whose output is [N,Dim] float32 (a cut model). Run is safe for
@@ -41,22 +51,27 @@ func NewSession(model []byte, opts SessionOptions) (*Session, error) {
 	if err := InitRuntime(); err != nil {
 		return nil, err
 	}
-	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
+	// The graph says what the inputs and outputs are; asking ONNX Runtime
+	// would load every weight into a throwaway session first.
+	g, err := onnxgraph.Parse(model)
 	if err != nil {
 		return nil, fmt.Errorf("read model inputs and outputs: %w", err)
 	}
+	rep := g.Inspect()
+	ins, outs := rep.Inputs, rep.Outputs
 	if len(ins) != 1 || len(outs) != 1 {
 		return nil, fmt.Errorf("model has %d inputs and %d outputs; want one image input and one feature output (cut the model with `imgvec model cut`)", len(ins), len(outs))
 	}
 	in, out := ins[0], outs[0]
-	if len(in.Dimensions) != 4 {
-		return nil, fmt.Errorf("model input %q has shape %v; want [N,C,H,W]", in.Name, in.Dimensions)
+	inDims, outDims := dims(in.Shape), dims(out.Shape)
+	if len(inDims) != 4 || in.ElemType != "float" {
+		return nil, fmt.Errorf("model input %q is %s %v; want float [N,C,H,W]", in.Name, in.ElemType, inDims)
 	}
-	if len(out.Dimensions) != 2 || out.Dimensions[1] <= 0 {
-		return nil, fmt.Errorf("model output %q has shape %v; want [N,dim]", out.Name, out.Dimensions)
+	if len(outDims) != 2 || outDims[1] <= 0 || out.ElemType != "float" {
+		return nil, fmt.Errorf("model output %q is %s %v; want float [N,dim]", out.Name, out.ElemType, outDims)
 	}
-	if in.Dimensions[0] > 0 && in.Dimensions[0] != 1 {
-		return nil, fmt.Errorf("model input %q has a fixed batch of %d; cut it with `imgvec model cut` to make the batch dynamic", in.Name, in.Dimensions[0])
+	if inDims[0] > 0 && inDims[0] != 1 {
+		return nil, fmt.Errorf("model input %q has a fixed batch of %d; cut it with `imgvec model cut` to make the batch dynamic", in.Name, inDims[0])
 	}
 	so, err := sessionOptions(opts)
 	if err != nil {
@@ -69,14 +84,26 @@ func NewSession(model []byte, opts SessionOptions) (*Session, error) {
 	}
 	s := &Session{
 		sess: sess, input: in.Name, output: out.Name,
-		channels: int(in.Dimensions[1]), height: int(in.Dimensions[2]), width: int(in.Dimensions[3]),
-		dim: int(out.Dimensions[1]), device: opts.Device,
+		channels: int(inDims[1]), height: int(inDims[2]), width: int(inDims[3]),
+		dim: int(outDims[1]), device: opts.Device,
 	}
 	if s.channels != 3 {
 		s.Close()
 		return nil, fmt.Errorf("model input %q has %d channels; want 3 (RGB)", in.Name, s.channels)
 	}
 	return s, nil
+}
+
+// dims is a shape with symbolic and unknown dimensions as -1.
+func dims(s []onnxgraph.Dim) []int64 {
+	d := make([]int64, len(s))
+	for i, x := range s {
+		d[i] = -1
+		if x.Param == "" && x.Value >= 0 {
+			d[i] = x.Value
+		}
+	}
+	return d
 }
 
 func sessionOptions(opts SessionOptions) (*ort.SessionOptions, error) {
@@ -91,6 +118,12 @@ func sessionOptions(opts SessionOptions) (*ort.SessionOptions, error) {
 	if err := so.SetIntraOpNumThreads(threads); err != nil {
 		so.Destroy()
 		return nil, fmt.Errorf("set intra-op threads %d: %w", threads, err)
+	}
+	if opts.ExternalDataDir != "" {
+		if err := so.AddSessionConfigEntry(externalDataDirKey, opts.ExternalDataDir); err != nil {
+			so.Destroy()
+			return nil, fmt.Errorf("set external data directory %s: %w", opts.ExternalDataDir, err)
+		}
 	}
 	if err := appendProvider(so, opts.Device); err != nil {
 		so.Destroy()

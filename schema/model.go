@@ -12,7 +12,8 @@ import (
 // comparable only if their identities have the same ID.
 type ModelIdentity struct {
 	ModelSHA256 string // hex sha256 of the exact ONNX bytes given to ONNX Runtime
-	Layer       string // output layer, e.g. "fc7"
+	Layer       string // output layer, e.g. "fc7", or a tensor name
+	Pool        string // pooling of a token output ("cls", "mean"); "" when none
 	Preprocess  string // preprocessing version, e.g. "torchvision-resize256-crop224-v1"
 	Dim         int    // vector dimension read from the model
 	Normalized  bool   // vectors were L2-normalised
@@ -20,8 +21,14 @@ type ModelIdentity struct {
 
 // ID is a short stable identifier derived from every field. It is stored on
 // every row; rows with another ID are stale.
+// Pool enters the hash only when set, so identities from before pooling
+// existed keep their ID.
 func (m ModelIdentity) ID() string {
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s\n%s\n%s\n%d\n%t", m.ModelSHA256, m.Layer, m.Preprocess, m.Dim, m.Normalized)))
+	s := fmt.Sprintf("%s\n%s\n%s\n%d\n%t", m.ModelSHA256, m.Layer, m.Preprocess, m.Dim, m.Normalized)
+	if m.Pool != "" {
+		s += "\npool " + m.Pool
+	}
+	h := sha256.Sum256([]byte(s))
 	return m.Layer + "-" + hex.EncodeToString(h[:8])
 }
 

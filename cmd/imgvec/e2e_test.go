@@ -616,7 +616,7 @@ func TestE2EModel(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tmp, "bad.onnx")); err == nil {
 		t.Errorf("a failed cut left bad.onnx")
 	}
-	if left, _ := filepath.Glob(filepath.Join(tmp, ".cut-*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(tmp, ".imgvec-*")); len(left) > 0 {
 		t.Errorf("a failed cut left %v", left)
 	}
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,10 +34,10 @@ func readModel(path string) (*onnxgraph.Model, error) {
 }
 
 func newModelInspectCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, all bool
 	cmd := &cobra.Command{
 		Use:   "inspect MODEL.onnx",
-		Short: "List a model's inputs, outputs and candidate feature layers",
+		Short: "List a model's inputs, outputs and candidate feature layers (--all: every tensor)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := readModel(args[0])
@@ -46,10 +45,20 @@ func newModelInspectCmd() *cobra.Command {
 				return err
 			}
 			rep := m.Inspect()
+			var tensors []onnxgraph.TensorInfo
+			if all {
+				tensors = m.Tensors()
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
+				if all {
+					return enc.Encode(struct {
+						onnxgraph.Report
+						Tensors []onnxgraph.TensorInfo
+					}{rep, tensors})
+				}
 				return enc.Encode(rep)
 			}
 			fmt.Fprintf(out, "model %s: IR %d, producer %q, %d nodes, %d initializers", args[0], rep.IRVersion, rep.Producer, rep.Nodes, rep.Initializers)
@@ -68,18 +77,29 @@ func newModelInspectCmd() *cobra.Command {
 			for _, l := range rep.Layers {
 				fmt.Fprintf(tw, "%s\t%d\t%v\t%s\t%s\n", l.Name, l.Dim, l.Shape, l.Op, l.Tensor)
 			}
+			if all {
+				fmt.Fprintln(tw, "\nTENSOR\tSHAPE\tOP")
+				for _, t := range tensors {
+					shape := "?"
+					if t.Shape != nil {
+						shape = fmt.Sprint(t.Shape)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, shape, t.Op)
+				}
+			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&all, "all", false, "also list every tensor the graph computes, with its shape (any of them works as --layer)")
 	return cmd
 }
 
 func newModelCutCmd() *cobra.Command {
-	var layer, out string
+	var layer, pool, out string
 	cmd := &cobra.Command{
 		Use:   "cut MODEL.onnx --layer fc7 -o OUT.onnx",
-		Short: "Write a model whose output is the named layer (fc7, fc6, pool5, avgpool or a tensor name), batch made dynamic",
+		Short: "Write a model whose output is the named layer (fc7, fc6, pool5, avgpool or any tensor name), batch made dynamic, loadable from anywhere",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -89,28 +109,25 @@ func newModelCutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tmp, err := os.CreateTemp(filepath.Dir(out), ".cut-*.onnx")
-			if err != nil {
-				return fmt.Errorf("cut: %w", err)
-			}
-			defer os.Remove(tmp.Name())
-			l, err := m.CutTo(tmp, layer)
-			if err == nil {
-				err = errors.Join(tmp.Chmod(0o644), tmp.Close())
-			} else {
-				tmp.Close()
-			}
+			cm, l, err := m.CutModel(layer, onnxgraph.CutOptions{Pool: pool})
 			if err != nil {
 				return fmt.Errorf("cut %s at %s: %w", args[0], layer, err)
 			}
-			if err := os.Rename(tmp.Name(), out); err != nil {
-				return fmt.Errorf("cut: %w", err)
+			// External weights are inlined (or, over 2 GiB, copied to a data
+			// file beside OUT), so the cut loads without the original.
+			data, err := cm.Save(out, filepath.Dir(args[0]))
+			if err != nil {
+				return fmt.Errorf("cut %s at %s: %w", args[0], layer, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: output %s (%s, %d-d, tensor %s)\n", out, l.Name, l.Op, l.Dim, l.Tensor)
+			if data != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "weights in %s (keep it beside the model)\n", data)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&layer, "layer", "fc7", "layer to cut at")
+	cmd.Flags().StringVar(&layer, "layer", "fc7", "layer alias or tensor name to cut at")
+	cmd.Flags().StringVar(&pool, "pool", "", "pool a token output [N,T,D]: cls or mean")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output .onnx file")
 	return cmd
 }
@@ -149,7 +166,7 @@ func newModelFetchCmd() *cobra.Command {
 func newModelListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List model presets and whether they are cached",
+		Short: "List model presets, their preprocessing and pooling, and whether they are cached",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cache, err := models.DefaultCacheDir()
@@ -157,10 +174,14 @@ func newModelListCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "PRESET\tLAYER\tDIM\tCACHED\tDESCRIPTION")
+			fmt.Fprintln(tw, "PRESET\tLAYER\tDIM\tCACHED\tPREPROCESS\tPOOL\tDESCRIPTION")
 			for _, p := range models.Presets() {
 				_, ok := models.Cached(cache, p.Name, "")
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\n", p.Name, p.Layer, p.Dim, ok, p.Description)
+				pool := p.Pool
+				if pool == "" {
+					pool = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%s\t%s\n", p.Name, p.Layer, p.Dim, ok, p.Preprocess, pool, p.Description)
 			}
 			return tw.Flush()
 		},

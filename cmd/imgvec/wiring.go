@@ -16,8 +16,10 @@ func ortVersion() string { return extract.ORTVersion }
 // shares onto j's fields: a config job and the flags are one set of
 // settings (applyJob puts a file's job under the flags given).
 func registerModelFlags(fs *pflag.FlagSet, j *config.Job) {
-	fs.StringVar(&j.Model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool) or an .onnx file")
-	fs.StringVar(&j.Layer, "layer", "", "layer to read (default: the preset's, or fc7)")
+	fs.StringVar(&j.Model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool), an .onnx file or a model folder (model.onnx + preprocessor_config.json)")
+	fs.StringVar(&j.Layer, "layer", "", "layer alias (fc7, pool5, ...) or any tensor name to read (default: the preset's, fc7, or the only graph output)")
+	fs.StringVar(&j.Preprocess, "preprocess", "", "preprocessing: imagenet, clip, vit, dinov2, efficientnet-b0 or a preprocessor_config.json (default: the model folder's, else imagenet; part of the model id)")
+	fs.StringVar(&j.Pool, "pool", "", "pool a token output [N,T,D] (ViT/DINOv2 last_hidden_state): cls or mean")
 	rangeVar(fs, &j.Batch, "batch", "", config.DefaultBatch, config.BatchRange, "images per inference batch")
 	fs.StringVar(&j.Device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]")
 	rangeVar(fs, &j.Threads, "threads", "", 0, config.ThreadsRange, "ONNX Runtime intra-op threads; 0 = number of CPUs")

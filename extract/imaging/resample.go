@@ -9,11 +9,29 @@ import (
 	"sync"
 )
 
-// Spec names a torchvision-style preprocessing: Resize(Resize) on the
-// shorter side with PIL bilinear, CenterCrop(Crop), ToTensor, Normalize(Mean, Std).
+// Spec names a preprocessing: resize (the shorter side to Resize, or to
+// exactly ResizeHeight×ResizeWidth) with a Pillow filter, an optional center
+// crop, then x = v·rescale and (x - Mean) / Std per channel, CHW float32.
+// The zero values of the fields after Std give torchvision's recipe:
+// Resize(Resize) with PIL bilinear, CenterCrop(Crop) with round-half-even
+// offsets, ToTensor (float32(v)/255), Normalize(Mean, Std).
 type Spec struct {
-	Resize, Crop int
+	Resize, Crop int // shorter side; square crop (0: see below)
 	Mean, Std    [3]float32
+
+	// Filter is the resampling filter (default Bilinear).
+	Filter Filter
+	// ResizeHeight×ResizeWidth, when set (Resize 0), is an exact resize
+	// (Hugging Face size {height, width}).
+	ResizeHeight, ResizeWidth int
+	// CropHeight×CropWidth, when set (Crop 0), is a crop of any shape.
+	CropHeight, CropWidth int
+	// FloorCrop places the crop at floor((n - crop) / 2) as transformers'
+	// center_crop does, instead of torchvision's round-half-even.
+	FloorCrop bool
+	// Rescale, when set, computes x = float32(float64(v) * Rescale) as
+	// transformers' rescale does (1 = no rescaling); 0 is float32(v) / 255.
+	Rescale float64
 }
 
 // ImageNet is the torchvision ImageNet recipe used by VGG19:
@@ -25,15 +43,23 @@ var ImageNet = Spec{
 	Std:    [3]float32{0.229, 0.224, 0.225},
 }
 
-// maxCrop bounds Spec.Crop and Spec.Resize so that a bad Spec cannot ask for
-// an absurd output buffer.
+// maxCrop bounds the sizes of a Spec so that a bad Spec cannot ask for an
+// absurd output buffer.
 const maxCrop = 8192
+
+// torchvision reports whether s is the plain torchvision recipe (every
+// extension at its zero value): its Version keeps the original form.
+func (s Spec) torchvision() bool {
+	return s.Filter == Bilinear && s.ResizeHeight == 0 && s.ResizeWidth == 0 && s.CropHeight == 0 &&
+		s.CropWidth == 0 && !s.FloorCrop && s.Rescale == 0
+}
 
 // Version returns a stable string naming the preprocessing, e.g.
 // "tv-resize256-crop224-pilbilinear-mean0.485,0.456,0.406-std0.229,0.224,0.225-v1".
 // It is part of the model identity: any change in the output of
 // ResizeCrop/Preprocess for the same input must change this string (bump the
-// trailing version).
+// trailing version). Equal parameters give equal strings, however the Spec
+// was made (a recipe name or a preprocessor_config.json).
 func (s Spec) Version() string {
 	f := func(v [3]float32) string {
 		p := make([]string, 3)
@@ -42,15 +68,66 @@ func (s Spec) Version() string {
 		}
 		return strings.Join(p, ",")
 	}
-	return fmt.Sprintf("tv-resize%d-crop%d-pilbilinear-mean%s-std%s-v1", s.Resize, s.Crop, f(s.Mean), f(s.Std))
+	if s.torchvision() {
+		return fmt.Sprintf("tv-resize%d-crop%d-pilbilinear-mean%s-std%s-v1", s.Resize, s.Crop, f(s.Mean), f(s.Std))
+	}
+	resize := fmt.Sprintf("short%d", s.Resize)
+	if s.Resize == 0 {
+		resize = fmt.Sprintf("%dx%d", s.ResizeHeight, s.ResizeWidth)
+	}
+	ch, cw := s.cropSize()
+	crop := "none"
+	if ch > 0 {
+		crop = fmt.Sprintf("%dx%d", ch, cw)
+		if s.FloorCrop {
+			crop += "floor"
+		}
+	}
+	rescale := "div255"
+	if s.Rescale != 0 {
+		rescale = strconv.FormatFloat(s.Rescale, 'g', -1, 64)
+	}
+	return fmt.Sprintf("pp-resize%s-pil%s-crop%s-rescale%s-mean%s-std%s-v2", resize, s.Filter, crop, rescale, f(s.Mean), f(s.Std))
+}
+
+// cropSize is the crop's height and width, 0 when there is none.
+func (s Spec) cropSize() (h, w int) {
+	if s.Crop > 0 {
+		return s.Crop, s.Crop
+	}
+	return s.CropHeight, s.CropWidth
+}
+
+// OutputSize is the height and width of the tensor Preprocess writes.
+func (s Spec) OutputSize() (h, w int) {
+	if h, w = s.cropSize(); h > 0 {
+		return h, w
+	}
+	return s.ResizeHeight, s.ResizeWidth
 }
 
 func (s Spec) validate() error {
-	if s.Resize <= 0 || s.Crop <= 0 || s.Resize > maxCrop || s.Crop > maxCrop {
-		return fmt.Errorf("imaging: invalid spec: resize %d, crop %d (want 0 < crop <= resize <= %d)", s.Resize, s.Crop, maxCrop)
-	}
-	if s.Crop > s.Resize {
-		return fmt.Errorf("imaging: invalid spec: crop %d larger than resize %d (padding is not supported)", s.Crop, s.Resize)
+	in := func(v int) bool { return v > 0 && v <= maxCrop }
+	ch, cw := s.cropSize()
+	switch {
+	case s.Resize != 0 && (s.ResizeHeight != 0 || s.ResizeWidth != 0):
+		return fmt.Errorf("imaging: invalid spec: both a shorter-side resize %d and an exact one %dx%d", s.Resize, s.ResizeHeight, s.ResizeWidth)
+	case s.Resize == 0 && !(in(s.ResizeHeight) && in(s.ResizeWidth)):
+		return fmt.Errorf("imaging: invalid spec: resize %d, %dx%d (want 0 < size <= %d)", s.Resize, s.ResizeHeight, s.ResizeWidth, maxCrop)
+	case s.Resize != 0 && !in(s.Resize):
+		return fmt.Errorf("imaging: invalid spec: resize %d (want 0 < resize <= %d)", s.Resize, maxCrop)
+	case s.Crop != 0 && (s.CropHeight != 0 || s.CropWidth != 0):
+		return fmt.Errorf("imaging: invalid spec: both crop %d and %dx%d", s.Crop, s.CropHeight, s.CropWidth)
+	case ch == 0 && cw == 0 && s.Resize != 0:
+		return fmt.Errorf("imaging: invalid spec: a shorter-side resize %d needs a crop (the output size would vary)", s.Resize)
+	case (ch != 0 || cw != 0) && !(in(ch) && in(cw)):
+		return fmt.Errorf("imaging: invalid spec: crop %dx%d (want 0 < crop <= %d)", ch, cw, maxCrop)
+	case s.Resize != 0 && (ch > s.Resize || cw > s.Resize), s.Resize == 0 && (ch > s.ResizeHeight || cw > s.ResizeWidth):
+		return fmt.Errorf("imaging: invalid spec: crop %dx%d larger than the resize (padding is not supported)", ch, cw)
+	case s.Filter < Bilinear || s.Filter > Hamming:
+		return fmt.Errorf("imaging: invalid spec: filter %d", s.Filter)
+	case s.Rescale < 0 || math.IsNaN(s.Rescale) || math.IsInf(s.Rescale, 0):
+		return fmt.Errorf("imaging: invalid spec: rescale %v", s.Rescale)
 	}
 	for _, v := range s.Std {
 		if v == 0 || math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -60,9 +137,13 @@ func (s Spec) validate() error {
 	return nil
 }
 
-// ResizedSize returns the size torchvision's Resize(s.Resize) gives a w×h
-// image: the shorter side becomes s.Resize, the longer int(s.Resize*long/short).
+// ResizedSize returns the size the resize gives a w×h image: exactly
+// ResizeWidth×ResizeHeight, or the shorter side s.Resize and the longer
+// int(s.Resize*long/short) (torchvision's and transformers' rule).
 func (s Spec) ResizedSize(w, h int) (nw, nh int) {
+	if s.Resize == 0 {
+		return s.ResizeWidth, s.ResizeHeight
+	}
 	short, long := w, h
 	if w > h {
 		short, long = h, w
@@ -82,6 +163,15 @@ func cropOffset(n, crop int) int {
 	return int(math.RoundToEven(float64(n-crop) / 2.0))
 }
 
+// offset places a crop of c in n: torchvision's rounding or transformers'
+// floor division.
+func (s Spec) offset(n, c int) int {
+	if s.FloorCrop {
+		return (n - c) >> 1 // Python's // on possibly negative values floors
+	}
+	return cropOffset(n, c)
+}
+
 // precisionBits is Pillow's PRECISION_BITS (32 - 8 - 2).
 const precisionBits = 22
 
@@ -93,7 +183,10 @@ type coeffs struct {
 	k      []int32 // per output: ksize weights
 }
 
-type coeffKey struct{ in, out, off, n int }
+type coeffKey struct {
+	f               Filter
+	in, out, off, n int
+}
 
 // coeffCache caches weights per (size, window). Photo collections have few
 // distinct sizes; the cache is dropped whole when it grows past maxCached.
@@ -104,15 +197,15 @@ var coeffCache struct {
 
 const maxCached = 256
 
-func getCoeffs(in, out, off, n int) *coeffs {
-	key := coeffKey{in, out, off, n}
+func getCoeffs(f Filter, in, out, off, n int) *coeffs {
+	key := coeffKey{f, in, out, off, n}
 	coeffCache.Lock()
 	c := coeffCache.m[key]
 	coeffCache.Unlock()
 	if c != nil {
 		return c
 	}
-	c = computeCoeffs(in, out, off, n)
+	c = computeCoeffs(f, in, out, off, n)
 	coeffCache.Lock()
 	if coeffCache.m == nil || len(coeffCache.m) >= maxCached {
 		coeffCache.m = make(map[coeffKey]*coeffs)
@@ -123,17 +216,18 @@ func getCoeffs(in, out, off, n int) *coeffs {
 }
 
 // computeCoeffs follows Pillow's precompute_coeffs + normalize_coeffs_8bpc
-// for the bilinear (triangle, support 1) filter with an antialiasing scale,
-// but only for outputs off..off+n-1 (every output's weights are independent).
-// Explicit float64 conversions keep the compiler from fusing multiply-adds,
-// so the doubles match C's.
-func computeCoeffs(in, out, off, n int) *coeffs {
+// for filter f with an antialiasing scale, but only for outputs
+// off..off+n-1 (every output's weights are independent). Explicit float64
+// conversions keep the compiler from fusing multiply-adds, so the doubles
+// match C's.
+func computeCoeffs(f Filter, in, out, off, n int) *coeffs {
+	fsupport, filter := f.kernel()
 	scale := float64(in) / float64(out)
 	filterscale := scale
 	if filterscale < 1 {
 		filterscale = 1
 	}
-	support := 1.0 * filterscale
+	support := float64(fsupport * filterscale)
 	ksize := int(math.Ceil(support))*2 + 1
 	c := &coeffs{ksize: ksize, bounds: make([]int32, 2*n), k: make([]int32, n*ksize)}
 	w := make([]float64, ksize)
@@ -155,14 +249,7 @@ func computeCoeffs(in, out, off, n int) *coeffs {
 		}
 		ww := 0.0
 		for x := 0; x < xmax; x++ {
-			t := float64(float64(x+xmin)-center+0.5) * ss
-			if t < 0 {
-				t = -t
-			}
-			v := 0.0
-			if t < 1 {
-				v = 1 - t
-			}
+			v := filter(float64(float64(x+xmin)-center+0.5) * ss)
 			w[x] = v
 			ww += v
 		}
@@ -206,14 +293,16 @@ func (img RGB) check() error {
 	return nil
 }
 
-// ResizeCrop returns the uint8 result of torchvision Resize(s.Resize) with
-// PIL bilinear + CenterCrop(s.Crop): a s.Crop×s.Crop RGB image, bit-exact
-// with Pillow 11's Image.resize(BILINEAR) followed by crop.
+// ResizeCrop returns the uint8 result of the spec's resize and crop: an
+// OutputSize() RGB image, bit-exact with Pillow 11's Image.resize followed
+// by crop (torchvision's Resize + CenterCrop, or transformers' resize +
+// center_crop).
 func ResizeCrop(img RGB, s Spec) (RGB, error) {
 	if err := s.validate(); err != nil {
 		return RGB{}, err
 	}
-	out := RGB{Width: s.Crop, Height: s.Crop, Pix: make([]byte, 3*s.Crop*s.Crop)}
+	h, w := s.OutputSize()
+	out := RGB{Width: w, Height: h, Pix: make([]byte, 3*w*h)}
 	if err := resizeCrop(img, s, out.Pix); err != nil {
 		return RGB{}, err
 	}
@@ -222,7 +311,7 @@ func ResizeCrop(img RGB, s Spec) (RGB, error) {
 
 var errDst = errors.New("imaging: destination too small")
 
-// resizeCrop writes the s.Crop×s.Crop crop into dst (len >= 3*Crop*Crop).
+// resizeCrop writes the OutputSize() crop into dst (len >= 3*h*w).
 //
 // Pillow resizes horizontally first into an 8-bit intermediate holding the
 // source rows the vertical pass reads, then vertically; a pass is skipped when
@@ -233,25 +322,36 @@ func resizeCrop(img RGB, s Spec, dst []byte) error {
 	if err := img.check(); err != nil {
 		return err
 	}
-	if len(dst) < 3*s.Crop*s.Crop {
+	ch, cw := s.OutputSize()
+	if len(dst) < 3*ch*cw {
 		return errDst
 	}
 	W, H := img.Width, img.Height
 	nw, nh := s.ResizedSize(W, H)
-	cw := s.Crop
-	left, top := cropOffset(nw, cw), cropOffset(nh, cw)
-	if left < 0 || top < 0 || left+cw > nw || top+cw > nh {
-		return fmt.Errorf("imaging: crop %d does not fit resized %dx%d", cw, nw, nh)
+	left, top := s.offset(nw, cw), s.offset(nh, ch)
+	if left < 0 || top < 0 || left+cw > nw || top+ch > nh {
+		return fmt.Errorf("imaging: crop %dx%d does not fit resized %dx%d", cw, ch, nw, nh)
+	}
+	if nw == W && nh == H { // Pillow copies: only the crop is left
+		for y := 0; y < ch; y++ {
+			r := img.Pix[3*W*(top+y)+3*left:]
+			copy(dst[3*cw*y:3*cw*(y+1)], r[:3*cw])
+		}
+		return nil
+	}
+	if s.Filter == Nearest {
+		nearest(dst, img, nw, nh, left, top, cw, ch)
+		return nil
 	}
 	needH, needV := nw != W, nh != H
 
 	// Source rows the vertical pass needs (or the cropped rows if there is none).
 	var vc *coeffs
-	rowLo, rowHi := top, top+cw
+	rowLo, rowHi := top, top+ch
 	if needV {
-		vc = getCoeffs(H, nh, top, cw)
+		vc = getCoeffs(s.Filter, H, nh, top, ch)
 		rowLo, rowHi = H, 0
-		for i := 0; i < cw; i++ {
+		for i := 0; i < ch; i++ {
 			lo, cnt := int(vc.bounds[2*i]), int(vc.bounds[2*i+1])
 			if cnt == 0 {
 				continue
@@ -269,7 +369,7 @@ func resizeCrop(img RGB, s Spec, dst []byte) error {
 	var tmp []byte
 	tmpStride, tmpX0 := 3*cw, 0
 	if needH {
-		hc := getCoeffs(W, nw, left, cw)
+		hc := getCoeffs(s.Filter, W, nw, left, cw)
 		tmpBuf := getBuf(3 * cw * (rowHi - rowLo))
 		defer putBuf(tmpBuf)
 		tmp = tmpBuf
@@ -280,14 +380,41 @@ func resizeCrop(img RGB, s Spec, dst []byte) error {
 	}
 
 	if needV {
-		vertical(dst, tmp, tmpStride, tmpX0, rowLo, vc, cw)
+		vertical(dst, tmp, tmpStride, tmpX0, rowLo, vc, cw, ch)
 		return nil
 	}
-	for y := 0; y < cw; y++ {
+	for y := 0; y < ch; y++ {
 		r := tmp[(top+y-rowLo)*tmpStride+tmpX0:]
 		copy(dst[3*cw*y:3*cw*(y+1)], r[:3*cw])
 	}
 	return nil
+}
+
+// nearest is Pillow's NEAREST resize (ImagingScaleAffine): source
+// coordinates accumulate in double from the first output pixel, start at
+// half a step, and truncate; only the crop window is written.
+func nearest(dst []byte, img RGB, nw, nh, left, top, cw, ch int) {
+	coords := func(in, out, off, n int) []int {
+		step := float64(in) / float64(out)
+		idx := make([]int, n)
+		v := float64(step * 0.5)
+		for x := 0; x < off+n; x++ {
+			if x >= off {
+				i := int(v) // v >= 0
+				idx[x-off] = min(i, in-1)
+			}
+			v += step
+		}
+		return idx
+	}
+	xs, ys := coords(img.Width, nw, left, cw), coords(img.Height, nh, top, ch)
+	for y, sy := range ys {
+		row := img.Pix[3*img.Width*sy:]
+		o := dst[3*cw*y : 3*cw*(y+1)]
+		for x, sx := range xs {
+			copy(o[3*x:3*x+3], row[3*sx:3*sx+3])
+		}
+	}
 }
 
 func horizontal(tmp, src []byte, srcStride, rowLo, rowHi int, c *coeffs, cw int) {
@@ -321,11 +448,11 @@ func horizontal(tmp, src []byte, srcStride, rowLo, rowHi int, c *coeffs, cw int)
 	}
 }
 
-func vertical(dst, tmp []byte, stride, x0, rowLo int, c *coeffs, cw int) {
+func vertical(dst, tmp []byte, stride, x0, rowLo int, c *coeffs, cw, ch int) {
 	const half = 1 << (precisionBits - 1)
 	ks := c.ksize
 	acc := make([]int32, 3*cw)
-	for y := 0; y < cw; y++ {
+	for y := 0; y < ch; y++ {
 		ymin, cnt := int(c.bounds[2*y]), int(c.bounds[2*y+1])
 		k := c.k[y*ks : y*ks+cnt]
 		for i := range acc {
@@ -347,14 +474,16 @@ func vertical(dst, tmp []byte, stride, x0, rowLo int, c *coeffs, cw int) {
 	}
 }
 
-// Preprocess writes the normalised 3×Crop×Crop CHW float32 tensor of img into
-// dst (len(dst) >= 3*Crop*Crop): ResizeCrop, then x = float32(v)/255,
-// (x - Mean[c]) / Std[c] in float32, as torchvision's ToTensor + Normalize.
+// Preprocess writes the normalised 3×H×W CHW float32 tensor of img
+// (H×W = s.OutputSize()) into dst (len(dst) >= 3*H*W): ResizeCrop, then
+// x = float32(v)/255 (torchvision's ToTensor) or float32(float64(v)*Rescale)
+// (transformers' rescale), then (x - Mean[c]) / Std[c] in float32.
 func Preprocess(img RGB, s Spec, dst []float32) error {
 	if err := s.validate(); err != nil {
 		return err
 	}
-	n := s.Crop * s.Crop
+	h, w := s.OutputSize()
+	n := h * w
 	if len(dst) < 3*n {
 		return fmt.Errorf("imaging: dst has %d floats, want %d", len(dst), 3*n)
 	}
@@ -368,6 +497,9 @@ func Preprocess(img RGB, s Spec, dst []float32) error {
 		m, sd := s.Mean[c], s.Std[c]
 		for v := 0; v < 256; v++ {
 			x := float32(v) / 255
+			if s.Rescale != 0 {
+				x = float32(float64(v) * s.Rescale)
+			}
 			lut[c][v] = (x - m) / sd
 		}
 	}

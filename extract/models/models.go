@@ -42,6 +42,10 @@ type Preset struct {
 	Dim       int // feature width of Layer
 	InputSize int // square input side in pixels
 	Mean, Std [3]float32
+	// Preprocess is the preprocessing recipe (extract/imaging.Recipe) the
+	// preset runs with; Pool the pooling of a token output ("" = none).
+	Preprocess string
+	Pool       string
 }
 
 // vgg19-7.onnx: the ONNX Model Zoo's VGG19 converted from MXNet (IR 3, opset
@@ -54,6 +58,7 @@ const vgg19URL = "https://github.com/onnx/models/raw/main/validated/vision/class
 var presets = []Preset{
 	{
 		Name:        "vgg19-fc7",
+		Preprocess:  "imagenet",
 		Description: "VGG19 (ONNX Model Zoo vgg19-7), fc7 after ReLU, 4096-d",
 		URL:         vgg19URL,
 		Size:        574677321,
@@ -62,6 +67,7 @@ var presets = []Preset{
 	},
 	{
 		Name:        "vgg19-fc6",
+		Preprocess:  "imagenet",
 		Description: "VGG19 (ONNX Model Zoo vgg19-7), fc6 after ReLU, 4096-d",
 		URL:         vgg19URL,
 		Size:        574677321,
@@ -73,6 +79,7 @@ var presets = []Preset{
 		// onnx/models vision/classification/resnet/model/resnet50-v2-7.onnx
 		// (moved unchanged to validated/ later).
 		Name:        "resnet50-avgpool",
+		Preprocess:  "imagenet",
 		Description: "ResNet50 v2 (ONNX Model Zoo resnet50-v2-7), global average pool, 2048-d",
 		URL:         "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet50-v2-7.onnx",
 		SHA256:      "1e80e8a7c8eec8e8b20c440d7dd7f2f8590779c7c2859dc4514870dc463845d3",

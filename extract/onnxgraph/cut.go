@@ -1,6 +1,7 @@
 package onnxgraph
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -14,7 +15,7 @@ const BatchDim = "N"
 // layer name from Inspect (fc6, fc7, pool5, avgpool, ...) or a raw tensor
 // name. See CutModel for what changes.
 func (m *Model) Cut(layer string) (out []byte, l Layer, err error) {
-	cm, l, err := m.CutModel(layer)
+	cm, l, err := m.CutModel(layer, CutOptions{})
 	if err != nil {
 		return nil, Layer{}, err
 	}
@@ -24,12 +25,28 @@ func (m *Model) Cut(layer string) (out []byte, l Layer, err error) {
 
 // CutTo is Cut writing to w, without holding the result in memory.
 func (m *Model) CutTo(w io.Writer, layer string) (Layer, error) {
-	cm, l, err := m.CutModel(layer)
+	cm, l, err := m.CutModel(layer, CutOptions{})
 	if err != nil {
 		return Layer{}, err
 	}
 	_, err = cm.WriteTo(w)
 	return l, err
+}
+
+// Pooling of a token output [N, T, D] (ViT/DINOv2 last_hidden_state).
+const (
+	PoolCLS  = "cls"  // the first token: Gather index 0 on axis 1
+	PoolMean = "mean" // the mean over tokens: ReduceMean on axis 1
+)
+
+// ErrTokenOutput is wrapped when a [N, T, D] tensor is cut without a pooling.
+var ErrTokenOutput = errors.New("token output needs a pooling")
+
+// CutOptions are CutModel's choices beyond the layer.
+type CutOptions struct {
+	// Pool reduces a [N, T, D] token tensor to [N, D]: PoolCLS or PoolMean.
+	// Required for such a tensor; refused for any other rank.
+	Pool string
 }
 
 // CutModel returns a model that computes only layer and outputs it as a
@@ -42,12 +59,23 @@ func (m *Model) CutTo(w io.Writer, layer string) (Layer, error) {
 // shape that fixes the batch to 1 are rewritten to copy it (0), or infer it
 // (-1) where allowzero is set. IR version, opset imports and every other
 // top-level field are kept as they were.
-func (m *Model) CutModel(layer string) (*Model, Layer, error) {
+func (m *Model) CutModel(layer string, o CutOptions) (*Model, Layer, error) {
 	g := m.Graph
 	a := analyse(g)
 	target, ok := a.resolve(layer)
 	if !ok {
 		return nil, Layer{}, a.noSuchLayer(layer)
+	}
+	shape := a.shapes[target.Tensor]
+	switch {
+	case o.Pool != "" && o.Pool != PoolCLS && o.Pool != PoolMean:
+		return nil, Layer{}, fmt.Errorf("onnxgraph: cut %q: unknown pooling %q (want %s or %s)", layer, o.Pool, PoolCLS, PoolMean)
+	case len(shape) == 3 && o.Pool == "":
+		return nil, Layer{}, fmt.Errorf("onnxgraph: cut %q: tensor %q is a token output %s [N, tokens, dim]; choose a pooling: %s (the first token) or %s (the token mean): %w",
+			layer, target.Tensor, fmtShape(shape), PoolCLS, PoolMean, ErrTokenOutput)
+	case len(shape) != 3 && o.Pool != "":
+		return nil, Layer{}, fmt.Errorf("onnxgraph: cut %q: pooling %q applies to token outputs [N, tokens, dim]; tensor %q has shape %s",
+			layer, o.Pool, target.Tensor, fmtShape(shape))
 	}
 
 	// Image inputs: graph inputs that are not initializers. Fix their batch.
@@ -92,9 +120,32 @@ func (m *Model) CutModel(layer string) (*Model, Layer, error) {
 		}
 	}
 
-	// Flatten a layer that is not [N, dim].
+	// Pool a token output; flatten a layer that is not [N, dim].
 	outName := target.Tensor
-	if s := a.shapes[target.Tensor]; len(s) != 2 {
+	if len(shape) == 3 {
+		outName = uniqueName(used, target.Tensor+"_"+o.Pool)
+		var n *Node
+		if o.Pool == PoolCLS {
+			idx := uniqueName(used, "imgvec_cls_index")
+			inits = append(inits, newTensorInt64(idx, nil, []int64{0}))
+			n = &Node{OpType: "Gather", Inputs: []string{target.Tensor, idx}, Attrs: []*Attr{{Name: "axis", Type: AttrInt, I: 1}}}
+		} else {
+			n = &Node{OpType: "ReduceMean", Inputs: []string{target.Tensor}, Attrs: []*Attr{{Name: "keepdims", Type: AttrInt, I: 0}}}
+			if m.defaultOpset() >= 18 { // axes became an input in opset 18
+				axes := uniqueName(used, "imgvec_token_axis")
+				inits = append(inits, newTensorInt64(axes, []int64{1}, []int64{1}))
+				n.Inputs = append(n.Inputs, axes)
+			} else {
+				n.Attrs = append(n.Attrs, &Attr{Name: "axes", Type: AttrInts, Ints: []int64{1}})
+			}
+		}
+		n.Name, n.Outputs = uniqueName(used, "imgvec_pool_"+o.Pool), []string{outName}
+		nodes = append(nodes, n)
+		target.Dim, target.Shape = int(shape[2]), []int64{-1, shape[2]}
+		if shape[2] <= 0 {
+			target.Dim = 0
+		}
+	} else if len(shape) != 2 {
 		outName = uniqueName(used, target.Tensor+"_flat")
 		nodes = append(nodes, &Node{
 			Name: uniqueName(used, "imgvec_flatten"), OpType: "Flatten",
@@ -178,32 +229,9 @@ func (m *Model) CutModel(layer string) (*Model, Layer, error) {
 
 	l := target
 	l.Tensor = outName
+	l.Pool = o.Pool
 	l.Shape = []int64{-1, dim.Value}
 	return &Model{IRVersion: m.IRVersion, ProducerName: m.ProducerName, Opsets: m.Opsets, Graph: g2, fields: m.fields}, l, nil
-}
-
-// resolve finds a candidate layer by name, or a tensor computed by a node.
-func (a *analysis) resolve(name string) (Layer, bool) {
-	for _, l := range a.layers() {
-		if strings.EqualFold(l.Name, name) {
-			return l, true
-		}
-	}
-	if p, ok := a.producer[name]; ok {
-		return a.layer(name, name, a.g.Nodes[p].OpType), true
-	}
-	return Layer{}, false
-}
-
-func (a *analysis) noSuchLayer(name string) error {
-	var names []string
-	for _, l := range a.layers() {
-		names = append(names, l.Name)
-	}
-	if len(names) == 0 {
-		return fmt.Errorf("onnxgraph: cut %q: no node computes that tensor and the graph has no candidate feature layers: %w", name, ErrNoSuchLayer)
-	}
-	return fmt.Errorf("onnxgraph: cut %q: no node computes that tensor; candidate layers: %s: %w", name, strings.Join(names, ", "), ErrNoSuchLayer)
 }
 
 // batchReshape reports whether n is a Reshape of an activation with batch 1
@@ -277,4 +305,28 @@ func (r Report) LayerNames() []string {
 	}
 	sort.Strings(s)
 	return s
+}
+
+// defaultOpset is the model's opset version of the default ONNX domain.
+func (m *Model) defaultOpset() int64 {
+	for _, o := range m.Opsets {
+		if o.Domain == "" || o.Domain == "ai.onnx" {
+			return o.Version
+		}
+	}
+	return 0
+}
+
+func fmtShape(s []int64) string {
+	if s == nil {
+		return "[unknown]"
+	}
+	ds := make([]string, len(s))
+	for i, d := range s {
+		ds[i] = "?"
+		if d >= 0 {
+			ds[i] = fmt.Sprint(d)
+		}
+	}
+	return "[" + strings.Join(ds, ",") + "]"
 }

@@ -55,6 +55,24 @@
 // fields are kept. Control-flow subgraphs (If/Loop) are copied untouched;
 // names they capture from the outer graph are not traced by Cut.
 //
+// Any tensor works as a layer too: Resolve (and Cut) take an alias or the
+// exact name of a tensor a node computes; an unknown name fails with
+// ErrNoSuchLayer listing the aliases, the graph outputs and the closest
+// tensor names. Tensors lists every computed tensor with its shape. A token
+// tensor [N, T, D] is cut only with CutOptions.Pool: "cls" adds a Gather of
+// token 0, "mean" a ReduceMean over the tokens (attribute or input by
+// opset); without it the error wraps ErrTokenOutput.
+//
+// # External data
+//
+// Initializers whose data_location is EXTERNAL keep their reference
+// (location, offset, length) untouched by Parse and Cut; ExternalFiles
+// lists the data files, refusing locations outside the model's directory.
+// WriteInline streams the external data into the written model; over
+// MaxInline (protobuf's 2 GiB), WriteExternal streams it into a new data
+// file instead. Save picks one and writes atomically. The weights are
+// streamed from their files, never held in memory.
+//
 // # Generators
 //
 // VGG19 writes a VGG19-architecture model with deterministic random weights
@@ -62,8 +80,11 @@
 // activations stay finite and non-trivial) in one of three namings —
 // Torchvision (torch.onnx export of torchvision vgg19), ModelZoo (the Model
 // Zoo's vgg19-7.onnx, an MXNet conversion) and Caffe2 (the Model Zoo's
-// vgg19-caffe2-*.onnx) — at Tiny or Full scale. Weights are generated while
-// writing, so the ~575 MB full model is streamed with a few MB of memory.
+// vgg19-caffe2-*.onnx) — at Tiny or Full scale; VGG19External writes it
+// with its weights in a data file. Embedding writes tiny 224×224 embedding
+// exports: Pooled (one output image_embeds) and Tokens (last_hidden_state
+// and pooler_output, ViT-style). Weights are generated while writing, so
+// the ~575 MB full model is streamed with a few MB of memory.
 //
 // Nothing in this package needs ONNX Runtime or Python; its tests use ONNX
 // Runtime (IMGVEC_ORT_LIB or .cache/onnxruntime/1.30.0/libonnxruntime.so.1)

@@ -121,7 +121,10 @@ func (v *ValueInfo) encode() []byte {
 	return b
 }
 
-func (g *Graph) encode() *chunks {
+// tensorEncoder replaces a tensor's encoding when it returns non-nil.
+type tensorEncoder func(t *Tensor) *chunks
+
+func (g *Graph) encode(te tensorEncoder) *chunks {
 	c := &chunks{}
 	for _, n := range g.Nodes {
 		c.add(putBytes(nil, 1, n.encode()))
@@ -130,7 +133,14 @@ func (g *Graph) encode() *chunks {
 		c.add(putString(nil, 2, g.Name))
 	}
 	for _, t := range g.Initializers {
-		c.addMsg(5, t.encode())
+		tc := (*chunks)(nil)
+		if te != nil {
+			tc = te(t)
+		}
+		if tc == nil {
+			tc = t.encode()
+		}
+		c.addMsg(5, tc)
 	}
 	for _, f := range g.other {
 		c.add(f.raw)
@@ -147,13 +157,15 @@ func (g *Graph) encode() *chunks {
 	return c
 }
 
-func (m *Model) encode() *chunks {
+func (m *Model) encode() *chunks { return m.encodeWith(nil) }
+
+func (m *Model) encodeWith(te tensorEncoder) *chunks {
 	c := &chunks{}
 	wroteGraph := false
 	for _, f := range m.fields {
 		if f.num == 7 {
 			if !wroteGraph {
-				c.addMsg(7, m.Graph.encode())
+				c.addMsg(7, m.Graph.encode(te))
 				wroteGraph = true
 			}
 			continue
@@ -161,7 +173,7 @@ func (m *Model) encode() *chunks {
 		c.add(f.raw)
 	}
 	if !wroteGraph {
-		c.addMsg(7, m.Graph.encode())
+		c.addMsg(7, m.Graph.encode(te))
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package onnxgraph
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -105,6 +106,24 @@ func VGG19(w io.Writer, o VGGOptions) error {
 		return fmt.Errorf("onnxgraph: write VGG19: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("onnxgraph: write VGG19: %w", err)
+	}
+	return nil
+}
+
+// VGG19External is VGG19 with every weight of 1 KiB or more in the
+// external data file written to data, which the model names location (as
+// onnx.save_model(..., save_as_external_data=True) lays models out).
+func VGG19External(w, data io.Writer, location string, o VGGOptions) error {
+	m, err := vggModel(o)
+	if err != nil {
+		return err
+	}
+	bw, bd := bufio.NewWriterSize(w, 1<<20), bufio.NewWriterSize(data, 1<<20)
+	if err := m.WriteExternal(bw, bd, ExternalOptions{Location: location, MinBytes: 1024}); err != nil {
+		return fmt.Errorf("onnxgraph: write VGG19: %w", err)
+	}
+	if err := errors.Join(bw.Flush(), bd.Flush()); err != nil {
 		return fmt.Errorf("onnxgraph: write VGG19: %w", err)
 	}
 	return nil

@@ -27,6 +27,7 @@ type Layer struct {
 	Op     string  // op that computes the layer: Gemm, MatMul, MaxPool, GlobalAveragePool
 	Dim    int     // features per image (product of Shape[1:]); 0 when unknown
 	Shape  []int64 // shape with the batch dim as -1; unknown dims are -1 too
+	Pool   string  // how a token output was pooled (CutModel); "" otherwise
 }
 
 // Report is what Inspect finds in a model.
@@ -295,6 +296,19 @@ func (a *analysis) inferNode(n *Node) []int64 {
 			if total > 0 && rest > 0 {
 				out[neg] = total / rest
 			}
+		}
+		return out
+	case "Transpose":
+		perm := n.attrInts("perm")
+		if x == nil || len(perm) != len(x) {
+			return nil
+		}
+		out := make([]int64, len(x))
+		for i, p := range perm {
+			if p < 0 || p >= int64(len(x)) {
+				return nil
+			}
+			out[i] = x[p]
 		}
 		return out
 	case "Gemm":

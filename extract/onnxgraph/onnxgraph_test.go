@@ -3,6 +3,7 @@ package onnxgraph
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -396,13 +397,36 @@ func softmax(v []float32) {
 }
 
 func TestCommittedModelsMatchGenerator(t *testing.T) {
+	want := map[string]func(w, data io.Writer) error{
+		"embed-tiny.onnx": func(w, _ io.Writer) error { return Embedding(w, Pooled, 1) },
+		"vit-tiny.onnx":   func(w, _ io.Writer) error { return Embedding(w, Tokens, 1) },
+		"external/vgg19-tiny.onnx": func(w, data io.Writer) error {
+			return VGG19External(w, data, "vgg19-tiny.onnx.data", VGGOptions{Naming: Torchvision, Seed: 1})
+		},
+	}
+	for _, name := range []string{"clip", "convnext", "deit", "dinov2", "siglip", "vit"} {
+		want["hf/"+name+"/model.onnx"] = want["embed-tiny.onnx"]
+	}
 	for file, n := range map[string]Naming{"vgg19-tiny.onnx": Torchvision, "vgg19-zoo-tiny.onnx": ModelZoo, "vgg19-caffe2-tiny.onnx": Caffe2} {
-		got, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", file))
-		if err != nil {
-			t.Fatalf("%v (run go run ./testdata/models/gen.go)", err)
+		want[file] = func(w, _ io.Writer) error { return VGG19(w, VGGOptions{Naming: n, Seed: 1}) }
+	}
+	for file, gen := range want {
+		var model, data bytes.Buffer
+		if err := gen(&model, &data); err != nil {
+			t.Fatal(err)
 		}
-		if !bytes.Equal(got, gen(t, VGGOptions{Naming: n, Seed: 1})) {
-			t.Errorf("testdata/models/%s differs from its generator; run go run ./testdata/models/gen.go", file)
+		files := map[string][]byte{file: model.Bytes()}
+		if data.Len() > 0 {
+			files[file+".data"] = data.Bytes()
+		}
+		for f, w := range files {
+			got, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", f))
+			if err != nil {
+				t.Fatalf("%v (run go run ./testdata/models/gen.go)", err)
+			}
+			if !bytes.Equal(got, w) {
+				t.Errorf("testdata/models/%s differs from its generator; run go run ./testdata/models/gen.go", f)
+			}
 		}
 	}
 }

@@ -12,6 +12,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,6 +37,26 @@ func main() {
 	for _, m := range tiny {
 		write(filepath.Join(*out, m.file), onnxgraph.VGGOptions{Naming: m.naming, Scale: onnxgraph.Tiny, Seed: *seed})
 	}
+	writeWith(filepath.Join(*out, "embed-tiny.onnx"), "pooled embedding", func(w io.Writer) error {
+		return onnxgraph.Embedding(w, onnxgraph.Pooled, *seed)
+	})
+	writeWith(filepath.Join(*out, "vit-tiny.onnx"), "token outputs", func(w io.Writer) error {
+		return onnxgraph.Embedding(w, onnxgraph.Tokens, *seed)
+	})
+	// Hugging Face / Optimum model folders: the embedding export beside
+	// each committed preprocessor_config.json.
+	for _, name := range []string{"clip", "convnext", "deit", "dinov2", "siglip", "vit"} {
+		writeWith(filepath.Join(*out, "hf", name, "model.onnx"), "model folder", func(w io.Writer) error {
+			return onnxgraph.Embedding(w, onnxgraph.Pooled, *seed)
+		})
+	}
+	ext := filepath.Join(*out, "external", "vgg19-tiny.onnx")
+	writeWith(ext+".data", "external data", func(data io.Writer) error {
+		writeWith(ext, "external weights", func(w io.Writer) error {
+			return onnxgraph.VGG19External(w, data, "vgg19-tiny.onnx.data", onnxgraph.VGGOptions{Naming: onnxgraph.Torchvision, Scale: onnxgraph.Tiny, Seed: *seed})
+		})
+		return nil
+	})
 	if *full {
 		dir := filepath.Join(*out, "generated")
 		for _, m := range []struct {
@@ -52,6 +73,11 @@ func main() {
 }
 
 func write(path string, o onnxgraph.VGGOptions) {
+	writeWith(path, fmt.Sprintf("%s %s", o.Naming, o.Scale), func(w io.Writer) error { return onnxgraph.VGG19(w, o) })
+}
+
+// writeWith writes path atomically with gen.
+func writeWith(path, what string, gen func(w io.Writer) error) {
 	start := time.Now()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		fail(err)
@@ -61,7 +87,7 @@ func write(path string, o onnxgraph.VGGOptions) {
 	if err != nil {
 		fail(err)
 	}
-	if err := onnxgraph.VGG19(f, o); err != nil {
+	if err := gen(f); err != nil {
 		f.Close()
 		os.Remove(tmp)
 		fail(err)
@@ -74,7 +100,7 @@ func write(path string, o onnxgraph.VGGOptions) {
 		fail(err)
 	}
 	fi, _ := os.Stat(path)
-	fmt.Printf("%s: %s %s, %d bytes, %v\n", path, o.Naming, o.Scale, fi.Size(), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("%s: %s, %d bytes, %v\n", path, what, fi.Size(), time.Since(start).Round(time.Millisecond))
 }
 
 func fail(err error) {

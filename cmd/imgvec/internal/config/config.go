@@ -79,17 +79,20 @@ type Serve struct {
 type Job struct {
 	Name string
 	// Sources (`source:`, a string or a list) are folders or file:// URIs.
-	Sources   []string
-	Sink      string
-	Model     string
-	Layer     string
-	Schedule  string
-	TimeZone  string // time_zone
-	Batch     int
-	Device    string
-	Threads   int
-	Workers   int
-	MaxDelete string // max_delete
+	Sources []string
+	Sink    string
+	Model   string
+	Layer   string
+	Pool    string // pooling of a token output: cls, mean
+	// Preprocess is a recipe name or a preprocessor_config.json path.
+	Preprocess string
+	Schedule   string
+	TimeZone   string // time_zone
+	Batch      int
+	Device     string
+	Threads    int
+	Workers    int
+	MaxDelete  string // max_delete
 	// RetryFailed (retry_failed) retries ledger items that did not change.
 	RetryFailed bool
 	// Grace is how long in-flight batches may take to commit after

@@ -134,6 +134,8 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		},
 		"model":                   d.str(&j.Model, checkNonEmpty),
 		"layer":                   d.str(&j.Layer, nil),
+		"pool":                    d.str(&j.Pool, extract.CheckPool),
+		"preprocess":              d.str(&j.Preprocess, extract.CheckPreprocess),
 		"schedule":                d.str(&j.Schedule, checkSchedule),
 		"time_zone":               d.str(&j.TimeZone, checkTimeZone),
 		"batch":                   number(d, &j.Batch, BatchRange),

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Any tensor name as --layer, `model inspect --all`, and a model whose
+// weights are in an external data file, used from another directory.
+func TestE2EAnyLayerAndExternalData(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	r := mustCode(t, exitOK, tmp, "model", "inspect", "--all", e2eModel)
+	if !strings.Contains(r.stdout, "/classifier/classifier.4/Relu_output_0  [-1 64]") {
+		t.Errorf("inspect --all lacks the fc7 tensor:\n%s", r.stdout)
+	}
+	r = mustCode(t, exitFatal, tmp, "embed", "--model", e2eModel, "--layer", "fc7_relu", "--out", "x.jsonl", filepath.Join(e2eImages, "small.jpg"))
+	if !strings.Contains(r.stderr, "layers: pool5, fc6, fc7, fc8") || !strings.Contains(r.stderr, "closest tensors:") {
+		t.Errorf("unknown layer error:\n%s", r.stderr)
+	}
+	mustCode(t, exitOK, tmp, "embed", "--model", e2eModel, "--layer", "/classifier/classifier.4/Relu_output_0", "--out", "byname.jsonl", filepath.Join(e2eImages, "small.jpg"))
+	mustCode(t, exitOK, tmp, "embed", "--model", e2eModel, "--layer", "fc7", "--out", "alias.jsonl", filepath.Join(e2eImages, "small.jpg"))
+
+	ext := filepath.Join(filepath.Dir(e2eModel), "external", "vgg19-tiny.onnx")
+	mustCode(t, exitOK, tmp, "model", "inspect", ext)
+	mustCode(t, exitOK, tmp, "embed", "--model", ext, "--out", "ext.jsonl", filepath.Join(e2eImages, "small.jpg"))
+	// The cut inlines the weights: the same bytes as cutting the inline model.
+	mustCode(t, exitOK, tmp, "model", "cut", ext, "--layer", "fc7", "-o", "ext7.onnx")
+	mustCode(t, exitOK, tmp, "model", "cut", e2eModel, "--layer", "fc7", "-o", "cut7.onnx")
+	a, _ := os.ReadFile(filepath.Join(tmp, "ext7.onnx"))
+	b, _ := os.ReadFile(filepath.Join(tmp, "cut7.onnx"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("cut of the external-data model (%d bytes) differs from the inline cut (%d bytes)", len(a), len(b))
+	}
+	vec := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(tmp, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Vectors only: the model ids differ by design (other bytes, other layer names).
+		var out []string
+		for _, l := range strings.Split(string(data), ",") {
+			if !strings.Contains(l, "model") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, ",")
+	}
+	if vec("byname.jsonl") != vec("alias.jsonl") || vec("ext.jsonl") != vec("alias.jsonl") {
+		t.Errorf("vectors differ:\n%s\n%s\n%s", vec("byname.jsonl"), vec("alias.jsonl"), vec("ext.jsonl"))
+	}
+}
+
+// Model folders (Hugging Face layout), --preprocess and `model list`.
+func TestE2EModelFolderAndPreprocess(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	r := mustCode(t, exitOK, tmp, "model", "list")
+	if !strings.Contains(r.stdout, "PREPROCESS") || !strings.Contains(r.stdout, "imagenet") {
+		t.Errorf("model list lacks preprocessing:\n%s", r.stdout)
+	}
+	img := filepath.Join(e2eImages, "small.jpg")
+	folder := filepath.Join(filepath.Dir(e2eModel), "hf", "clip")
+	mustCode(t, exitOK, tmp, "embed", "--model", folder, "--out", "folder.jsonl", img)
+	mustCode(t, exitOK, tmp, "embed", "--model", filepath.Join(folder, "model.onnx"), "--preprocess", "clip", "--out", "recipe.jsonl", img)
+	a, _ := os.ReadFile(filepath.Join(tmp, "folder.jsonl"))
+	b, _ := os.ReadFile(filepath.Join(tmp, "recipe.jsonl"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("CLIP folder and --preprocess clip differ:\n%s\n%s", a, b)
+	}
+	r = mustCode(t, exitUsage, tmp, "embed", "--model", folder, "--preprocess", "nope", "--out", "x.jsonl", img)
+	if !strings.Contains(r.stderr, "unknown preprocessing recipe") {
+		t.Errorf("bad --preprocess:\n%s", r.stderr)
+	}
+	vit := filepath.Join(filepath.Dir(e2eModel), "vit-tiny.onnx")
+	r = mustCode(t, exitFatal, tmp, "embed", "--model", vit, "--layer", "last_hidden_state", "--preprocess", "vit", "--out", "x.jsonl", img)
+	if !strings.Contains(r.stderr, "--pool") && !strings.Contains(r.stderr, "cls") {
+		t.Errorf("token output without --pool:\n%s", r.stderr)
+	}
+	mustCode(t, exitOK, tmp, "embed", "--model", vit, "--layer", "last_hidden_state", "--pool", "mean", "--preprocess", "vit", "--out", "vit.jsonl", img)
+}
