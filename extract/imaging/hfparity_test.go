@@ -106,12 +106,21 @@ func TestFilterParityWithPillow(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 3 * c.Width * c.Height
-		md, diff := diffStats(got.Pix, out[off:off+n])
+		if off+n > len(out) {
+			t.Fatalf("the reference has %d values, the cases need more", len(out))
+		}
+		md, diff, err := diffStats(got.Pix, out[off:off+n])
+		if err != nil {
+			t.Fatalf("%s %s %dx%d: %v", c.Filter, filepath.Base(c.Image), c.Width, c.Height, err)
+		}
 		off += n
 		worst[f] = max(worst[f], md)
 		if md > filterTolerance[f] {
 			t.Errorf("%s %s %dx%d: max |Δ| %d, %d channels differ", c.Filter, filepath.Base(c.Image), c.Width, c.Height, md, diff)
 		}
+	}
+	if off != len(out) {
+		t.Errorf("the reference has %d values, the cases used %d", len(out), off)
 	}
 	for _, f := range filters {
 		t.Logf("filter %-8s max |Δ| %d over %d images × %d sizes", f, worst[f], len(parityImages), len(sizes))
