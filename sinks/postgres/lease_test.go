@@ -15,20 +15,7 @@ import (
 // paused process that wakes up — can neither renew nor commit.
 func TestLeaseTakeoverAndFence(t *testing.T) {
 	ctx := context.Background()
-	dsn, sch := testSchema(t)
-	model := testModel(8)
-	open := func() *Sink {
-		s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Open(ctx, model); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b := open(), open()
+	a, b := twoSinks(t)
 	const ttl = 700 * time.Millisecond
 
 	la, err := a.Leases().Acquire(ctx, "photos", "holder-a", ttl)
@@ -47,7 +34,7 @@ func TestLeaseTakeoverAndFence(t *testing.T) {
 		t.Fatalf("renew: %v", err)
 	}
 	a.SetFence(la)
-	if err := a.Write(ctx, faultBatch(model, 2)); err != nil {
+	if err := a.Write(ctx, faultBatch(testModel(8), 2)); err != nil {
 		t.Fatalf("fenced write while valid: %v", err)
 	}
 
@@ -63,7 +50,7 @@ func TestLeaseTakeoverAndFence(t *testing.T) {
 	if _, err := a.Leases().Renew(ctx, la, ttl); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("renew after takeover: %v", err)
 	}
-	late := faultBatch(model, 5)
+	late := faultBatch(testModel(8), 5)
 	if err := a.Write(ctx, late); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("fenced write after takeover: %v", err)
 	}
@@ -98,20 +85,7 @@ func TestLeaseTakeoverAndFence(t *testing.T) {
 // lease at once, with a new epoch that fences the old one out.
 func TestLeaseCurrentAndRestartedHolder(t *testing.T) {
 	ctx := context.Background()
-	dsn, sch := testSchema(t)
-	model := testModel(8)
-	open := func() *Sink {
-		s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Open(ctx, model); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	old, other := open(), open()
+	old, other := twoSinks(t)
 	if l, err := other.Leases().Current(ctx, "photos"); err != nil || l.Holder != "" {
 		t.Fatalf("Current of a job never leased: %+v, %v", l, err)
 	}
@@ -138,7 +112,7 @@ func TestLeaseCurrentAndRestartedHolder(t *testing.T) {
 	if l2.Epoch != l1.Epoch+1 {
 		t.Errorf("restarted holder's epoch %d, want %d", l2.Epoch, l1.Epoch+1)
 	}
-	if err := old.Write(ctx, faultBatch(model, 1)); !errors.Is(err, lease.ErrLost) {
+	if err := old.Write(ctx, faultBatch(testModel(8), 1)); !errors.Is(err, lease.ErrLost) {
 		t.Fatalf("the old incarnation's fenced write: %v", err)
 	}
 	if _, err := old.Leases().Renew(ctx, l1, ttl); !errors.Is(err, lease.ErrLost) {
@@ -150,4 +124,23 @@ func TestLeaseCurrentAndRestartedHolder(t *testing.T) {
 	if l, err := other.Leases().Current(ctx, "photos"); err != nil || l.Holder != "" {
 		t.Fatalf("Current after release: %+v, %v", l, err)
 	}
+}
+
+// twoSinks opens two sinks on one new schema: two processes sharing a
+// database and its leases.
+func twoSinks(t *testing.T) (*Sink, *Sink) {
+	t.Helper()
+	dsn, sch := testSchema(t)
+	open := func() *Sink {
+		s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Open(context.Background(), testModel(8)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	return open(), open()
 }
