@@ -15,7 +15,8 @@ import (
 // paused process that wakes up — can neither renew nor commit.
 func TestLeaseTakeoverAndFence(t *testing.T) {
 	ctx := context.Background()
-	a, b := twoSinks(t)
+	s := openSinks(t, 2)
+	a, b := s[0], s[1]
 	const ttl = 700 * time.Millisecond
 
 	la, err := a.Leases().Acquire(ctx, "photos", "holder-a", ttl)
@@ -85,7 +86,8 @@ func TestLeaseTakeoverAndFence(t *testing.T) {
 // lease at once, with a new epoch that fences the old one out.
 func TestLeaseCurrentAndRestartedHolder(t *testing.T) {
 	ctx := context.Background()
-	old, other := twoSinks(t)
+	s := openSinks(t, 3)
+	old, other, restarted := s[0], s[1], s[2] // restarted: a new process of old's replica
 	if l, err := other.Leases().Current(ctx, "photos"); err != nil || l.Holder != "" {
 		t.Fatalf("Current of a job never leased: %+v, %v", l, err)
 	}
@@ -104,7 +106,6 @@ func TestLeaseCurrentAndRestartedHolder(t *testing.T) {
 	old.SetFence(l1)
 
 	// "replica-1" restarts: a new process, same identity.
-	restarted := open()
 	l2, err := restarted.Leases().Acquire(ctx, "photos", "replica-1", ttl)
 	if err != nil {
 		t.Fatalf("restarted holder: %v", err)
@@ -126,12 +127,13 @@ func TestLeaseCurrentAndRestartedHolder(t *testing.T) {
 	}
 }
 
-// twoSinks opens two sinks on one new schema: two processes sharing a
+// openSinks opens n sinks on one new schema: n processes sharing a
 // database and its leases.
-func twoSinks(t *testing.T) (*Sink, *Sink) {
+func openSinks(t *testing.T, n int) []*Sink {
 	t.Helper()
 	dsn, sch := testSchema(t)
-	open := func() *Sink {
+	out := make([]*Sink, n)
+	for i := range out {
 		s, err := New(withParams(t, dsn, "schema", sch), WithAutoMigrate(migrations.AutoMigrateFresh))
 		if err != nil {
 			t.Fatal(err)
@@ -140,7 +142,7 @@ func twoSinks(t *testing.T) (*Sink, *Sink) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		return s
+		out[i] = s
 	}
-	return open(), open()
+	return out
 }
