@@ -11,50 +11,55 @@ import (
 
 	"github.com/milvus-io/milvus-sdk-go/v2/client"
 
-	"github.com/imgvec/imgvec/schema/testenv"
+	"github.com/imgvec/imgvec/sinks/milvus"
+	"github.com/imgvec/imgvec/sinks/milvus/milvustest"
 )
 
-// milvusSink returns a milvus:// sink URI with collections of its own on
-// the test server (IMGVEC_TEST_MILVUS_ADDR, started by `make services`),
-// dropped after t.
-func milvusSink(t *testing.T) string {
-	t.Helper()
-	addr := os.Getenv("IMGVEC_TEST_MILVUS_ADDR")
-	if addr == "" {
-		testenv.Skip(t, "IMGVEC_TEST_MILVUS_ADDR is not set: run `make services` and source .cache/services.env")
-	}
-	base := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		c, err := client.NewClient(ctx, client.Config{Address: addr})
-		if err != nil {
-			t.Logf("drop collections %s_*: %v", base, err)
-			return
-		}
-		defer c.Close()
-		_ = c.DropAlias(ctx, base)
-		colls, err := c.ListCollections(ctx)
-		if err != nil {
-			t.Logf("drop collections %s_*: %v", base, err)
-			return
-		}
-		for _, coll := range colls {
-			if strings.HasPrefix(coll.Name, base+"_") {
-				_ = c.DropCollection(ctx, coll.Name)
-			}
-		}
+// eachMilvus runs fn once per test server (milvustest.Servers: Milvus
+// 2.3.5 and Milvus Lite 3.2.2, started by `make services`) as a subtest,
+// with a milvus:// sink URI whose collections are its own, dropped after
+// the subtest.
+func eachMilvus(t *testing.T, fn func(t *testing.T, sinkURI string)) {
+	milvustest.Each(t, func(t *testing.T, addr string) {
+		base := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
+		t.Cleanup(func() { dropCollections(t, addr, base) })
+		fn(t, "milvus://"+addr+"?collection="+base)
 	})
-	return "milvus://" + addr + "?collection=" + base
 }
 
-// TestE2EMilvus runs the user's commands against a real Milvus: migrate
+// dropCollections drops the alias base and the collections base_*.
+func dropCollections(t *testing.T, addr, base string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := client.NewClient(ctx, client.Config{Address: addr})
+	if err != nil {
+		t.Logf("drop collections %s_*: %v", base, err)
+		return
+	}
+	defer c.Close()
+	_ = c.DropAlias(ctx, base)
+	names, err := milvus.CollectionNames(ctx, c)
+	if err != nil {
+		t.Logf("drop collections %s_*: %v", base, err)
+		return
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, base+"_") {
+			_ = c.DropCollection(ctx, name)
+		}
+	}
+}
+
+// TestE2EMilvus runs the user's commands against each Milvus: migrate
 // status, backfill, search, an unchanged sync, a delete, a model change
 // (blue/green: both models searchable), status, and credentials that
 // never show.
 func TestE2EMilvus(t *testing.T) {
 	needBinary(t)
-	sinkURI := milvusSink(t)
+	eachMilvus(t, testE2EMilvus)
+}
+
+func testE2EMilvus(t *testing.T, sinkURI string) {
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "src")
 	copyTree(t, filepath.Join("..", "..", "testdata", "images"), src)
@@ -115,5 +120,5 @@ func TestE2EMilvus(t *testing.T) {
 // invalid_key failure of that item only; it used to fail the run.
 func TestE2EMilvusInvalidKeyName(t *testing.T) {
 	needBinary(t)
-	checkInvalidKeyName(t, milvusSink(t))
+	eachMilvus(t, checkInvalidKeyName)
 }

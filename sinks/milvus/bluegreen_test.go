@@ -2,13 +2,16 @@ package milvus
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/milvus-io/milvus-sdk-go/v2/client"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/milvus/milvustest"
 )
 
 // aliasOf connects a client of its own (closed after t) and returns it with
@@ -36,7 +39,10 @@ func aliasOf(t *testing.T, addr, base string) (client.Client, func() string) {
 // new model completes, and the old collection is dropped after the grace
 // period.
 func TestBlueGreenModelSwitch(t *testing.T) {
-	addr := testAddr(t)
+	milvustest.Each(t, testBlueGreenModelSwitch)
+}
+
+func testBlueGreenModelSwitch(t *testing.T, addr string) {
 	base := testBase(t, addr)
 	ctx := context.Background()
 	c, aliasTarget := aliasOf(t, addr, base)
@@ -102,7 +108,10 @@ func TestBlueGreenModelSwitch(t *testing.T) {
 // collection only once every source the old one was complete for (and
 // still holds rows of) has had a complete run of the new model.
 func TestBlueGreenWaitsForEverySource(t *testing.T) {
-	addr := testAddr(t)
+	milvustest.Each(t, testBlueGreenWaitsForEverySource)
+}
+
+func testBlueGreenWaitsForEverySource(t *testing.T, addr string) {
 	base := testBase(t, addr)
 	ctx := context.Background()
 	_, aliasTarget := aliasOf(t, addr, base)
@@ -135,4 +144,44 @@ func TestBlueGreenWaitsForEverySource(t *testing.T) {
 	if got := aliasTarget(); got != base+"_v2" {
 		t.Fatalf("alias after both sources: %s, want %s_v2 (the emptied source must not hold it back)", got, base)
 	}
+}
+
+// migrate down drops the item collections and their meta rows (items/,
+// complete/, current), so that a later up starts clean; the migration
+// ledger stays in NAME_meta.
+func TestMigrateDownForgetsItemCollections(t *testing.T) {
+	milvustest.Each(t, func(t *testing.T, addr string) {
+		base := testBase(t, addr)
+		ctx := context.Background()
+		m := model(8)
+		s := newTestSink(t, addr, base)
+		open(t, s, m)
+		now := time.Now().UTC()
+		run := &schema.Run{ID: "r1", Kind: "sync", Source: "file:///d", ModelID: m.ID(), StartedAt: now, EndedAt: now, Outcome: schema.RunOK}
+		if err := s.Write(ctx, connector.Batch{Upserts: []schema.Record{record(m, "file:///d", "1.jpg", 1)}, Run: run}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		mig, err := s.OpenMigrator(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mig.Down(ctx, migrations.Options{TargetVersion: migrations.AllVersions}); err != nil {
+			t.Fatal(err)
+		}
+		names, err := CollectionNames(ctx, s.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			if strings.HasPrefix(name, base+"_") && name != base+"_meta" {
+				t.Errorf("after migrate down: collection %s left", name)
+			}
+		}
+		for _, prefix := range []string{metaItemsPrefix, metaCompletePrefix, metaCurrent} {
+			if rows, err := s.metaScan(ctx, prefix); err != nil || len(rows) > 0 {
+				t.Errorf("after migrate down: meta rows %s*: %v %v", prefix, rows, err)
+			}
+		}
+	})
 }

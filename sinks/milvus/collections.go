@@ -37,8 +37,9 @@ const placeholderDim = 2
 
 var placeholder = []float32{1, 0}
 
-// description is the JSON in an item collection's description: what it
-// holds, so that the sink can find a model's collection by listing.
+// description is what an item collection holds, as JSON in its meta row
+// items/NAME_vN and its description, so that the sink can find a model's
+// collection by listing.
 type description struct {
 	Kind    string `json:"imgvec"` // "items"
 	Schema  int    `json:"schema"`
@@ -64,6 +65,8 @@ func vectorf(dim int) *entity.Field {
 // Long enough for any path or reason; Milvus allocates by content.
 const maxText = 65535
 
+// itemsSchema is an item collection's schema. Its description names what
+// it holds, like the collection's meta row (see discover).
 func itemsSchema(name string, d description) *entity.Schema {
 	desc, _ := json.Marshal(d)
 	return entity.NewSchema().WithName(name).WithDescription(string(desc)).WithDynamicFieldEnabled(true).

@@ -1,5 +1,6 @@
 // Package milvus is the Milvus sink (github.com/milvus-io/milvus-sdk-go/v2,
-// tested against Milvus 2.3.5 standalone).
+// tested against Milvus 2.3.5 standalone and Milvus Lite 3.2.2; see
+// "Milvus Lite" below for how the two differ).
 //
 // # URI and credentials
 //
@@ -23,17 +24,21 @@
 //     fields source, key, size, mtime_ns, etag, sha256, width, height,
 //     format, model_id, layer, dim, extracted_at_ns; the dynamic field
 //     holds {"metadata": {...}} (filter with metadata["album"] == "x").
-//     Its description is JSON naming the model id, layer, dimension and
-//     the item schema version (ItemsSchemaVersion): the sink finds a
-//     model's collection by listing NAME_v* and reading descriptions.
+//     The meta row items/NAME_vN, written before the collection, is JSON
+//     naming the model id, layer, dimension and the item schema version
+//     (ItemsSchemaVersion); the collection's description holds the same
+//     (Milvus Lite drops descriptions). The sink finds a model's
+//     collection by listing NAME_v* and reading those rows (a collection
+//     made before the rows existed: its description).
 //   - NAME: an alias of the current item collection, the one readers
 //     (pymilvus, Attu, imgvec search) should query.
 //   - NAME_failures: the failure ledger. NAME_runs: one row per run.
-//   - NAME_meta: the migration ledger (rows migration/NNNN), the current
-//     collection (row current, which mirrors the alias), retired
-//     collections (rows retired/NAME_vN with the time of retirement) and
-//     the sources each collection has had a complete run of (rows
-//     complete/NAME_vN/HASH, whose value is the source).
+//   - NAME_meta: the migration ledger (rows migration/NNNN), what each
+//     item collection holds (rows items/NAME_vN), the current collection
+//     (row current, which mirrors the alias), retired collections (rows
+//     retired/NAME_vN with the time of retirement) and the sources each
+//     collection has had a complete run of (rows complete/NAME_vN/HASH,
+//     whose value is the source).
 //
 // Companion collections carry a 2-d placeholder vector: Milvus requires
 // a vector field in every collection. Every collection is created with
@@ -57,8 +62,8 @@
 // Versions are recorded in two places: the companion layout by the
 // migration ledger in NAME_meta (migrations are Go steps, each
 // idempotent, the ledger row written after the step: Milvus has no
-// transaction to share), the item layout in each item collection's
-// description. A change Milvus cannot make in place (a new dimension, a
+// transaction to share), the item layout in each item collection's meta
+// row items/NAME_vN (and description). A change Milvus cannot make in place (a new dimension, a
 // new model, a new item layout) is blue/green: the new NAME_vN is created
 // beside the old one and filled by sync while readers keep the alias on
 // the old one; each run of the new model that completes (a run row with
@@ -73,10 +78,11 @@
 // rows are deleted. Searches by model id go to that model's collection
 // whatever the alias says, so imgvec never mixes models.
 //
-// Servers without aliases (milvus-lite): the switch keeps only the meta
-// row current; readers must resolve it (or read `imgvec status`) instead of
-// querying NAME. The sink notices the missing feature (an unimplemented or
-// "not support" error) and carries on without aliases.
+// Servers without aliases: the switch keeps only the meta row current;
+// readers must resolve it (or read `imgvec status`) instead of querying
+// NAME. The sink notices the missing feature (an unimplemented or "not
+// support" error) and carries on without aliases. (Milvus Lite 3.2 has
+// aliases.)
 //
 // # Writes
 //
@@ -127,6 +133,29 @@
 // an ANN search on the model's collection (HNSW ef = max(k, 64)) and
 // reports distance = 1 - cosine similarity. Status counts rows per item
 // collection with Strong count(*) and reads the ledger and runs whole.
+//
+// # Milvus Lite
+//
+// Milvus Lite 3.x (PyPI milvus-lite, `milvus-lite server`) reimplements
+// Milvus' gRPC API in Python. Where its replies differ from Milvus', the
+// sink reads them by the fields milvus-proto documents (compat.go), so
+// one code path serves both:
+//
+//   - ShowCollections fills collection_names but not collection_ids,
+//     which the SDK's ListCollections walks: the sink lists by name
+//     (CollectionNames). Lite also fails the listing with "collection
+//     ... does not exist" while a collection is dropped; it is retried.
+//   - Collection descriptions are not kept: the sink reads what an item
+//     collection holds from its meta row items/NAME_vN.
+//   - Errors outside Lite's own exception types come in Status.code with
+//     error_code left Success, which the SDK reads as success: every call
+//     goes through an interceptor that makes them errors.
+//   - Writes to one collection must be serialized: Open refuses
+//     writers > 1 on Lite (GetVersion "milvus_lite-...") before writing.
+//   - Upsert merges onto the stored row (partial update); the sink always
+//     sends whole rows with the one dynamic key metadata, so the stored
+//     row is the same as on Milvus. Consistency levels are accepted and
+//     moot (a read sees every acknowledged write).
 //
 // Concurrency: as connector.Sink says; Status, Search and Get may run
 // beside the writer.

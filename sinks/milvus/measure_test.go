@@ -11,6 +11,7 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/schema"
+	"github.com/imgvec/imgvec/sinks/milvus/milvustest"
 )
 
 // TestMeasureUpsert is the write-path measurement (`make bench-milvus`):
@@ -31,7 +32,7 @@ func TestMeasureUpsert(t *testing.T) {
 	if rows <= 0 {
 		t.Skip("set IMGVEC_BENCH_MILVUS_ROWS (make bench-milvus)")
 	}
-	addr := testAddr(t)
+	addr := milvustest.Standalone.Addr(t)
 	m := model(4096)
 	recs := make([]schema.Record, rows)
 	for i := range recs {

@@ -27,7 +27,7 @@ type step struct {
 var steps = []step{{
 	name: "initial",
 	up:   "create collections NAME_failures (ledger) and NAME_runs (runs), indexed and loaded; item collections NAME_vN are created per model at Open",
-	down: "drop NAME_failures, NAME_runs, every item collection NAME_vN and the alias NAME",
+	down: "drop NAME_failures, NAME_runs, every item collection NAME_vN (and its meta rows) and the alias NAME",
 	apply: func(ctx context.Context, s *Sink, dir migrations.Direction) error {
 		if dir == migrations.DirectionUp {
 			for _, sc := range []*entity.Schema{failuresSchema(s.cfg.failuresName()), runsSchema(s.cfg.runsName())} {
@@ -37,21 +37,26 @@ var steps = []step{{
 			}
 			return nil
 		}
-		colls, err := s.c.ListCollections(ctx)
+		names, err := CollectionNames(ctx, s.c)
 		if err != nil {
-			return fmt.Errorf("list collections: %w", err)
+			return err
 		}
 		if err := s.c.DropAlias(ctx, s.cfg.base); err != nil && !notFound(err) && !unsupported(err) {
 			return fmt.Errorf("drop alias %s: %w", s.cfg.base, err)
 		}
-		for _, coll := range colls {
-			if _, ok := s.cfg.itemsVersion(coll.Name); ok || coll.Name == s.cfg.failuresName() || coll.Name == s.cfg.runsName() {
-				if err := s.c.DropCollection(ctx, coll.Name); err != nil && !notFound(err) {
-					return fmt.Errorf("drop collection %s: %w", coll.Name, err)
+		for _, name := range names {
+			if _, ok := s.cfg.itemsVersion(name); ok || name == s.cfg.failuresName() || name == s.cfg.runsName() {
+				if err := s.c.DropCollection(ctx, name); err != nil && !notFound(err) {
+					return fmt.Errorf("drop collection %s: %w", name, err)
 				}
 			}
 		}
-		return s.c.Delete(ctx, s.cfg.metaName(), "", fID+` like "`+metaRetiredPrefix+`%" || `+eq(fID, metaCurrent))
+		// The meta rows of the dropped collections go with them.
+		expr := eq(fID, metaCurrent)
+		for _, prefix := range []string{metaRetiredPrefix, metaItemsPrefix, metaCompletePrefix} {
+			expr += " || " + fID + " like " + quote(prefix+"%")
+		}
+		return s.c.Delete(ctx, s.cfg.metaName(), "", expr)
 	},
 }}
 

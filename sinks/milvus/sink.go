@@ -79,10 +79,11 @@ func (s *Sink) connect(ctx context.Context) error {
 	}
 	cc := client.Config{Address: s.cfg.addr, DBName: s.cfg.db, Username: s.cfg.user, Password: s.cfg.pass, APIKey: s.cfg.token,
 		RetryRateLimit: &client.RetryRateLimitOption{MaxRetry: 5, MaxBackoff: 2 * time.Second}}
+	// Given DialOptions, the SDK drops its defaults: keep them.
+	cc.DialOptions = append(append([]grpc.DialOption(nil), client.DefaultGrpcOpts...),
+		grpc.WithChainUnaryInterceptor(statusInterceptor))
 	if s.cfg.tls != nil {
-		// Given DialOptions, the SDK drops its defaults: keep them.
-		cc.DialOptions = append(append([]grpc.DialOption(nil), client.DefaultGrpcOpts...),
-			grpc.WithTransportCredentials(credentials.NewTLS(s.cfg.tls)))
+		cc.DialOptions = append(cc.DialOptions, grpc.WithTransportCredentials(credentials.NewTLS(s.cfg.tls)))
 	}
 	// The SDK dials blocking: an unreachable server fails here, not never.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -144,6 +145,9 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 			s.closeLocked()
 		}
 	}()
+	if err := s.checkServer(ctx); err != nil {
+		return err
+	}
 	m, err := s.migrator()
 	if err != nil {
 		return err
@@ -180,34 +184,43 @@ func (s *Sink) open(ctx context.Context, mode migrations.AutoMigrate, model *sch
 }
 
 // discover lists the item collections (NAME_vN) and reads which model each
-// holds from its description.
+// holds from its meta row items/NAME_vN, or, for collections made before
+// those rows, from its description (Milvus Lite keeps no descriptions).
 func (s *Sink) discover(ctx context.Context) error {
-	colls, err := s.c.ListCollections(ctx)
+	names, err := CollectionNames(ctx, s.c)
 	if err != nil {
-		return fmt.Errorf("list collections: %w", err)
+		return err
+	}
+	descs, err := s.metaScan(ctx, metaItemsPrefix)
+	if err != nil {
+		return err
 	}
 	items := map[string]itemColl{}
-	for _, coll := range colls {
-		v, ok := s.cfg.itemsVersion(coll.Name)
+	for _, name := range names {
+		v, ok := s.cfg.itemsVersion(name)
 		if !ok {
 			continue
 		}
-		full, err := s.c.DescribeCollection(ctx, coll.Name)
-		if err != nil {
-			return fmt.Errorf("describe collection %s: %w", coll.Name, err)
+		raw, ok := descs[metaItemsPrefix+name]
+		if !ok {
+			full, err := s.c.DescribeCollection(ctx, name)
+			if err != nil {
+				return fmt.Errorf("describe collection %s: %w", name, err)
+			}
+			raw = full.Schema.Description
 		}
 		var d description
-		if json.Unmarshal([]byte(full.Schema.Description), &d) != nil || d.Kind != "items" {
-			return fmt.Errorf("%w: collection %s is not an imgvec item collection (description %q); drop it or choose another ?collection= name",
-				ErrIncompatible, coll.Name, full.Schema.Description)
+		if json.Unmarshal([]byte(raw), &d) != nil || d.Kind != "items" {
+			return fmt.Errorf("%w: collection %s is not an imgvec item collection (no meta row %s%s, description %q); drop it or choose another ?collection= name",
+				ErrIncompatible, name, metaItemsPrefix, name, raw)
 		}
 		if d.Schema > ItemsSchemaVersion {
-			return fmt.Errorf("%w: collection %s has item schema %d, this build knows %d; upgrade imgvec", migrations.ErrUnknownVersion, coll.Name, d.Schema, ItemsSchemaVersion)
+			return fmt.Errorf("%w: collection %s has item schema %d, this build knows %d; upgrade imgvec", migrations.ErrUnknownVersion, name, d.Schema, ItemsSchemaVersion)
 		}
 		if prev, dup := items[d.ModelID]; dup && prev.version > v {
 			continue // an older copy still in its grace period
 		}
-		items[d.ModelID] = itemColl{name: coll.Name, version: v, description: d}
+		items[d.ModelID] = itemColl{name: name, version: v, description: d}
 	}
 	s.items = items
 	return nil
@@ -238,6 +251,12 @@ func (s *Sink) ensureItems(ctx context.Context, model schema.ModelIdentity) erro
 		return err
 	}
 	ic := itemColl{name: s.cfg.itemsName(v), version: v, description: d}
+	// The meta row first: a collection never exists without it (a row
+	// without its collection, left by a crash, is ignored and rewritten).
+	desc, _ := json.Marshal(d)
+	if err := s.metaPut(ctx, metaItemsPrefix+ic.name, string(desc)); err != nil {
+		return err
+	}
 	if err := create(ctx, s.c, itemsSchema(ic.name, d), idx); err != nil {
 		return err
 	}
@@ -258,6 +277,7 @@ const (
 	// collection completed (the value is the source).
 	metaCompletePrefix = "complete/"
 	metaMigration      = "migration/"
+	metaItemsPrefix    = "items/" // + collection: its description (JSON), what it holds
 )
 
 // aliasTarget returns the collection readers are pointed at (the "current"
@@ -394,7 +414,7 @@ func (s *Sink) dropExpired(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		keys := []string{k}
+		keys := []string{k, metaItemsPrefix + coll}
 		for key := range done {
 			keys = append(keys, key)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,20 +13,9 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/schema/testenv"
+	"github.com/imgvec/imgvec/sinks/milvus/milvustest"
 	"github.com/imgvec/imgvec/sinks/sinktest"
 )
-
-// testAddr is the Milvus server of the integration tests, from
-// .cache/services.env (`make services`).
-func testAddr(t *testing.T) string {
-	t.Helper()
-	addr := os.Getenv("IMGVEC_TEST_MILVUS_ADDR")
-	if addr == "" {
-		testenv.Skip(t, "IMGVEC_TEST_MILVUS_ADDR is not set; start Milvus with `make services` (or `.ci/services/milvus.sh start`) and export the line it prints")
-	}
-	return addr
-}
 
 // testBase is a fresh collection base name; its collections are dropped
 // when the test ends.
@@ -50,15 +38,15 @@ func dropAll(t *testing.T, addr, base string) {
 	}
 	defer c.Close()
 	_ = c.DropAlias(ctx, base)
-	colls, err := c.ListCollections(ctx)
+	names, err := CollectionNames(ctx, c)
 	if err != nil {
 		t.Logf("cleanup: %v", err)
 		return
 	}
-	for _, coll := range colls {
-		if strings.HasPrefix(coll.Name, base+"_") {
-			if err := c.DropCollection(ctx, coll.Name); err != nil {
-				t.Logf("cleanup: drop %s: %v", coll.Name, err)
+	for _, name := range names {
+		if strings.HasPrefix(name, base+"_") {
+			if err := c.DropCollection(ctx, name); err != nil {
+				t.Logf("cleanup: drop %s: %v", name, err)
 			}
 		}
 	}
@@ -75,10 +63,11 @@ func newTestSink(t *testing.T, addr, base string, opts ...Option) *Sink {
 }
 
 func TestConformance(t *testing.T) {
-	addr := testAddr(t)
-	sinktest.Run(t, func(t *testing.T) connector.Sink {
-		return newTestSink(t, addr, testBase(t, addr))
-	}, sinktest.WithForgeDim(forgeDim), sinktest.WithParallel())
+	milvustest.Each(t, func(t *testing.T, addr string) {
+		sinktest.Run(t, func(t *testing.T) connector.Sink {
+			return newTestSink(t, addr, testBase(t, addr))
+		}, sinktest.WithForgeDim(forgeDim), sinktest.WithParallel())
+	})
 }
 
 // forgeDim replaces model's item collection by one of dimension dim under
