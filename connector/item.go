@@ -34,6 +34,7 @@ type item struct {
 	height int
 	format string
 	vec    []float32
+	meta   map[string]string // from an ItemReader source
 	err    *schema.ItemError
 }
 

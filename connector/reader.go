@@ -22,7 +22,7 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 		return nil
 	}
 	start := time.Now()
-	data, err := rs.src.Read(ctx, it.entry.Key)
+	data, err := rs.readSource(ctx, it)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -59,6 +59,22 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 	}
 	it.kind, it.data = kindExtract, data
 	return nil
+}
+
+// readSource reads the item's bytes; an ItemReader source also gives the
+// fingerprint they were read at and the item's metadata.
+func (rs *runState) readSource(ctx context.Context, it *item) ([]byte, error) {
+	ir, ok := rs.src.(ItemReader)
+	if !ok {
+		return rs.src.Read(ctx, it.entry.Key)
+	}
+	c, err := ir.ReadItem(ctx, it.entry)
+	if err != nil {
+		return nil, err
+	}
+	it.entry.Size, it.entry.MTime, it.entry.ETag = c.Entry.Size, c.Entry.MTime, c.Entry.ETag
+	it.meta = c.Metadata
+	return c.Data, nil
 }
 
 // lookup returns the stored vector of the current model with that sha256,

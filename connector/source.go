@@ -42,3 +42,36 @@ type Source interface {
 	Read(ctx context.Context, key string) ([]byte, error)
 	Close() error
 }
+
+// ItemReader is an optional interface of a Source whose reads know more
+// than the bytes (object stores, URL lists). The pipeline calls ReadItem,
+// not Read, on a Source that implements it.
+//
+//   - e is the entry as listed. ReadItem returns the item's bytes with the
+//     entry they were read at: when the item was replaced between the
+//     listing and the read (a read conditional on the listed ETag failed),
+//     the new bytes come with their own size, mtime and ETag, and the
+//     pipeline stores that fingerprint, never the listed one with the new
+//     bytes. Content.Entry.Key is ignored (the listed key stays).
+//   - Content.Metadata, when not nil, is stored with the item's row
+//     (schema.Record.Metadata) when the item is extracted or its vector
+//     reused; a metadata-only update (same bytes) keeps the stored
+//     metadata.
+//   - Errors, concurrency and cancellation as for Read.
+type ItemReader interface {
+	ReadItem(ctx context.Context, e Entry) (Content, error)
+}
+
+// Content is what ItemReader.ReadItem returns.
+type Content struct {
+	Data     []byte
+	Entry    Entry             // the item as read (size, mtime, ETag)
+	Metadata map[string]string // stored with the row; nil: none
+}
+
+// ConcurrentSource is an optional interface of a Source whose reads wait
+// on a network more than on a disk: ReadConcurrency is how many reads
+// the pipeline keeps in flight (Options.ReadWorkers, when not set).
+type ConcurrentSource interface {
+	ReadConcurrency() int
+}

@@ -902,3 +902,30 @@ func testObserver(t *testing.T) {
 		t.Errorf("batches closed by %v with %d items, want %v with 12", r.closed, r.closedItems, reasons)
 	}
 }
+
+// replacingSource is an ItemReader whose reads find every item replaced
+// since the listing (a new ETag) and give metadata.
+type replacingSource struct{ *connectortest.Source }
+
+func (s replacingSource) ReadItem(ctx context.Context, e connector.Entry) (connector.Content, error) {
+	b, err := s.Read(ctx, e.Key)
+	if err != nil {
+		return connector.Content{}, err
+	}
+	e.ETag, e.Size = "replaced", int64(len(b))
+	return connector.Content{Data: b, Entry: e, Metadata: map[string]string{"from": e.Key}}, nil
+}
+
+func TestItemReaderFingerprintAndMetadata(t *testing.T) {
+	e := newEnv(t, 3)
+	e.mustRun(func(o *connector.Options) { o.Source = replacingSource{e.src} })
+	rows := e.sink.Rows()
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want 3", len(rows))
+	}
+	for _, r := range rows {
+		if r.ETag != "replaced" || r.Metadata["from"] != r.Key {
+			t.Errorf("%s: stored ETag %q, metadata %v; want the fingerprint and metadata ReadItem gave", r.Key, r.ETag, r.Metadata)
+		}
+	}
+}

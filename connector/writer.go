@@ -44,7 +44,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 				ID: it.id, Source: rs.source, Key: it.entry.Key, Fingerprint: fp,
 				Width: it.width, Height: it.height, Format: it.format,
 				ModelID: rs.modelID, Layer: rs.model.Layer, Dim: rs.model.Dim,
-				Vector: it.vec, ExtractedAt: now,
+				Vector: it.vec, ExtractedAt: now, Metadata: it.meta,
 			})
 			dl.written++
 			if it.kind == kindExtract {

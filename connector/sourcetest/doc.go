@@ -1,5 +1,5 @@
 // Package sourcetest is the conformance suite every connector.Source
-// passes: the folder source, the file-list source of `imgvec embed`, the
+// passes: the folder source, the S3 source, the file-list source of `imgvec embed`, the
 // in-memory fake, and every new source. A source is done when
 //
 //	sourcetest.Run(t, sourcetest.Harness{New: ...})

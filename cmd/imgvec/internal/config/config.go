@@ -30,6 +30,9 @@ const (
 	DefaultDevice   = "cpu"
 	DefaultGrace    = 30 * time.Second
 	DefaultMaxBytes = int64(512 << 20)
+	// DefaultS3Concurrency keeps a real endpoint's latency (tens of ms per
+	// GET) from bounding throughput.
+	DefaultS3Concurrency = 32
 
 	DefaultListen   = "127.0.0.1:9464"
 	DefaultTokenEnv = "IMGVEC_SERVE_TOKEN"
@@ -78,7 +81,8 @@ type Serve struct {
 // the one-shot commands' flags (max_delete for --max-delete, ext for --ext).
 type Job struct {
 	Name string
-	// Sources (`source:`, a string or a list) are folders or file:// URIs.
+	// Sources (`source:`, a string or a list) are folders, file:// URIs
+	// or s3://BUCKET/PREFIX references.
 	Sources []string
 	Sink    string
 	Model   string
@@ -110,6 +114,12 @@ type Job struct {
 	IgnoreExifOrientation bool  // ignore_exif_orientation
 	Download              bool
 	LockDSN               string // lock_dsn
+	// S3Concurrency (s3_concurrency) is the requests in flight per S3
+	// source.
+	S3Concurrency int
+	// S3Metadata (s3_metadata) stores objects' user metadata with their
+	// rows.
+	S3Metadata bool
 }
 
 // DefaultJob is a job with every optional key at its default.
@@ -117,6 +127,7 @@ func DefaultJob() Job {
 	return Job{
 		Sink: DefaultSink, Model: DefaultModel, TimeZone: DefaultTimeZone, Batch: DefaultBatch,
 		Device: DefaultDevice, Grace: DefaultGrace, MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels,
+		S3Concurrency: DefaultS3Concurrency,
 	}
 }
 

@@ -79,6 +79,8 @@ jobs:
     no_normalize: true
     ignore_exif_orientation: true
     download: true
+    s3_concurrency: 64
+    s3_metadata: true
   - name: b
     source: /data/b
     sink: postgres://u@db/imgvec
@@ -98,7 +100,7 @@ jobs:
 		MaxDelete: "10%", RetryFailed: true, Grace: 0, Index: "exact", Include: []string{"**/*.jpg"},
 		Exclude: []string{"tmp/**", "*.bak"}, Extensions: []string{"jpg", "png"}, FollowSymlinks: true,
 		MaxBytes: 1_000_000, MaxPixels: 40_000_000, NoNormalize: true, IgnoreExifOrientation: true, Download: true,
-		LockDSN: "postgres://locks@db:5432/imgvec",
+		LockDSN: "postgres://locks@db:5432/imgvec", S3Concurrency: 64, S3Metadata: true,
 	}
 	if !reflect.DeepEqual(f.Jobs[0], a) {
 		t.Errorf("job a = %+v\nwant    %+v", f.Jobs[0], a)
@@ -309,6 +311,9 @@ func TestRanges(t *testing.T) {
     source: x
     threads: -1
     batch: 99999999999999999999
+    s3_concurrency: 0
+  - name: c
+    source: s3://bucket/p?colour=red
 serve:
   lease_ttl: 720h
   grace: -1s
@@ -322,8 +327,10 @@ serve:
 		`imgvec.yaml:9: jobs[0].grace: "2h": want a duration from 0s to 1h`,
 		`imgvec.yaml:13: jobs[1].threads: "-1": want a whole number from 0 to 256`,
 		`imgvec.yaml:14: jobs[1].batch: "99999999999999999999": want a whole number from 1 to 512`,
-		`imgvec.yaml:16: serve.lease_ttl: "720h": want a duration from 1s to 1h`,
-		`imgvec.yaml:17: serve.grace: "-1s": want a duration from 0s to 1h`,
+		`imgvec.yaml:15: jobs[1].s3_concurrency: "0": want a whole number from 1 to 1024`,
+		`imgvec.yaml:17: jobs[2].source: "s3://bucket/p?colour=red": s3 source s3://bucket/p/: unknown option "colour"`,
+		`imgvec.yaml:19: serve.lease_ttl: "720h": want a duration from 1s to 1h`,
+		`imgvec.yaml:20: serve.grace: "-1s": want a duration from 0s to 1h`,
 	}
 	if err == nil {
 		t.Fatal("accepted")

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/s3source"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks"
@@ -126,7 +127,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 	sinkOK := true // the index check needs the sink as written, not the default
 	seen := d.mapping(n, field, map[string]handler{
 		"name":   d.str(&j.Name, CheckJobName),
-		"source": d.list(&j.Sources, checkNonEmpty),
+		"source": d.list(&j.Sources, checkSource),
 		"sink": func(v *yaml.Node, f string) {
 			before := len(d.problems)
 			d.uri(&j.Sink, checkSink)(v, f)
@@ -156,6 +157,8 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"ignore_exif_orientation": d.boolean(&j.IgnoreExifOrientation),
 		"download":                d.boolean(&j.Download),
 		"lock_dsn":                d.uri(&j.LockDSN, checkLockDSN),
+		"s3_concurrency":          number(d, &j.S3Concurrency, S3ConcurrencyRange),
+		"s3_metadata":             d.boolean(&j.S3Metadata),
 	})
 	if n.Kind != yaml.MappingNode {
 		return j, seen
@@ -348,6 +351,16 @@ func kindName(n *yaml.Node) string {
 		return "a list"
 	}
 	return "a single value"
+}
+
+// checkSource refuses an empty source and an s3:// reference that does
+// not parse.
+func checkSource(s string) error {
+	if s3source.IsRef(s) {
+		_, err := s3source.ParseRef(s)
+		return err
+	}
+	return checkNonEmpty(s)
 }
 
 func checkNonEmpty(s string) error {

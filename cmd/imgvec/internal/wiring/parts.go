@@ -10,10 +10,12 @@ import (
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/folder"
+	"github.com/imgvec/imgvec/connector/s3source"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/sinks"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // ExtractorSettings is the part of j that OpenExtractor reads: jobs that
@@ -75,12 +77,24 @@ func FolderOptions(j config.Job) folder.Options {
 		FollowSymlinks: j.FollowSymlinks, MaxBytes: j.MaxBytes}
 }
 
-// SourceOpener opens j's --source values: folder paths or file:// URIs.
+// S3Options are j's settings of an S3 source. Credentials come from the
+// standard AWS chain.
+func S3Options(j config.Job) s3source.Options {
+	return s3source.Options{Include: j.Include, Exclude: j.Exclude, Extensions: j.Extensions, MaxBytes: j.MaxBytes,
+		Concurrency: j.S3Concurrency, Metadata: j.S3Metadata}
+}
+
+// SourceOpener opens j's --source values by kind: s3:// references, else
+// folder paths or file:// URIs.
 func SourceOpener(j config.Job) func(ref string) (connector.Source, error) {
 	return func(ref string) (connector.Source, error) {
 		switch {
-		case strings.HasPrefix(ref, "s3://"), strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
-			return nil, fmt.Errorf("source %s: S3 and URL-manifest sources are not available in this build yet", ref)
+		case s3source.IsRef(ref):
+			// The context only bounds reading the AWS configuration
+			// files; New sends no request.
+			return s3source.New(context.Background(), ref, S3Options(j))
+		case strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
+			return nil, fmt.Errorf("source %s: URL-manifest sources are not available in this build yet", sinkuri.Redact(ref))
 		}
 		return folder.New(ref, FolderOptions(j))
 	}
