@@ -50,6 +50,15 @@
 //     sha256s stored under the current model (copies, moved files, and
 //     items committed earlier in this run): on a hit the stored vector is
 //     copied (Sink.VectorsBySHA256) and the model does not run.
+//   - an entry to revalidate (Entry.Revalidate: URL lists, whose listing
+//     has no fingerprint) is never skipped unread: a row of the current
+//     model is Changed and its ItemReader is given the stored fingerprint,
+//     so that it may answer NotModified (counted unchanged, nothing
+//     written); a ledger entry is always retried.
+//   - a read that fails with ErrGone (HTTP 404/410) is a ledger entry of
+//     class schema.FailGone; gone again on the next run (its ledger entry
+//     was of that class), the id is also deleted with the vanished ones,
+//     under the same rules.
 //   - a key that is not valid UTF-8 (a file name with byte 0xff) is never
 //     read and never reaches a sink as it is: whatever its category
 //     (except unchanged or known-failed), it becomes a ledger entry of

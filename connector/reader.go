@@ -28,10 +28,18 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 	}
 	if err != nil {
 		class := schema.FailIO
-		if errors.Is(err, ErrTooLarge) {
+		switch {
+		case errors.Is(err, ErrTooLarge):
 			class = schema.FailTooLarge
+		case errors.Is(err, ErrGone):
+			class = schema.FailGone
+			it.gone = it.found && it.stored.Failed && it.stored.Class == schema.FailGone
 		}
 		it.failWith(err, "read", class)
+		return nil
+	}
+	if it.kind == kindUnchanged {
+		rs.observe(StageRead, 1, start)
 		return nil
 	}
 	sum := sha256.Sum256(data)
@@ -68,9 +76,17 @@ func (rs *runState) readSource(ctx context.Context, it *item) ([]byte, error) {
 	if !ok {
 		return rs.src.Read(ctx, it.entry.Key)
 	}
-	c, err := ir.ReadItem(ctx, it.entry)
+	var stored *schema.Fingerprint
+	if it.found && !it.stored.Failed && it.stored.ModelID == rs.modelID {
+		stored = &it.stored.Fingerprint
+	}
+	c, err := ir.ReadItem(ctx, it.entry, stored)
 	if err != nil {
 		return nil, err
+	}
+	if c.NotModified && stored != nil {
+		it.kind = kindUnchanged
+		return nil, nil
 	}
 	it.entry.Size, it.entry.MTime, it.entry.ETag = c.Entry.Size, c.Entry.MTime, c.Entry.ETag
 	it.meta = c.Metadata

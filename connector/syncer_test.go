@@ -2,6 +2,7 @@ package connector_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -907,7 +908,7 @@ func testObserver(t *testing.T) {
 // since the listing (a new ETag) and give metadata.
 type replacingSource struct{ *connectortest.Source }
 
-func (s replacingSource) ReadItem(ctx context.Context, e connector.Entry) (connector.Content, error) {
+func (s replacingSource) ReadItem(ctx context.Context, e connector.Entry, _ *schema.Fingerprint) (connector.Content, error) {
 	b, err := s.Read(ctx, e.Key)
 	if err != nil {
 		return connector.Content{}, err
@@ -927,5 +928,79 @@ func TestItemReaderFingerprintAndMetadata(t *testing.T) {
 		if r.ETag != "replaced" || r.Metadata["from"] != r.Key {
 			t.Errorf("%s: stored ETag %q, metadata %v; want the fingerprint and metadata ReadItem gave", r.Key, r.ETag, r.Metadata)
 		}
+	}
+}
+
+// revalidatingSource lists without fingerprints (Entry.Revalidate) and
+// answers NotModified when the stored ETag is the item's; keys in gone
+// are gone (ErrGone).
+type revalidatingSource struct {
+	*connectortest.Source
+	gone map[string]bool
+}
+
+func (s revalidatingSource) List(ctx context.Context, fn func(connector.Entry) error) error {
+	return s.Source.List(ctx, func(e connector.Entry) error {
+		return fn(connector.Entry{Key: e.Key, Revalidate: true})
+	})
+}
+
+func (s revalidatingSource) ReadItem(ctx context.Context, e connector.Entry, stored *schema.Fingerprint) (connector.Content, error) {
+	if s.gone[e.Key] {
+		return connector.Content{}, fmt.Errorf("read %s: 404: %w", e.Key, connector.ErrGone)
+	}
+	b, err := s.Read(ctx, e.Key)
+	if err != nil {
+		return connector.Content{}, err
+	}
+	etag := fmt.Sprintf("%x", sha256.Sum256(b))[:8]
+	if stored != nil && stored.ETag == etag {
+		return connector.Content{NotModified: true}, nil
+	}
+	return connector.Content{Data: b, Entry: connector.Entry{Key: e.Key, Size: int64(len(b)), ETag: etag}}, nil
+}
+
+func TestRevalidateNotModifiedAndGone(t *testing.T) {
+	e := newEnv(t, 3)
+	src := revalidatingSource{e.src, map[string]bool{}}
+	use := func(o *connector.Options) { o.Source = src }
+	if r := e.mustRun(use); r.Extracted != 3 {
+		t.Fatalf("first run: %+v", r)
+	}
+	// Not modified: read (revalidated), unchanged, nothing written.
+	if r := e.mustRun(use); r.Unchanged != 3 || r.Written != 0 {
+		t.Errorf("revalidated run: %+v; want 3 unchanged, nothing written", r)
+	}
+	// Changed bytes behind the same key: re-extracted.
+	e.src.Put(key(1), []byte("new bytes"), t0)
+	if r := e.mustRun(use); r.Extracted != 1 || r.Unchanged != 2 {
+		t.Errorf("run after a change: %+v; want 1 extracted, 2 unchanged", r)
+	}
+	// Gone once: ledger (class gone), kept; gone twice: deleted.
+	src.gone[key(0)] = true
+	if r := e.mustRun(use); r.Failed != 1 || r.Deleted != 0 {
+		t.Errorf("first gone run: %+v; want 1 failed, none deleted", r)
+	}
+	id := schema.ItemID(srcName, key(0))
+	if f, ok := e.sink.Ledger()[id]; !ok || f.Class != schema.FailGone {
+		t.Errorf("ledger entry of the gone item: %+v, %v; want class gone", f, ok)
+	}
+	none, err := connector.ParseMaxDelete("0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.run(use, func(o *connector.Options) { o.MaxDelete = none })
+	var dg *connector.DeleteGuardError
+	if !errors.As(err, &dg) || r.Deleted != 0 {
+		t.Errorf("second gone run under --max-delete=0: %+v, %v; want the delete guard", r, err)
+	}
+	if r := e.mustRun(use); r.Failed != 1 || r.Deleted != 1 {
+		t.Errorf("second gone run: %+v; want 1 failed, 1 deleted", r)
+	}
+	if _, ok := e.sink.Ledger()[id]; ok {
+		t.Error("the item gone twice is still in the ledger")
+	}
+	if _, ok := e.sink.Rows()[id]; ok {
+		t.Error("the item gone twice still has a row")
 	}
 }

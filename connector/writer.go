@@ -34,6 +34,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 		batch   Batch
 		dl      delta
 		replace []string // ids whose stored row is replaced by a ledger entry
+		gone    []string // ids gone on this run and the last
 		shas    []string
 	)
 	add := func(it *item) {
@@ -53,6 +54,8 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 				dl.reused++
 			}
 			shas = append(shas, it.sha)
+		case kindUnchanged:
+			dl.unchanged++
 		case kindMeta:
 			batch.Metadata = append(batch.Metadata, MetaUpdate{ID: it.id, Fingerprint: fp})
 			dl.written++
@@ -67,6 +70,9 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 				Attempts: 1, FirstSeen: now, LastSeen: now,
 			})
 			dl.failed++
+			if it.gone {
+				gone = append(gone, it.id)
+			}
 			if it.found && !it.stored.Failed {
 				replace = append(replace, it.id)
 			}
@@ -117,6 +123,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 		o.Committed(b.len(), classes)
 	}
 	rs.t.apply(dl)
+	rs.gone = append(rs.gone, gone...)
 	for _, sha := range shas {
 		rs.d.shas.add(sha)
 	}

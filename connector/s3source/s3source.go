@@ -23,6 +23,7 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/keyfilter"
 	"github.com/imgvec/imgvec/connector/retry"
+	"github.com/imgvec/imgvec/schema"
 )
 
 // Defaults of Options.
@@ -294,7 +295,8 @@ func (s *Source) Read(ctx context.Context, key string) ([]byte, error) {
 
 // ReadItem reads the object conditionally on the listed ETag; an object
 // replaced since is read again, with its new fingerprint.
-func (s *Source) ReadItem(ctx context.Context, e connector.Entry) (connector.Content, error) {
+// It never answers NotModified: the listing's ETag already decided that.
+func (s *Source) ReadItem(ctx context.Context, e connector.Entry, _ *schema.Fingerprint) (connector.Content, error) {
 	if s.opts.MaxBytes > 0 && e.Size > s.opts.MaxBytes {
 		return connector.Content{}, fmt.Errorf("read %s from %s: %d bytes, above the cap of %d: %w", e.Key, s.name, e.Size, s.opts.MaxBytes, connector.ErrTooLarge)
 	}

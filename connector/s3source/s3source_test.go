@@ -163,7 +163,7 @@ func TestReplacedBetweenListAndRead(t *testing.T) {
 	s := open(t, srv, srv.Ref(bucket, ""), s3source.Options{})
 	e := listOne(t, s)
 	srv.Put(t, bucket, "a.jpg", []byte("second, longer version"), nil)
-	c, err := s.ReadItem(t.Context(), e)
+	c, err := s.ReadItem(t.Context(), e, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestReplacedBetweenListAndRead(t *testing.T) {
 	}
 	// Unreplaced: the listed fingerprint.
 	e = listOne(t, s)
-	if c, err = s.ReadItem(t.Context(), e); err != nil || c.Entry.ETag != e.ETag || !c.Entry.MTime.Equal(e.MTime) {
+	if c, err = s.ReadItem(t.Context(), e, nil); err != nil || c.Entry.ETag != e.ETag || !c.Entry.MTime.Equal(e.MTime) {
 		t.Errorf("ReadItem of an unchanged object = %+v, %v; want the listed %+v", c.Entry, err, e)
 	}
 }
@@ -184,7 +184,7 @@ func TestMultipartETag(t *testing.T) {
 	srv.PutMultipart(t, bucket, "big.jpg", part1, []byte("tail"))
 	s := open(t, srv, srv.Ref(bucket, ""), s3source.Options{})
 	e := listOne(t, s)
-	c, err := s.ReadItem(t.Context(), e)
+	c, err := s.ReadItem(t.Context(), e, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,15 +200,15 @@ func TestMetadataAndSizeCap(t *testing.T) {
 	srv.Put(t, bucket, "a.jpg", []byte("0123456789"), map[string]string{"Camera": "X100", "album": "trip"})
 	plain := open(t, srv, srv.Ref(bucket, ""), s3source.Options{})
 	e := listOne(t, plain)
-	if c, err := plain.ReadItem(t.Context(), e); err != nil || c.Metadata != nil {
+	if c, err := plain.ReadItem(t.Context(), e, nil); err != nil || c.Metadata != nil {
 		t.Errorf("without Metadata: %v, %v; want no metadata", c.Metadata, err)
 	}
 	withMeta := open(t, srv, srv.Ref(bucket, ""), s3source.Options{Metadata: true})
-	if c, err := withMeta.ReadItem(t.Context(), e); err != nil || c.Metadata["camera"] != "X100" || c.Metadata["album"] != "trip" {
+	if c, err := withMeta.ReadItem(t.Context(), e, nil); err != nil || c.Metadata["camera"] != "X100" || c.Metadata["album"] != "trip" {
 		t.Errorf("with Metadata: %v, %v; want camera=X100 album=trip", c.Metadata, err)
 	}
 	capped := open(t, srv, srv.Ref(bucket, ""), s3source.Options{MaxBytes: 9})
-	if _, err := capped.ReadItem(t.Context(), e); !errors.Is(err, connector.ErrTooLarge) {
+	if _, err := capped.ReadItem(t.Context(), e, nil); !errors.Is(err, connector.ErrTooLarge) {
 		t.Errorf("ReadItem above the cap: %v, want ErrTooLarge", err)
 	}
 	if _, err := capped.Read(t.Context(), "a.jpg"); !errors.Is(err, connector.ErrTooLarge) {

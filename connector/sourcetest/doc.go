@@ -19,7 +19,8 @@
 // # What the suite checks (the connector.Source contract)
 //
 //   - A complete listing calls fn exactly once per item, with the item's
-//     size and (Harness.MTime) its mtime in UTC, and returns nil; an empty
+//     size (unless the entry is to be revalidated: Entry.Revalidate) and
+//     (Harness.MTime) its mtime in UTC, and returns nil; an empty
 //     location lists nothing and returns nil.
 //   - A listing that cannot be complete returns an error (never nil, never
 //     a context error) and lists only real items, each at most once.

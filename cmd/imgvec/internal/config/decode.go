@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/s3source"
+	"github.com/imgvec/imgvec/connector/urlsource"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks"
@@ -159,6 +161,12 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"lock_dsn":                d.uri(&j.LockDSN, checkLockDSN),
 		"s3_concurrency":          number(d, &j.S3Concurrency, S3ConcurrencyRange),
 		"s3_metadata":             d.boolean(&j.S3Metadata),
+		"allow_private_networks":  d.boolean(&j.AllowPrivateNetworks),
+		"allow_cidr":              d.list(&j.AllowCIDRs, checkCIDR),
+		"user_agent":              d.str(&j.UserAgent, checkNonEmpty),
+		"url_concurrency":         number(d, &j.URLConcurrency, URLConcurrencyRange),
+		"url_per_host":            number(d, &j.URLPerHost, URLPerHostRange),
+		"url_timeout":             number(d, &j.URLTimeout, URLTimeoutRange),
 	})
 	if n.Kind != yaml.MappingNode {
 		return j, seen
@@ -357,10 +365,21 @@ func kindName(n *yaml.Node) string {
 // not parse.
 func checkSource(s string) error {
 	if s3source.IsRef(s) {
+		if urlsource.IsManifest(s) {
+			return errors.New("a manifest in a bucket is not supported: give its path or http(s) URL")
+		}
 		_, err := s3source.ParseRef(s)
 		return err
 	}
 	return checkNonEmpty(s)
+}
+
+// checkCIDR accepts a network such as 10.0.0.0/8 or fd00::/8.
+func checkCIDR(s string) error {
+	if _, err := netip.ParsePrefix(s); err != nil {
+		return errors.New("want a network such as 10.0.0.0/8 or fd00::/8")
+	}
+	return nil
 }
 
 func checkNonEmpty(s string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/folder"
 	"github.com/imgvec/imgvec/connector/s3source"
+	"github.com/imgvec/imgvec/connector/urlsource"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/migrations"
@@ -84,17 +86,40 @@ func S3Options(j config.Job) s3source.Options {
 		Concurrency: j.S3Concurrency, Metadata: j.S3Metadata}
 }
 
-// SourceOpener opens j's --source values by kind: s3:// references, else
-// folder paths or file:// URIs.
+// URLOptions are j's settings of a URL-manifest source.
+func URLOptions(j config.Job) (urlsource.Options, error) {
+	g := urlsource.Guard{AllowPrivate: j.AllowPrivateNetworks}
+	for _, c := range j.AllowCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return urlsource.Options{}, Usagef("--allow-cidr %q: want a network such as 10.0.0.0/8", c)
+		}
+		g.Allow = append(g.Allow, p)
+	}
+	return urlsource.Options{Guard: g, UserAgent: j.UserAgent, Concurrency: j.URLConcurrency, PerHost: j.URLPerHost,
+		Timeout: j.URLTimeout, MaxBytes: j.MaxBytes}, nil
+}
+
+// SourceOpener opens j's --source values by kind: s3:// references, URL
+// manifests (.jsonl, .csv, .tsv, optionally .gz), else folder paths or
+// file:// URIs.
 func SourceOpener(j config.Job) func(ref string) (connector.Source, error) {
 	return func(ref string) (connector.Source, error) {
 		switch {
+		case s3source.IsRef(ref) && urlsource.IsManifest(ref):
+			return nil, Usagef("source %s: a manifest in a bucket is not supported: give its path or http(s) URL", sinkuri.Redact(ref))
 		case s3source.IsRef(ref):
 			// The context only bounds reading the AWS configuration
 			// files; New sends no request.
 			return s3source.New(context.Background(), ref, S3Options(j))
+		case urlsource.IsManifest(ref):
+			o, err := URLOptions(j)
+			if err != nil {
+				return nil, err
+			}
+			return urlsource.New(ref, o)
 		case strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
-			return nil, fmt.Errorf("source %s: URL-manifest sources are not available in this build yet", sinkuri.Redact(ref))
+			return nil, fmt.Errorf("source %s: a URL source is a manifest ending in .jsonl, .csv or .tsv (optionally .gz)", sinkuri.Redact(ref))
 		}
 		return folder.New(ref, FolderOptions(j))
 	}
