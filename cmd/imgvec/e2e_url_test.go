@@ -10,19 +10,30 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
-func TestE2EURLManifest(t *testing.T) {
-	needBinary(t)
-	var full, notModified atomic.Int32
+// imageServer serves testdata/images under /img/ with ETags and
+// Last-Modified (304 on a match), 404 for gone.jpg, an HTML page as
+// page.jpg, and gray.jpg with X-Robots-Tag: noai. It counts full answers
+// and 304s.
+type imageServer struct {
+	*httptest.Server
+	full, notModified atomic.Int32
+}
+
+func newImageServer(t *testing.T) *imageServer {
+	s := &imageServer{}
 	modTime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/img/")
 		switch name {
 		case "gone.jpg":
@@ -45,23 +56,37 @@ func TestE2EURLManifest(t *testing.T) {
 		rec := &statusRecorder{ResponseWriter: w}
 		http.ServeContent(rec, r, name, modTime, bytes.NewReader(b))
 		if rec.code == http.StatusNotModified {
-			notModified.Add(1)
+			s.notModified.Add(1)
 		} else {
-			full.Add(1)
+			s.full.Add(1)
 		}
 	}))
-	defer srv.Close()
-	tmp := t.TempDir()
-	db := filepath.Join(tmp, "urls.db")
+	t.Cleanup(s.Close)
+	return s
+}
+
+// writeURLManifest writes dir/urls.jsonl: one line per image name, with
+// album (trip, home, trip, …) and rank columns.
+func writeURLManifest(t *testing.T, dir string, srv *imageServer, names ...string) {
+	t.Helper()
 	var lines bytes.Buffer
-	for i, name := range []string{"small.jpg", "lossy.webp", "exif3.jpg", "gone.jpg", "page.jpg", "gray.jpg"} {
+	for i, name := range names {
 		row := map[string]any{"url": srv.URL + "/img/" + name, "album": []string{"trip", "home"}[i%2], "rank": i}
 		j, _ := json.Marshal(row)
 		lines.Write(append(j, '\n'))
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "urls.jsonl"), lines.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "urls.jsonl"), lines.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestE2EURLManifest(t *testing.T) {
+	needBinary(t)
+	srv := newImageServer(t)
+	full, notModified := &srv.full, &srv.notModified
+	tmp := t.TempDir()
+	db := filepath.Join(tmp, "urls.db")
+	writeURLManifest(t, tmp, srv, "small.jpg", "lossy.webp", "exif3.jpg", "gone.jpg", "page.jpg", "gray.jpg")
 	args := []string{"sync", "-q", "--source", "urls.jsonl", "--sink", "sqlite://" + db, "--model", e2eModel}
 
 	// Loopback is refused without the flag: every item is blocked.
@@ -119,4 +144,48 @@ type statusRecorder struct {
 func (r *statusRecorder) WriteHeader(code int) {
 	r.code = code
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// A URL manifest and a folder in one job, into PostgreSQL: the metadata
+// columns are jsonb there, and the second sync revalidates with 304s.
+func TestE2EURLManifestPostgresMixed(t *testing.T) {
+	needBinary(t)
+	sinkURI := pgSink(t)
+	srv := newImageServer(t)
+	tmp := t.TempDir()
+	writeURLManifest(t, tmp, srv, "small.jpg", "lossy.webp", "exif3.jpg")
+	folder := filepath.Join(tmp, "folder")
+	if err := os.MkdirAll(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gray.jpg", "portrait.jpg"} {
+		if err := os.WriteFile(filepath.Join(folder, name), readImage(t, name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"sync", "-q", "--source", "urls.jsonl", "--source", "folder", "--sink", sinkURI, "--model", e2eModel, "--allow-private-networks"}
+	r := mustCode(t, exitOK, tmp, args...)
+	if runs := runLineRE.FindAllString(r.stderr, -1); len(runs) != 2 {
+		t.Fatalf("want one run summary per source\n%s", r)
+	}
+	r = mustCode(t, exitOK, tmp, args...)
+	for _, m := range runLineRE.FindAllStringSubmatch(r.stderr, -1) {
+		if m[5] != "0" { // written
+			t.Errorf("second sync wrote items: %s", m[0])
+		}
+	}
+	if srv.notModified.Load() != 3 {
+		t.Errorf("second sync: %d 304s, want 3", srv.notModified.Load())
+	}
+	u, _ := url.Parse(sinkURI)
+	conn, err := pgx.Connect(t.Context(), os.Getenv("IMGVEC_TEST_PG_DSN"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var n int
+	table := pgx.Identifier{u.Query().Get("schema"), "images"}.Sanitize()
+	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM `+table+` WHERE metadata->>'album' = 'trip'`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("rows with album=trip: %d, %v; want 2", n, err)
+	}
 }
