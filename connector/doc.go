@@ -55,6 +55,10 @@
 //     model is Changed and its ItemReader is given the stored fingerprint,
 //     so that it may answer NotModified (counted unchanged, nothing
 //     written); a ledger entry is always retried.
+//   - an item whose read fails with fs.ErrNotExist vanished between the
+//     listing and the read: it is not counted as listed, and a row or
+//     ledger entry it had is deleted with the vanished ids, under the
+//     same rules.
 //   - a read that fails with ErrGone (HTTP 404/410) is a ledger entry of
 //     class schema.FailGone; gone again on the next run (its ledger entry
 //     was of that class), the id is also deleted with the vanished ones,

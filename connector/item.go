@@ -15,6 +15,7 @@ const (
 	kindMeta                      // metadata-only update of the stored row
 	kindFailed                    // ledger entry
 	kindUnchanged                 // revalidated by the source: nothing to write
+	kindVanished                  // gone between listing and read: as if not listed
 )
 
 // item is one listed entry on its way through the pipeline. It is owned by

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/imgvec/imgvec/schema"
@@ -25,6 +26,11 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 	data, err := rs.readSource(ctx, it)
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		// Vanished since the listing: a vanished item, not a failure.
+		it.kind = kindVanished
+		return nil
 	}
 	if err != nil {
 		class := schema.FailIO

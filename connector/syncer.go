@@ -399,7 +399,7 @@ func outcomeOf(ctx context.Context, err error) schema.RunOutcome {
 func (rs *runState) deletes(ctx context.Context) (string, error) {
 	s := rs.s
 	snap := rs.t.snapshot(delta{})
-	vanished := append(rs.d.vanished(), rs.gone...)
+	vanished := append(rs.d.vanished(), rs.deleteAlso...)
 	ids, note, err := deleteDecision(s.opts.Kind, rs.listErr, s.isStopped(), snap.Listed, vanished, s.opts.MaxDelete, rs.source, rs.d.storedCount)
 	if err != nil || len(ids) == 0 {
 		return note, err

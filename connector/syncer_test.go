@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"runtime"
 	"slices"
 	"strings"
@@ -1002,5 +1003,22 @@ func TestRevalidateNotModifiedAndGone(t *testing.T) {
 	}
 	if _, ok := e.sink.Rows()[id]; ok {
 		t.Error("the item gone twice still has a row")
+	}
+}
+
+// An item that vanishes between the listing and its read is a vanished
+// item, not a failure.
+func TestVanishedBetweenListAndRead(t *testing.T) {
+	e := newEnv(t, 3)
+	e.mustRun()
+	e.src.Touch(key(1), t0.Add(time.Hour)) // changed: it will be read
+	e.src.Put("img/new.jpg", []byte("new"), t0)
+	e.src.ReadErr = map[string]error{key(1): fs.ErrNotExist, "img/new.jpg": fs.ErrNotExist}
+	r := e.mustRun()
+	if r.Listed != 2 || r.Failed != 0 || r.Deleted != 1 || r.Unchanged != 2 {
+		t.Errorf("run: %+v; want 2 listed (2 unchanged), none failed, 1 deleted", r)
+	}
+	if len(e.sink.Rows()) != 2 || len(e.sink.Ledger()) != 0 {
+		t.Errorf("%d rows, %d ledger entries; want 2, 0", len(e.sink.Rows()), len(e.sink.Ledger()))
 	}
 }

@@ -34,7 +34,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 		batch   Batch
 		dl      delta
 		replace []string // ids whose stored row is replaced by a ledger entry
-		gone    []string // ids gone on this run and the last
+		gone    []string // ids to delete: gone twice, or vanished since listed
 		shas    []string
 	)
 	add := func(it *item) {
@@ -56,6 +56,11 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 			shas = append(shas, it.sha)
 		case kindUnchanged:
 			dl.unchanged++
+		case kindVanished:
+			dl.unlisted++
+			if it.found {
+				gone = append(gone, it.id)
+			}
 		case kindMeta:
 			batch.Metadata = append(batch.Metadata, MetaUpdate{ID: it.id, Fingerprint: fp})
 			dl.written++
@@ -123,7 +128,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 		o.Committed(b.len(), classes)
 	}
 	rs.t.apply(dl)
-	rs.gone = append(rs.gone, gone...)
+	rs.deleteAlso = append(rs.deleteAlso, gone...)
 	for _, sha := range shas {
 		rs.d.shas.add(sha)
 	}

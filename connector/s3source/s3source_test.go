@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -174,6 +175,20 @@ func TestReplacedBetweenListAndRead(t *testing.T) {
 	e = listOne(t, s)
 	if c, err = s.ReadItem(t.Context(), e, nil); err != nil || c.Entry.ETag != e.ETag || !c.Entry.MTime.Equal(e.MTime) {
 		t.Errorf("ReadItem of an unchanged object = %+v, %v; want the listed %+v", c.Entry, err, e)
+	}
+}
+
+// An object deleted between the listing and the read is missing
+// (fs.ErrNotExist: the connector treats it as vanished), not a failure.
+func TestDeletedBetweenListAndRead(t *testing.T) {
+	srv := s3test.Open(t)
+	bucket := srv.Bucket(t)
+	srv.Put(t, bucket, "a.jpg", []byte("x"), nil)
+	s := open(t, srv, srv.Ref(bucket, ""), s3source.Options{})
+	e := listOne(t, s)
+	srv.Delete(t, bucket, "a.jpg")
+	if _, err := s.ReadItem(t.Context(), e, nil); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadItem of a deleted object: %v, want fs.ErrNotExist", err)
 	}
 }
 
