@@ -22,7 +22,7 @@ import (
 // TestMeasureSources is `make bench-sources` (S3 part): with
 // IMGVEC_BENCH_S3_OBJECTS=N it fills a bucket with N tiny objects and
 // compares, in one run, the source's listing with a bare ListObjectsV2
-// loop over the same client settings (objects/s; target ≥ 0.9×), and a
+// loop over the same client (objects/s; target ≥ 0.9×), and a
 // no-op sync of the N unchanged objects with the bare listing (time;
 // target ≤ 1.5×). Medians of 3.
 func TestMeasureSources(t *testing.T) {
@@ -40,12 +40,13 @@ func TestMeasureSources(t *testing.T) {
 	}
 	defer src.Close()
 
+	client := s3source.Client(src) // the same client as the source's
 	bare := median(3, func() time.Duration {
 		start := time.Now()
 		var token *string
 		count := 0
 		for {
-			out, err := srv.Client.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), ContinuationToken: token})
+			out, err := client.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), ContinuationToken: token})
 			if err != nil {
 				t.Fatal(err)
 			}

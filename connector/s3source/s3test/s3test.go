@@ -81,7 +81,7 @@ func (s Server) Bucket(t testing.TB) string {
 }
 
 func (s Server) removeBucket(t testing.TB, name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // benchmarks leave 100k objects
 	defer cancel()
 	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{Bucket: aws.String(name)})
 	for p.HasMorePages() {
@@ -90,8 +90,17 @@ func (s Server) removeBucket(t testing.TB, name string) {
 			t.Logf("clean up bucket %s: %v", name, err)
 			return
 		}
-		for _, o := range page.Contents {
-			s.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(name), Key: o.Key})
+		if len(page.Contents) == 0 {
+			continue
+		}
+		ids := make([]types.ObjectIdentifier, len(page.Contents))
+		for i, o := range page.Contents {
+			ids[i] = types.ObjectIdentifier{Key: o.Key}
+		}
+		if _, err := s.Client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(name),
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}); err != nil {
+			t.Logf("clean up bucket %s: %v", name, err)
+			return
 		}
 	}
 	if _, err := s.Client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)}); err != nil {
