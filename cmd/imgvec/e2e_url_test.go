@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/imgvec/imgvec/connector/s3source/s3test"
 )
 
 // imageServer serves testdata/images under /img/ with ETags and
@@ -187,5 +189,27 @@ func TestE2EURLManifestPostgresMixed(t *testing.T) {
 	table := pgx.Identifier{u.Query().Get("schema"), "images"}.Sanitize()
 	if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM `+table+` WHERE metadata->>'album' = 'trip'`).Scan(&n); err != nil || n != 2 {
 		t.Errorf("rows with album=trip: %d, %v; want 2", n, err)
+	}
+}
+
+// A manifest stored in a bucket (s3://BUCKET/KEY.jsonl) is read through
+// the S3 source's client and credentials.
+func TestE2EURLManifestInBucket(t *testing.T) {
+	needBinary(t)
+	s3srv := s3test.Open(t)
+	bucket := s3srv.Bucket(t)
+	srv := newImageServer(t)
+	tmp := t.TempDir()
+	writeURLManifest(t, tmp, srv, "small.jpg", "lossy.webp", "exif3.jpg")
+	b, err := os.ReadFile(filepath.Join(tmp, "urls.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3srv.Put(t, bucket, "lists/urls.jsonl", b, nil)
+	ref := "s3://" + bucket + "/lists/urls.jsonl?endpoint=" + s3srv.Endpoint + "&region=us-east-1&path_style=true"
+	r := parseRunLine(t, mustCodeEnv(t, exitOK, tmp, s3srv.Env(), "sync", "-q", "--source", ref, "--sink", "sqlite://"+filepath.Join(tmp, "m.db"),
+		"--model", e2eModel, "--allow-private-networks"))
+	if r.Extracted != 3 || r.Source != "manifest+s3://"+bucket+"/lists/urls.jsonl" {
+		t.Errorf("sync of a manifest in a bucket: %+v; want 3 extracted from manifest+s3://%s/lists/urls.jsonl", r, bucket)
 	}
 }

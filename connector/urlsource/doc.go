@@ -1,6 +1,6 @@
 // Package urlsource is a connector.Source for the images a URL manifest
-// lists: a .jsonl, .csv or .tsv file (optionally .gz), local or at an
-// http(s) URL, one item per line.
+// lists: a .jsonl, .csv or .tsv file (optionally .gz), local, at an
+// http(s) URL or in a bucket (Options.ManifestSource), one item per line.
 //
 // # Manifest
 //

@@ -40,7 +40,7 @@ func IsManifest(name string) bool {
 }
 
 func manifestFormat(name string) (f format, gz, ok bool) {
-	if u, err := url.Parse(name); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+	if u, err := url.Parse(name); err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "s3") {
 		name = u.Path
 	}
 	n := strings.ToLower(name)

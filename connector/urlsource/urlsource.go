@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,6 +73,11 @@ type Options struct {
 	// Retry bounds the tries of one fetch (zero: retry.Default); 429 and
 	// 5xx answers, resets and timeouts are retried, honouring Retry-After.
 	Retry retry.Policy
+	// ManifestSource, when set, holds the manifest (an S3 bucket): the
+	// manifest is its item ManifestKey, and the manifest reference given
+	// to New only names it (without its query). Close closes it.
+	ManifestSource connector.Source
+	ManifestKey    string
 }
 
 // Source is the items of one URL manifest.
@@ -108,7 +114,14 @@ func New(manifest string, opts Options) (*Source, error) {
 		return nil, fmt.Errorf("url source %s: negative size cap %d", sinkuri.Redact(manifest), opts.MaxBytes)
 	}
 	s := &Source{manifest: manifest, format: f, gz: gz, perHost: map[string]chan struct{}{}}
-	if u, err := normalizeURL(manifest); err == nil {
+	if opts.ManifestSource != nil {
+		u, err := url.Parse(manifest)
+		if err != nil {
+			return nil, fmt.Errorf("url source %s: %w", sinkuri.Redact(manifest), err)
+		}
+		u.RawQuery, u.User = "", nil
+		s.name = "manifest+" + u.String()
+	} else if u, err := normalizeURL(manifest); err == nil {
 		s.manifest, s.name = u.String(), "manifest+"+u.String()
 	} else if strings.Contains(manifest, "://") {
 		return nil, fmt.Errorf("url source %s: %w", sinkuri.Redact(manifest), err)
@@ -179,23 +192,33 @@ func (s *Source) Name() string { return s.name }
 // ReadConcurrency is Options.Concurrency.
 func (s *Source) ReadConcurrency() int { return s.opts.Concurrency }
 
-// Close releases idle connections.
+// Close releases idle connections and closes Options.ManifestSource.
 func (s *Source) Close() error {
 	s.tr.CloseIdleConnections()
+	if s.opts.ManifestSource != nil {
+		return s.opts.ManifestSource.Close()
+	}
 	return nil
 }
 
 // load reads and parses the manifest, and keeps its rows for reads.
 func (s *Source) load(ctx context.Context) ([]string, map[string]row, []error, error) {
 	var r io.ReadCloser
-	if strings.HasPrefix(s.manifest, "http://") || strings.HasPrefix(s.manifest, "https://") {
+	switch {
+	case s.opts.ManifestSource != nil:
+		b, err := s.opts.ManifestSource.Read(ctx, s.opts.ManifestKey)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		r = io.NopCloser(bytes.NewReader(b))
+	case strings.HasPrefix(s.manifest, "http://") || strings.HasPrefix(s.manifest, "https://"):
 		u, _ := normalizeURL(s.manifest)
 		c, err := s.fetch(ctx, row{url: s.manifest, parsed: u}, nil, false)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		r = io.NopCloser(bytes.NewReader(c.Data))
-	} else {
+	default:
 		f, err := os.Open(s.manifest)
 		if err != nil {
 			return nil, nil, nil, err

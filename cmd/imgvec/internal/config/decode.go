@@ -17,7 +17,6 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/s3source"
-	"github.com/imgvec/imgvec/connector/urlsource"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks"
@@ -365,10 +364,7 @@ func kindName(n *yaml.Node) string {
 // not parse.
 func checkSource(s string) error {
 	if s3source.IsRef(s) {
-		if urlsource.IsManifest(s) {
-			return errors.New("a manifest in a bucket is not supported: give its path or http(s) URL")
-		}
-		_, err := s3source.ParseRef(s)
+		_, err := s3source.ParseRef(s) // a bucket, or a manifest in one
 		return err
 	}
 	return checkNonEmpty(s)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
+	"path"
 	"runtime/debug"
 	"strings"
 
@@ -107,7 +109,26 @@ func SourceOpener(j config.Job) func(ref string) (connector.Source, error) {
 	return func(ref string) (connector.Source, error) {
 		switch {
 		case s3source.IsRef(ref) && urlsource.IsManifest(ref):
-			return nil, Usagef("source %s: a manifest in a bucket is not supported: give its path or http(s) URL", sinkuri.Redact(ref))
+			// A manifest in a bucket: read through an S3 source over its
+			// folder.
+			o, err := URLOptions(j)
+			if err != nil {
+				return nil, err
+			}
+			u, err := url.Parse(ref)
+			if err != nil {
+				return nil, Usagef("source %s: %v", sinkuri.Redact(ref), err)
+			}
+			dir, key := path.Split(u.Path)
+			folder := *u
+			folder.Path = dir
+			so := S3Options(j)
+			so.Extensions, so.Include, so.Exclude = []string{"*"}, nil, nil
+			if o.ManifestSource, err = s3source.New(context.Background(), folder.String(), so); err != nil {
+				return nil, err
+			}
+			o.ManifestKey = key
+			return urlsource.New(ref, o)
 		case s3source.IsRef(ref):
 			// The context only bounds reading the AWS configuration
 			// files; New sends no request.
