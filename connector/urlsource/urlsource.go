@@ -122,7 +122,11 @@ func New(manifest string, opts Options) (*Source, error) {
 		u.RawQuery, u.User = "", nil
 		s.name = "manifest+" + u.String()
 	} else if u, err := normalizeURL(manifest); err == nil {
-		s.manifest, s.name = u.String(), "manifest+"+u.String()
+		s.manifest = u.String()
+		// The name is the identity in the sink: not the query, which may
+		// carry an expiring signature or a token.
+		u.RawQuery = ""
+		s.name = "manifest+" + u.String()
 	} else if strings.Contains(manifest, "://") {
 		return nil, fmt.Errorf("url source %s: %w", sinkuri.Redact(manifest), err)
 	} else {
@@ -186,7 +190,8 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// Name is "manifest+" followed by the manifest's file:// or http(s) URL.
+// Name is "manifest+" followed by the manifest's file://, http(s) or s3
+// URL, without a query.
 func (s *Source) Name() string { return s.name }
 
 // ReadConcurrency is Options.Concurrency.

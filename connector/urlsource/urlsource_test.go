@@ -420,7 +420,7 @@ func TestHTTPManifest(t *testing.T) {
 		w.Write(pngBytes)
 	}))
 	manifest = fmt.Appendf(nil, "url,caption\n%s/a.png,a cat\n", f.srv.URL)
-	s := newSource(t, f.srv.URL+"/list.csv", Options{Guard: loopback})
+	s := newSource(t, f.srv.URL+"/list.csv?token=abc", Options{Guard: loopback})
 	if s.Name() != "manifest+"+f.srv.URL+"/list.csv" {
 		t.Errorf("Name = %q", s.Name())
 	}
