@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup build test test-short services services-stop bench bench-fullscale bench-extract bench-connector bench-postgres bench-milvus demo fuzz lint clean
+.PHONY: setup build test test-short services services-stop bench bench-fullscale bench-extract bench-connector bench-postgres bench-milvus bench-sources demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -77,6 +77,19 @@ bench-postgres: setup services
 bench-milvus: setup services
 	set -a; source .cache/services.env; set +a; \
 	IMGVEC_BENCH_MILVUS_ROWS=4000 $(GO) test -run TestMeasureUpsert -v -timeout 30m ./sinks/milvus/
+
+# The S3 and URL sources against their baselines, in one run each (medians
+# of 3): S3 listing of 100k objects vs a bare ListObjectsV2 loop, a no-op
+# sync of them vs that listing; a no-op re-sync of 10k URLs answering 304
+# vs a concurrent HEAD loop; backfill from S3 vs from a folder with the
+# tiny model and the full VGG19 (generated once into .cache/bench-models).
+bench-sources: setup services
+	test -f .cache/bench-models/generated/vgg19-torchvision.onnx || $(GO) run ./testdata/models/gen.go -out .cache/bench-models -full
+	set -a; source .cache/services.env; set +a; \
+	IMGVEC_BENCH_S3_OBJECTS=100000 $(GO) test -run TestMeasureSources -v -count=1 -timeout 60m ./connector/s3source/ && \
+	IMGVEC_BENCH_URLS=10000 $(GO) test -run TestMeasureRevalidate -v -count=1 -timeout 30m ./connector/urlsource/ && \
+	IMGVEC_BENCH_SOURCES=1 IMGVEC_BENCH_FULL_MODEL=$(CURDIR)/.cache/bench-models/generated/vgg19-torchvision.onnx \
+	$(GO) test -run TestMeasureBackfillSources -v -count=1 -timeout 60m ./cmd/imgvec/
 
 demo: build
 	rm -f imgvec.db imgvec.db-wal imgvec.db-shm

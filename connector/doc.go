@@ -4,8 +4,11 @@
 // the ledger, and deletes vanished items after a complete listing.
 //
 // Interfaces: Source (source.go), Sink/Searcher/StatusReader (sink.go) and
-// Embedder (embedder.go) carry their contracts in their doc comments. The
-// folder source is in connector/folder and the file-list source of `imgvec
+// Embedder (embedder.go) carry their contracts in their doc comments; a
+// Source may also be an ItemReader (reads that give the fingerprint the
+// bytes were read at, and item metadata) and a ConcurrentSource (how many
+// reads to keep in flight). The folder source is in connector/folder, the
+// S3 source in connector/s3source and the file-list source of `imgvec
 // embed` in connector/filelist; in-memory fakes for tests are in
 // connector/connectortest. Conformance suites make the contracts
 // executable: every Source passes connector/sourcetest and every Sink
@@ -47,6 +50,19 @@
 //     sha256s stored under the current model (copies, moved files, and
 //     items committed earlier in this run): on a hit the stored vector is
 //     copied (Sink.VectorsBySHA256) and the model does not run.
+//   - an entry to revalidate (Entry.Revalidate: URL lists, whose listing
+//     has no fingerprint) is never skipped unread: a row of the current
+//     model is Changed and its ItemReader is given the stored fingerprint,
+//     so that it may answer NotModified (counted unchanged, nothing
+//     written); a ledger entry is always retried.
+//   - an item whose read fails with fs.ErrNotExist vanished between the
+//     listing and the read: it is not counted as listed, and a row or
+//     ledger entry it had is deleted with the vanished ids, under the
+//     same rules.
+//   - a read that fails with ErrGone (HTTP 404/410) is a ledger entry of
+//     class schema.FailGone; gone again on the next run (its ledger entry
+//     was of that class), the id is also deleted with the vanished ones,
+//     under the same rules.
 //   - a key that is not valid UTF-8 (a file name with byte 0xff) is never
 //     read and never reaches a sink as it is: whatever its category
 //     (except unchanged or known-failed), it becomes a ledger entry of
@@ -74,13 +90,17 @@
 //	lister ──todo──► readers ×R ──read──► preparers ×P ──prep──► batcher ──► inferer ──► writer
 //	(1)   cap R                 cap P                 cap B       unbuffered  unbuffered   (1)
 //
-// R = Options.ReadWorkers (default 4), P = Options.PrepareWorkers (default
+// R = Options.ReadWorkers (default 4, or a ConcurrentSource's
+// ReadConcurrency), P = Options.PrepareWorkers (default
 // GOMAXPROCS), B = Embedder.BatchSize().
 //
 //   - lister: calls Source.List, classifies each entry and sends the items
 //     to read. Unchanged and known-failed items are only counted.
-//   - readers: Source.Read, sha256, then decide: metadata-only, reuse (one
-//     VectorsBySHA256 call per candidate), extract, or failure.
+//   - readers: Source.Read (ItemReader.ReadItem when the source has it:
+//     the item's fingerprint becomes the one its bytes were read at, and
+//     its metadata goes with an upsert), sha256, then decide:
+//     metadata-only, reuse (one VectorsBySHA256 call per candidate),
+//     extract, or failure.
 //   - preparers: Embedder.Prepare for items to extract (panics are
 //     recovered into decode failures); other items pass through.
 //   - batcher: collects up to B items for the model plus any number (up

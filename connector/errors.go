@@ -10,6 +10,13 @@ import (
 // schema.FailTooLarge instead of schema.FailIO.
 var ErrTooLarge = errors.New("item too large")
 
+// ErrGone is wrapped by Source.Read errors for items their source says
+// are gone for good (HTTP 404 and 410). The pipeline records the item in
+// the ledger with class schema.FailGone; when it was already recorded so
+// (gone on the previous run too), the item is also deleted like a
+// vanished one: after a complete listing, within MaxDelete.
+var ErrGone = errors.New("item gone")
+
 // ErrStopped is returned by Syncer.Run after a soft stop (Syncer.Stop) let
 // the in-flight batches drain and commit. The run's outcome is
 // schema.RunCancelled; nothing was deleted.

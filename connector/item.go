@@ -10,10 +10,12 @@ import (
 type itemKind int
 
 const (
-	kindExtract itemKind = iota // decode, preprocess, infer, upsert
-	kindReuse                   // upsert with a stored vector of the same sha256
-	kindMeta                    // metadata-only update of the stored row
-	kindFailed                  // ledger entry
+	kindExtract   itemKind = iota // decode, preprocess, infer, upsert
+	kindReuse                     // upsert with a stored vector of the same sha256
+	kindMeta                      // metadata-only update of the stored row
+	kindFailed                    // ledger entry
+	kindUnchanged                 // revalidated by the source: nothing to write
+	kindVanished                  // gone between listing and read: as if not listed
 )
 
 // item is one listed entry on its way through the pipeline. It is owned by
@@ -34,6 +36,8 @@ type item struct {
 	height int
 	format string
 	vec    []float32
+	meta   map[string]string // from an ItemReader source
+	gone   bool              // gone on this run and the last: delete after the run
 	err    *schema.ItemError
 }
 

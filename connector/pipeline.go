@@ -22,6 +22,11 @@ type runState struct {
 	d       *differ
 	t       *tally
 	listErr error // set by the lister; read after the pipeline ended
+	// deleteAlso are ids deleted with the vanished ones, under the same
+	// rules: items gone on this run and the last (ErrGone), and items
+	// that vanished between the listing and their read. Set by the writer
+	// once committed; read after the pipeline ended.
+	deleteAlso []string
 
 	// sinkMu serialises calls into the sink (the Sink contract allows one
 	// at a time): the readers' VectorsBySHA256, the writer's Write and

@@ -65,6 +65,15 @@ func Classify(e Entry, st StoredItem, found bool, modelID string, retryFailed bo
 		return New
 	}
 	cheap := schema.Fingerprint{Size: e.Size, MTime: e.MTime, ETag: e.ETag}
+	if e.Revalidate {
+		switch {
+		case st.Failed:
+			return Retry
+		case st.ModelID != modelID:
+			return Stale
+		}
+		return Changed
+	}
 	if st.Failed {
 		sameModel := st.ModelID == "" || st.ModelID == modelID
 		if !retryFailed && sameModel && st.Fingerprint.SameCheap(cheap) {

@@ -26,7 +26,8 @@ type Progress struct {
 
 // delta is what one committed batch adds to the counters.
 type delta struct {
-	written, extracted, reused, failed, done int64
+	written, extracted, reused, failed, unchanged, done int64
+	unlisted                                            int64 // vanished between listing and read
 }
 
 // tally holds a run's counters. The lister, the writer and the deleter
@@ -90,6 +91,8 @@ func (t *tally) snapshot(d delta) schema.Run {
 	r.Extracted += d.extracted
 	r.Reused += d.reused
 	r.Failed += d.failed
+	r.Unchanged += d.unchanged
+	r.Listed -= d.unlisted
 	return r
 }
 
@@ -99,6 +102,8 @@ func (t *tally) apply(d delta) {
 	t.run.Extracted += d.extracted
 	t.run.Reused += d.reused
 	t.run.Failed += d.failed
+	t.run.Unchanged += d.unchanged
+	t.run.Listed -= d.unlisted
 	t.done += d.done
 	t.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/imgvec/imgvec/schema"
@@ -22,16 +23,29 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 		return nil
 	}
 	start := time.Now()
-	data, err := rs.src.Read(ctx, it.entry.Key)
+	data, err := rs.readSource(ctx, it)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if errors.Is(err, fs.ErrNotExist) {
+		// Vanished since the listing: a vanished item, not a failure.
+		it.kind = kindVanished
+		return nil
+	}
 	if err != nil {
 		class := schema.FailIO
-		if errors.Is(err, ErrTooLarge) {
+		switch {
+		case errors.Is(err, ErrTooLarge):
 			class = schema.FailTooLarge
+		case errors.Is(err, ErrGone):
+			class = schema.FailGone
+			it.gone = it.found && it.stored.Failed && it.stored.Class == schema.FailGone
 		}
 		it.failWith(err, "read", class)
+		return nil
+	}
+	if it.kind == kindUnchanged {
+		rs.observe(StageRead, 1, start)
 		return nil
 	}
 	sum := sha256.Sum256(data)
@@ -59,6 +73,30 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 	}
 	it.kind, it.data = kindExtract, data
 	return nil
+}
+
+// readSource reads the item's bytes; an ItemReader source also gives the
+// fingerprint they were read at and the item's metadata.
+func (rs *runState) readSource(ctx context.Context, it *item) ([]byte, error) {
+	ir, ok := rs.src.(ItemReader)
+	if !ok {
+		return rs.src.Read(ctx, it.entry.Key)
+	}
+	var stored *schema.Fingerprint
+	if it.found && !it.stored.Failed && it.stored.ModelID == rs.modelID {
+		stored = &it.stored.Fingerprint
+	}
+	c, err := ir.ReadItem(ctx, it.entry, stored)
+	if err != nil {
+		return nil, err
+	}
+	if c.NotModified && stored != nil {
+		it.kind = kindUnchanged
+		return nil, nil
+	}
+	it.entry.Size, it.entry.MTime, it.entry.ETag = c.Entry.Size, c.Entry.MTime, c.Entry.ETag
+	it.meta = c.Metadata
+	return c.Data, nil
 }
 
 // lookup returns the stored vector of the current model with that sha256,

@@ -3,6 +3,8 @@ package connector
 import (
 	"context"
 	"time"
+
+	"github.com/imgvec/imgvec/schema"
 )
 
 // Entry is one item a Source lists: enough to decide, without reading the
@@ -12,6 +14,12 @@ type Entry struct {
 	Size  int64     // bytes
 	MTime time.Time // modification time, UTC
 	ETag  string    // object stores only
+	// Revalidate: the listing cannot tell whether the item changed (a URL
+	// list has no size or mtime; Size, MTime and ETag may be zero): a
+	// stored row of the current model is
+	// never skipped unread, and a ledger entry is always retried; the
+	// source's ItemReader revalidates cheaply (a conditional request).
+	Revalidate bool
 }
 
 // Source lists and reads the items of one image collection.
@@ -41,4 +49,46 @@ type Source interface {
 	List(ctx context.Context, fn func(Entry) error) error
 	Read(ctx context.Context, key string) ([]byte, error)
 	Close() error
+}
+
+// ItemReader is an optional interface of a Source whose reads know more
+// than the bytes (object stores, URL lists). The pipeline calls ReadItem,
+// not Read, on a Source that implements it.
+//
+//   - e is the entry as listed; stored is the fingerprint of the item's
+//     row of the current model (nil when it has none: new, stale, in the
+//     ledger). Given one, ReadItem may answer Content.NotModified
+//     (validators such as an HTTP ETag kept in stored.ETag and
+//     stored.MTime say the item did not change): the item then counts as
+//     unchanged and nothing is written.
+//   - ReadItem returns the item's bytes with the
+//     entry they were read at: when the item was replaced between the
+//     listing and the read (a read conditional on the listed ETag failed),
+//     the new bytes come with their own size, mtime and ETag, and the
+//     pipeline stores that fingerprint, never the listed one with the new
+//     bytes. Content.Entry.Key is ignored (the listed key stays).
+//   - Content.Metadata, when not nil, is stored with the item's row
+//     (schema.Record.Metadata) when the item is extracted or its vector
+//     reused; a metadata-only update (same bytes) keeps the stored
+//     metadata.
+//   - Errors, concurrency and cancellation as for Read.
+type ItemReader interface {
+	ReadItem(ctx context.Context, e Entry, stored *schema.Fingerprint) (Content, error)
+}
+
+// Content is what ItemReader.ReadItem returns.
+type Content struct {
+	Data     []byte
+	Entry    Entry             // the item as read (size, mtime, ETag)
+	Metadata map[string]string // stored with the row; nil: none
+	// NotModified: the item is as stored (Data, Entry and Metadata are
+	// unused).
+	NotModified bool
+}
+
+// ConcurrentSource is an optional interface of a Source whose reads wait
+// on a network more than on a disk: ReadConcurrency is how many reads
+// the pipeline keeps in flight (Options.ReadWorkers, when not set).
+type ConcurrentSource interface {
+	ReadConcurrency() int
 }

@@ -45,7 +45,8 @@ type Options struct {
 	MaxDelete MaxDelete
 
 	// ReadWorkers is the number of goroutines reading and hashing items.
-	// Defaults to 4.
+	// Defaults to the Source's ReadConcurrency when it implements
+	// ConcurrentSource (network sources), else 4.
 	ReadWorkers int
 	// PrepareWorkers is the number of goroutines decoding and
 	// preprocessing. Defaults to runtime.GOMAXPROCS(0).
@@ -135,6 +136,9 @@ func NewSyncer(opts Options) (*Syncer, error) {
 	}
 	if opts.ReadWorkers <= 0 {
 		opts.ReadWorkers = defaultReadWorkers
+		if cs, ok := opts.Source.(ConcurrentSource); ok && cs.ReadConcurrency() > 0 {
+			opts.ReadWorkers = cs.ReadConcurrency()
+		}
 	}
 	if opts.PrepareWorkers <= 0 {
 		opts.PrepareWorkers = runtime.GOMAXPROCS(0)
@@ -395,7 +399,7 @@ func outcomeOf(ctx context.Context, err error) schema.RunOutcome {
 func (rs *runState) deletes(ctx context.Context) (string, error) {
 	s := rs.s
 	snap := rs.t.snapshot(delta{})
-	vanished := rs.d.vanished()
+	vanished := append(rs.d.vanished(), rs.deleteAlso...)
 	ids, note, err := deleteDecision(s.opts.Kind, rs.listErr, s.isStopped(), snap.Listed, vanished, s.opts.MaxDelete, rs.source, rs.d.storedCount)
 	if err != nil || len(ids) == 0 {
 		return note, err

@@ -2,8 +2,10 @@ package connector_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"runtime"
 	"slices"
 	"strings"
@@ -900,5 +902,123 @@ func testObserver(t *testing.T) {
 	reasons := []connector.BatchReason{connector.BatchFull, connector.BatchFull, connector.BatchEnd}
 	if !slices.Equal(r.closed, reasons) || r.closedItems != 12 {
 		t.Errorf("batches closed by %v with %d items, want %v with 12", r.closed, r.closedItems, reasons)
+	}
+}
+
+// replacingSource is an ItemReader whose reads find every item replaced
+// since the listing (a new ETag) and give metadata.
+type replacingSource struct{ *connectortest.Source }
+
+func (s replacingSource) ReadItem(ctx context.Context, e connector.Entry, _ *schema.Fingerprint) (connector.Content, error) {
+	b, err := s.Read(ctx, e.Key)
+	if err != nil {
+		return connector.Content{}, err
+	}
+	e.ETag, e.Size = "replaced", int64(len(b))
+	return connector.Content{Data: b, Entry: e, Metadata: map[string]string{"from": e.Key}}, nil
+}
+
+func TestItemReaderFingerprintAndMetadata(t *testing.T) {
+	e := newEnv(t, 3)
+	e.mustRun(func(o *connector.Options) { o.Source = replacingSource{e.src} })
+	rows := e.sink.Rows()
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want 3", len(rows))
+	}
+	for _, r := range rows {
+		if r.ETag != "replaced" || r.Metadata["from"] != r.Key {
+			t.Errorf("%s: stored ETag %q, metadata %v; want the fingerprint and metadata ReadItem gave", r.Key, r.ETag, r.Metadata)
+		}
+	}
+}
+
+// revalidatingSource lists without fingerprints (Entry.Revalidate) and
+// answers NotModified when the stored ETag is the item's; keys in gone
+// are gone (ErrGone).
+type revalidatingSource struct {
+	*connectortest.Source
+	gone map[string]bool
+}
+
+func (s revalidatingSource) List(ctx context.Context, fn func(connector.Entry) error) error {
+	return s.Source.List(ctx, func(e connector.Entry) error {
+		return fn(connector.Entry{Key: e.Key, Revalidate: true})
+	})
+}
+
+func (s revalidatingSource) ReadItem(ctx context.Context, e connector.Entry, stored *schema.Fingerprint) (connector.Content, error) {
+	if s.gone[e.Key] {
+		return connector.Content{}, fmt.Errorf("read %s: 404: %w", e.Key, connector.ErrGone)
+	}
+	b, err := s.Read(ctx, e.Key)
+	if err != nil {
+		return connector.Content{}, err
+	}
+	etag := fmt.Sprintf("%x", sha256.Sum256(b))[:8]
+	if stored != nil && stored.ETag == etag {
+		return connector.Content{NotModified: true}, nil
+	}
+	return connector.Content{Data: b, Entry: connector.Entry{Key: e.Key, Size: int64(len(b)), ETag: etag}}, nil
+}
+
+func TestRevalidateNotModifiedAndGone(t *testing.T) {
+	e := newEnv(t, 3)
+	src := revalidatingSource{e.src, map[string]bool{}}
+	use := func(o *connector.Options) { o.Source = src }
+	if r := e.mustRun(use); r.Extracted != 3 {
+		t.Fatalf("first run: %+v", r)
+	}
+	// Not modified: read (revalidated), unchanged, nothing written.
+	if r := e.mustRun(use); r.Unchanged != 3 || r.Written != 0 {
+		t.Errorf("revalidated run: %+v; want 3 unchanged, nothing written", r)
+	}
+	// Changed bytes behind the same key: re-extracted.
+	e.src.Put(key(1), []byte("new bytes"), t0)
+	if r := e.mustRun(use); r.Extracted != 1 || r.Unchanged != 2 {
+		t.Errorf("run after a change: %+v; want 1 extracted, 2 unchanged", r)
+	}
+	// Gone once: ledger (class gone), kept; gone twice: deleted.
+	src.gone[key(0)] = true
+	if r := e.mustRun(use); r.Failed != 1 || r.Deleted != 0 {
+		t.Errorf("first gone run: %+v; want 1 failed, none deleted", r)
+	}
+	id := schema.ItemID(srcName, key(0))
+	if f, ok := e.sink.Ledger()[id]; !ok || f.Class != schema.FailGone {
+		t.Errorf("ledger entry of the gone item: %+v, %v; want class gone", f, ok)
+	}
+	none, err := connector.ParseMaxDelete("0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.run(use, func(o *connector.Options) { o.MaxDelete = none })
+	var dg *connector.DeleteGuardError
+	if !errors.As(err, &dg) || r.Deleted != 0 {
+		t.Errorf("second gone run under --max-delete=0: %+v, %v; want the delete guard", r, err)
+	}
+	if r := e.mustRun(use); r.Failed != 1 || r.Deleted != 1 {
+		t.Errorf("second gone run: %+v; want 1 failed, 1 deleted", r)
+	}
+	if _, ok := e.sink.Ledger()[id]; ok {
+		t.Error("the item gone twice is still in the ledger")
+	}
+	if _, ok := e.sink.Rows()[id]; ok {
+		t.Error("the item gone twice still has a row")
+	}
+}
+
+// An item that vanishes between the listing and its read is a vanished
+// item, not a failure.
+func TestVanishedBetweenListAndRead(t *testing.T) {
+	e := newEnv(t, 3)
+	e.mustRun()
+	e.src.Touch(key(1), t0.Add(time.Hour)) // changed: it will be read
+	e.src.Put("img/new.jpg", []byte("new"), t0)
+	e.src.ReadErr = map[string]error{key(1): fs.ErrNotExist, "img/new.jpg": fs.ErrNotExist}
+	r := e.mustRun()
+	if r.Listed != 2 || r.Failed != 0 || r.Deleted != 1 || r.Unchanged != 2 {
+		t.Errorf("run: %+v; want 2 listed (2 unchanged), none failed, 1 deleted", r)
+	}
+	if len(e.sink.Rows()) != 2 || len(e.sink.Ledger()) != 0 {
+		t.Errorf("%d rows, %d ledger entries; want 2, 0", len(e.sink.Rows()), len(e.sink.Ledger()))
 	}
 }

@@ -34,6 +34,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 		batch   Batch
 		dl      delta
 		replace []string // ids whose stored row is replaced by a ledger entry
+		gone    []string // ids to delete: gone twice, or vanished since listed
 		shas    []string
 	)
 	add := func(it *item) {
@@ -44,7 +45,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 				ID: it.id, Source: rs.source, Key: it.entry.Key, Fingerprint: fp,
 				Width: it.width, Height: it.height, Format: it.format,
 				ModelID: rs.modelID, Layer: rs.model.Layer, Dim: rs.model.Dim,
-				Vector: it.vec, ExtractedAt: now,
+				Vector: it.vec, ExtractedAt: now, Metadata: it.meta,
 			})
 			dl.written++
 			if it.kind == kindExtract {
@@ -53,6 +54,13 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 				dl.reused++
 			}
 			shas = append(shas, it.sha)
+		case kindUnchanged:
+			dl.unchanged++
+		case kindVanished:
+			dl.unlisted++
+			if it.found {
+				gone = append(gone, it.id)
+			}
 		case kindMeta:
 			batch.Metadata = append(batch.Metadata, MetaUpdate{ID: it.id, Fingerprint: fp})
 			dl.written++
@@ -67,6 +75,9 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 				Attempts: 1, FirstSeen: now, LastSeen: now,
 			})
 			dl.failed++
+			if it.gone {
+				gone = append(gone, it.id)
+			}
 			if it.found && !it.stored.Failed {
 				replace = append(replace, it.id)
 			}
@@ -117,6 +128,7 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 		o.Committed(b.len(), classes)
 	}
 	rs.t.apply(dl)
+	rs.deleteAlso = append(rs.deleteAlso, gone...)
 	for _, sha := range shas {
 		rs.d.shas.add(sha)
 	}

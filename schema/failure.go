@@ -32,6 +32,10 @@ const (
 	// item is not read; its ledger entry holds EscapeKey(key) under the id
 	// of the raw key, so the next run finds it as a known failure.
 	FailInvalidKey FailureClass = "invalid_key"
+	// FailGone: the source says the item is gone for good (HTTP 404 or
+	// 410). Gone on two consecutive runs, it is deleted (within
+	// --max-delete).
+	FailGone FailureClass = "gone"
 )
 
 // ItemError is a per-item failure: it names the item, the pipeline stage and

@@ -352,7 +352,14 @@ type bgRun struct {
 
 func startBG(t *testing.T, dir string, args ...string) *bgRun {
 	t.Helper()
+	return startBGEnv(t, dir, nil, args...)
+}
+
+// startBGEnv is startBG with extra environment variables (KEY=VALUE).
+func startBGEnv(t *testing.T, dir string, env []string, args ...string) *bgRun {
+	t.Helper()
 	p := &bgRun{cmd: e2eCmd(dir, args...), done: make(chan struct{})}
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	p.start = time.Now()
 	if err := p.cmd.Start(); err != nil {

@@ -160,7 +160,14 @@ func e2eCmd(dir string, args ...string) *exec.Cmd {
 // imgvec runs the binary to completion (at most two minutes).
 func imgvec(t *testing.T, dir string, args ...string) result {
 	t.Helper()
+	return imgvecEnv(t, dir, nil, args...)
+}
+
+// imgvecEnv is imgvec with extra environment variables (KEY=VALUE).
+func imgvecEnv(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
 	cmd := e2eCmd(dir, args...)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -31,7 +31,7 @@ func registerRunFlags(fs *pflag.FlagSet, j *config.Job, kind string) {
 	registerModelFlags(fs, j)
 	registerSourceFlags(fs, j)
 	fs.StringVar(&j.Index, "index", "", "PostgreSQL vector index: exact (none) or binary (HNSW on binary-quantized vectors + exact re-rank; built after the load when missing)")
-	fs.StringArrayVar(&j.Sources, "source", nil, "image folder (path or file:// URI); repeatable")
+	fs.StringArrayVar(&j.Sources, "source", nil, "image folder (path or file:// URI), s3://BUCKET/PREFIX[?endpoint=URL&region=R&path_style=true], or URL manifest (.jsonl/.csv/.tsv[.gz], path or http(s) URL); repeatable")
 	fs.StringVar(&j.Sink, "sink", defaultSink, "where vectors go: sqlite://PATH, postgres://USER@HOST:PORT/DB?schema=S&table=T or milvus://HOST:PORT?collection=NAME")
 	jobVar(fs, &j.Name, "job name recorded with the run; with --config, the job to run. A named job takes the job's lease: one runner per job at a time")
 	fs.StringVar(&j.LockDSN, "lock-dsn", "", "PostgreSQL database holding job leases (default: the sink's own database, or a lock file beside a SQLite sink)")

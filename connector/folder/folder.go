@@ -42,15 +42,10 @@ import (
 	"syscall"
 	"unicode/utf8"
 
-	"github.com/bmatcuk/doublestar/v4"
-
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/keyfilter"
 	"github.com/imgvec/imgvec/schema"
 )
-
-// DefaultExtensions are the file extensions listed when
-// Options.Extensions is nil.
-var DefaultExtensions = []string{"jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"}
 
 // Options configure a folder Source. The zero value lists every image with
 // a default extension, follows no symbolic link and reads files of any size.
@@ -66,7 +61,7 @@ type Options struct {
 	Exclude []string
 	// Extensions lists the extensions (with or without the dot,
 	// case-insensitive) of the files to list. Defaults to
-	// DefaultExtensions; "*" lists files of any extension.
+	// keyfilter.DefaultExtensions; "*" lists files of any extension.
 	Extensions []string
 	// FollowSymlinks lists the targets of symbolic links to files and
 	// directories under the link's key. Each directory (by device and
@@ -81,10 +76,10 @@ type Options struct {
 
 // Source lists and reads the image files under one directory.
 type Source struct {
-	root string // absolute, cleaned, OS form
-	name string
-	opts Options
-	exts map[string]bool // nil: any extension
+	root   string // absolute, cleaned, OS form
+	name   string
+	opts   Options
+	filter *keyfilter.Filter
 }
 
 var _ connector.Source = (*Source)(nil)
@@ -97,32 +92,14 @@ func New(root string, opts Options) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range append(append([]string{}, opts.Include...), opts.Exclude...) {
-		if !doublestar.ValidatePattern(p) {
-			return nil, fmt.Errorf("folder source %s: invalid pattern %q", root, p)
-		}
-	}
 	if opts.MaxBytes < 0 {
 		return nil, fmt.Errorf("folder source %s: negative size cap %d", root, opts.MaxBytes)
 	}
-	s := &Source{root: dir, name: "file://" + filepath.ToSlash(dir), opts: opts}
-	exts := opts.Extensions
-	if exts == nil {
-		exts = DefaultExtensions
+	filter, err := keyfilter.New(opts.Include, opts.Exclude, opts.Extensions)
+	if err != nil {
+		return nil, fmt.Errorf("folder source %s: %w", root, err)
 	}
-	s.exts = make(map[string]bool)
-	for _, e := range exts {
-		e = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(e), "."))
-		if e == "*" {
-			s.exts = nil
-			break
-		}
-		if e == "" {
-			return nil, fmt.Errorf("folder source %s: empty extension", root)
-		}
-		s.exts[e] = true
-	}
-	return s, nil
+	return &Source{root: dir, name: "file://" + filepath.ToSlash(dir), opts: opts, filter: filter}, nil
 }
 
 func rootPath(root string) (string, error) {
@@ -304,7 +281,7 @@ func (w *walker) walk(dir, rel string) error {
 
 		switch {
 		case info.IsDir():
-			if w.s.excluded(key) {
+			if w.s.filter.Excluded(key) {
 				continue
 			}
 			if isLink {
@@ -318,7 +295,7 @@ func (w *walker) walk(dir, rel string) error {
 				return err
 			}
 		case info.Mode().IsRegular():
-			if !w.s.wanted(key) {
+			if !w.s.filter.Wanted(key) {
 				continue
 			}
 			if err := w.fn(connector.Entry{Key: key, Size: info.Size(), MTime: info.ModTime().UTC()}); err != nil {
@@ -327,37 +304,6 @@ func (w *walker) walk(dir, rel string) error {
 		}
 	}
 	return nil
-}
-
-func (s *Source) excluded(key string) bool {
-	for _, p := range s.opts.Exclude {
-		if doublestar.MatchUnvalidated(p, key) {
-			return true
-		}
-	}
-	return false
-}
-
-// wanted applies the extension, include and exclude filters to a file key.
-func (s *Source) wanted(key string) bool {
-	if s.exts != nil {
-		ext := strings.ToLower(strings.TrimPrefix(path.Ext(key), "."))
-		if ext == "" || !s.exts[ext] {
-			return false
-		}
-	}
-	if s.excluded(key) {
-		return false
-	}
-	if len(s.opts.Include) == 0 {
-		return true
-	}
-	for _, p := range s.opts.Include {
-		if doublestar.MatchUnvalidated(p, key) {
-			return true
-		}
-	}
-	return false
 }
 
 // readChunk is how much Read reads between checks of ctx.

@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -47,7 +48,12 @@ func Do(ctx context.Context, p Policy, retryable func(error) bool, op func(conte
 		if err == nil || try >= p.Attempts || ctx.Err() != nil || !retryable(err) {
 			return err
 		}
-		t := time.NewTimer(Jitter(wait))
+		d := Jitter(wait)
+		var ra RetryAfter
+		if errors.As(err, &ra) {
+			d = max(d, min(ra.RetryAfter(), MaxRetryAfter))
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -66,6 +72,17 @@ func runTry(ctx context.Context, perTry time.Duration, op func(context.Context) 
 	defer cancel()
 	return op(tctx)
 }
+
+// RetryAfter is an error that says how long to wait before the next try
+// (an HTTP server's Retry-After): Do waits at least that long, up to
+// MaxRetryAfter.
+type RetryAfter interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// MaxRetryAfter caps a wait a RetryAfter error asks for.
+const MaxRetryAfter = 2 * time.Minute
 
 // Jitter returns a duration drawn uniformly from [d/2, d].
 func Jitter(d time.Duration) time.Duration {

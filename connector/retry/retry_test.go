@@ -110,3 +110,31 @@ func TestDoBoundsEachTry(t *testing.T) {
 		}
 	})
 }
+
+type retryAfterErr struct{ d time.Duration }
+
+func (e retryAfterErr) Error() string             { return "slow down" }
+func (e retryAfterErr) RetryAfter() time.Duration { return e.d }
+
+func TestDoHonoursRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, c := range []struct{ ask, want time.Duration }{
+			{3 * time.Second, 3 * time.Second},
+			{time.Hour, MaxRetryAfter},
+		} {
+			start := time.Now()
+			tries := 0
+			err := Do(t.Context(), Policy{Attempts: 2, Base: time.Millisecond, Max: time.Millisecond},
+				func(error) bool { return true }, func(context.Context) error {
+					tries++
+					if tries == 1 {
+						return retryAfterErr{c.ask}
+					}
+					return nil
+				})
+			if waited := time.Since(start); err != nil || waited != c.want {
+				t.Errorf("Retry-After %s: waited %s, %v; want %s", c.ask, waited, err, c.want)
+			}
+		}
+	})
+}

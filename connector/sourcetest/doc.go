@@ -1,5 +1,5 @@
 // Package sourcetest is the conformance suite every connector.Source
-// passes: the folder source, the file-list source of `imgvec embed`, the
+// passes: the folder source, the S3 source, the file-list source of `imgvec embed`, the
 // in-memory fake, and every new source. A source is done when
 //
 //	sourcetest.Run(t, sourcetest.Harness{New: ...})
@@ -19,7 +19,8 @@
 // # What the suite checks (the connector.Source contract)
 //
 //   - A complete listing calls fn exactly once per item, with the item's
-//     size and (Harness.MTime) its mtime in UTC, and returns nil; an empty
+//     size (unless the entry is to be revalidated: Entry.Revalidate) and
+//     (Harness.MTime) its mtime in UTC, and returns nil; an empty
 //     location lists nothing and returns nil.
 //   - A listing that cannot be complete returns an error (never nil, never
 //     a context error) and lists only real items, each at most once.

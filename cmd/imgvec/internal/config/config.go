@@ -16,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/imgvec/imgvec/connector/schedule"
+	"github.com/imgvec/imgvec/connector/urlsource"
 	"github.com/imgvec/imgvec/extract/imaging"
 )
 
@@ -30,6 +31,15 @@ const (
 	DefaultDevice   = "cpu"
 	DefaultGrace    = 30 * time.Second
 	DefaultMaxBytes = int64(512 << 20)
+	// DefaultS3Concurrency keeps a real endpoint's latency (tens of ms per
+	// GET) from bounding throughput.
+	DefaultS3Concurrency = 32
+	// URL sources: fetches in flight, in all and per host (politeness),
+	// and one try's deadline.
+	DefaultURLConcurrency = 32
+	DefaultURLPerHost     = 4
+	DefaultURLTimeout     = 2 * time.Minute
+	DefaultUserAgent      = urlsource.DefaultUserAgent
 
 	DefaultListen   = "127.0.0.1:9464"
 	DefaultTokenEnv = "IMGVEC_SERVE_TOKEN"
@@ -78,7 +88,9 @@ type Serve struct {
 // the one-shot commands' flags (max_delete for --max-delete, ext for --ext).
 type Job struct {
 	Name string
-	// Sources (`source:`, a string or a list) are folders or file:// URIs.
+	// Sources (`source:`, a string or a list) are folders, file:// URIs,
+	// s3://BUCKET/PREFIX references or URL manifests (.jsonl, .csv, .tsv,
+	// optionally .gz; a path or an http(s) URL).
 	Sources []string
 	Sink    string
 	Model   string
@@ -110,6 +122,25 @@ type Job struct {
 	IgnoreExifOrientation bool  // ignore_exif_orientation
 	Download              bool
 	LockDSN               string // lock_dsn
+	// S3Concurrency (s3_concurrency) is the requests in flight per S3
+	// source.
+	S3Concurrency int
+	// S3Metadata (s3_metadata) stores objects' user metadata with their
+	// rows.
+	S3Metadata bool
+	// AllowPrivateNetworks (allow_private_networks) lets URL sources
+	// fetch from loopback, private and link-local addresses.
+	AllowPrivateNetworks bool
+	// AllowCIDRs (allow_cidr) opens these networks to URL sources.
+	AllowCIDRs []string
+	// UserAgent (user_agent) of URL sources' requests.
+	UserAgent string
+	// URLConcurrency (url_concurrency) and URLPerHost (url_per_host) bound
+	// a URL source's fetches in flight, in all and per host.
+	URLConcurrency int
+	URLPerHost     int
+	// URLTimeout (url_timeout) bounds one try of one fetch.
+	URLTimeout time.Duration
 }
 
 // DefaultJob is a job with every optional key at its default.
@@ -117,6 +148,8 @@ func DefaultJob() Job {
 	return Job{
 		Sink: DefaultSink, Model: DefaultModel, TimeZone: DefaultTimeZone, Batch: DefaultBatch,
 		Device: DefaultDevice, Grace: DefaultGrace, MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels,
+		S3Concurrency: DefaultS3Concurrency, URLConcurrency: DefaultURLConcurrency, URLPerHost: DefaultURLPerHost,
+		URLTimeout: DefaultURLTimeout, UserAgent: DefaultUserAgent,
 	}
 }
 

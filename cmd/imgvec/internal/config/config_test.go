@@ -79,6 +79,14 @@ jobs:
     no_normalize: true
     ignore_exif_orientation: true
     download: true
+    s3_concurrency: 64
+    s3_metadata: true
+    allow_private_networks: true
+    allow_cidr: [10.0.0.0/8]
+    user_agent: bot/1
+    url_concurrency: 8
+    url_per_host: 2
+    url_timeout: 10s
   - name: b
     source: /data/b
     sink: postgres://u@db/imgvec
@@ -98,7 +106,9 @@ jobs:
 		MaxDelete: "10%", RetryFailed: true, Grace: 0, Index: "exact", Include: []string{"**/*.jpg"},
 		Exclude: []string{"tmp/**", "*.bak"}, Extensions: []string{"jpg", "png"}, FollowSymlinks: true,
 		MaxBytes: 1_000_000, MaxPixels: 40_000_000, NoNormalize: true, IgnoreExifOrientation: true, Download: true,
-		LockDSN: "postgres://locks@db:5432/imgvec",
+		LockDSN: "postgres://locks@db:5432/imgvec", S3Concurrency: 64, S3Metadata: true,
+		AllowPrivateNetworks: true, AllowCIDRs: []string{"10.0.0.0/8"}, UserAgent: "bot/1", URLConcurrency: 8, URLPerHost: 2,
+		URLTimeout: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(f.Jobs[0], a) {
 		t.Errorf("job a = %+v\nwant    %+v", f.Jobs[0], a)
@@ -145,7 +155,7 @@ serve:
 		`imgvec.yaml:4: jobs[0].batch: "0": want a whole number from 1 to 512`,
 		`imgvec.yaml:5: jobs[0].schedule: "*/15 * *": expected 5 fields (or 6 with seconds, or a descriptor like @every 15m)`,
 		`imgvec.yaml:6: jobs[0].time_zone: "Mars/Olympus": unknown time zone`,
-		`imgvec.yaml:7: jobs[0].colour: unknown key (known: batch, device,`,
+		`imgvec.yaml:7: jobs[0].colour: unknown key (known: allow_cidr, allow_private_networks, batch, device,`,
 		`imgvec.yaml:9: jobs[1].source: empty`,
 		`imgvec.yaml:10: jobs[1].grace: "soon": want a duration from 0s to 1h`,
 		`imgvec.yaml:11: jobs[1].index: "binary": only PostgreSQL sinks`,
@@ -309,6 +319,11 @@ func TestRanges(t *testing.T) {
     source: x
     threads: -1
     batch: 99999999999999999999
+    s3_concurrency: 0
+  - name: c
+    source: s3://bucket/p?colour=red
+    url_per_host: 1000
+    allow_cidr: [10.0.0.300/8]
 serve:
   lease_ttl: 720h
   grace: -1s
@@ -322,8 +337,12 @@ serve:
 		`imgvec.yaml:9: jobs[0].grace: "2h": want a duration from 0s to 1h`,
 		`imgvec.yaml:13: jobs[1].threads: "-1": want a whole number from 0 to 256`,
 		`imgvec.yaml:14: jobs[1].batch: "99999999999999999999": want a whole number from 1 to 512`,
-		`imgvec.yaml:16: serve.lease_ttl: "720h": want a duration from 1s to 1h`,
-		`imgvec.yaml:17: serve.grace: "-1s": want a duration from 0s to 1h`,
+		`imgvec.yaml:15: jobs[1].s3_concurrency: "0": want a whole number from 1 to 1024`,
+		`imgvec.yaml:17: jobs[2].source: "s3://bucket/p?colour=red": s3 source s3://bucket/p/: unknown option "colour"`,
+		`imgvec.yaml:18: jobs[2].url_per_host: "1000": want a whole number from 1 to 256`,
+		`imgvec.yaml:19: jobs[2].allow_cidr[0]: "10.0.0.300/8": want a network such as 10.0.0.0/8`,
+		`imgvec.yaml:21: serve.lease_ttl: "720h": want a duration from 1s to 1h`,
+		`imgvec.yaml:22: serve.grace: "-1s": want a duration from 0s to 1h`,
 	}
 	if err == nil {
 		t.Fatal("accepted")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/s3source"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks"
@@ -126,7 +128,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 	sinkOK := true // the index check needs the sink as written, not the default
 	seen := d.mapping(n, field, map[string]handler{
 		"name":   d.str(&j.Name, CheckJobName),
-		"source": d.list(&j.Sources, checkNonEmpty),
+		"source": d.list(&j.Sources, checkSource),
 		"sink": func(v *yaml.Node, f string) {
 			before := len(d.problems)
 			d.uri(&j.Sink, checkSink)(v, f)
@@ -156,6 +158,14 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"ignore_exif_orientation": d.boolean(&j.IgnoreExifOrientation),
 		"download":                d.boolean(&j.Download),
 		"lock_dsn":                d.uri(&j.LockDSN, checkLockDSN),
+		"s3_concurrency":          number(d, &j.S3Concurrency, S3ConcurrencyRange),
+		"s3_metadata":             d.boolean(&j.S3Metadata),
+		"allow_private_networks":  d.boolean(&j.AllowPrivateNetworks),
+		"allow_cidr":              d.list(&j.AllowCIDRs, checkCIDR),
+		"user_agent":              d.str(&j.UserAgent, checkNonEmpty),
+		"url_concurrency":         number(d, &j.URLConcurrency, URLConcurrencyRange),
+		"url_per_host":            number(d, &j.URLPerHost, URLPerHostRange),
+		"url_timeout":             number(d, &j.URLTimeout, URLTimeoutRange),
 	})
 	if n.Kind != yaml.MappingNode {
 		return j, seen
@@ -348,6 +358,24 @@ func kindName(n *yaml.Node) string {
 		return "a list"
 	}
 	return "a single value"
+}
+
+// checkSource refuses an empty source and an s3:// reference that does
+// not parse.
+func checkSource(s string) error {
+	if s3source.IsRef(s) {
+		_, err := s3source.ParseRef(s) // a bucket, or a manifest in one
+		return err
+	}
+	return checkNonEmpty(s)
+}
+
+// checkCIDR accepts a network such as 10.0.0.0/8 or fd00::/8.
+func checkCIDR(s string) error {
+	if _, err := netip.ParsePrefix(s); err != nil {
+		return errors.New("want a network such as 10.0.0.0/8 or fd00::/8")
+	}
+	return nil
 }
 
 func checkNonEmpty(s string) error {

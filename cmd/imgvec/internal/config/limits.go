@@ -32,6 +32,16 @@ var (
 	GraceRange = Range[time.Duration]{0, time.Hour}
 	// LeaseTTLRange (serve.lease_ttl): a dead runner's job waits this long.
 	LeaseTTLRange = Range[time.Duration]{time.Second, time.Hour}
+	// S3ConcurrencyRange (s3_concurrency, --s3-concurrency): requests in
+	// flight per S3 source, each holding one object in memory.
+	S3ConcurrencyRange = Range[int]{1, 1024}
+	// URLConcurrencyRange (url_concurrency, --url-concurrency) and
+	// URLPerHostRange (url_per_host, --url-per-host): fetches in flight,
+	// each holding one image in memory.
+	URLConcurrencyRange = Range[int]{1, 1024}
+	URLPerHostRange     = Range[int]{1, 256}
+	// URLTimeoutRange (url_timeout, --url-timeout): one try of one fetch.
+	URLTimeoutRange = Range[time.Duration]{time.Second, time.Hour}
 	// SearchKRange (search -k): results per query.
 	SearchKRange = Range[int]{1, 10_000}
 )

@@ -4,16 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"net/url"
+	"path"
 	"runtime/debug"
 	"strings"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/folder"
+	"github.com/imgvec/imgvec/connector/s3source"
+	"github.com/imgvec/imgvec/connector/urlsource"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/sinks"
+	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // ExtractorSettings is the part of j that OpenExtractor reads: jobs that
@@ -75,12 +81,66 @@ func FolderOptions(j config.Job) folder.Options {
 		FollowSymlinks: j.FollowSymlinks, MaxBytes: j.MaxBytes}
 }
 
-// SourceOpener opens j's --source values: folder paths or file:// URIs.
+// S3Options are j's settings of an S3 source. Credentials come from the
+// standard AWS chain.
+func S3Options(j config.Job) s3source.Options {
+	return s3source.Options{Include: j.Include, Exclude: j.Exclude, Extensions: j.Extensions, MaxBytes: j.MaxBytes,
+		Concurrency: j.S3Concurrency, Metadata: j.S3Metadata}
+}
+
+// URLOptions are j's settings of a URL-manifest source.
+func URLOptions(j config.Job) (urlsource.Options, error) {
+	g := urlsource.Guard{AllowPrivate: j.AllowPrivateNetworks}
+	for _, c := range j.AllowCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return urlsource.Options{}, Usagef("--allow-cidr %q: want a network such as 10.0.0.0/8", c)
+		}
+		g.Allow = append(g.Allow, p)
+	}
+	return urlsource.Options{Guard: g, UserAgent: j.UserAgent, Concurrency: j.URLConcurrency, PerHost: j.URLPerHost,
+		Timeout: j.URLTimeout, MaxBytes: j.MaxBytes}, nil
+}
+
+// SourceOpener opens j's --source values by kind: s3:// references, URL
+// manifests (.jsonl, .csv, .tsv, optionally .gz), else folder paths or
+// file:// URIs.
 func SourceOpener(j config.Job) func(ref string) (connector.Source, error) {
 	return func(ref string) (connector.Source, error) {
 		switch {
-		case strings.HasPrefix(ref, "s3://"), strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
-			return nil, fmt.Errorf("source %s: S3 and URL-manifest sources are not available in this build yet", ref)
+		case s3source.IsRef(ref) && urlsource.IsManifest(ref):
+			// A manifest in a bucket: read through an S3 source over its
+			// folder.
+			o, err := URLOptions(j)
+			if err != nil {
+				return nil, err
+			}
+			u, err := url.Parse(ref)
+			if err != nil {
+				return nil, Usagef("source %s: %v", sinkuri.Redact(ref), err)
+			}
+			dir, key := path.Split(u.Path)
+			folder := *u
+			folder.Path = dir
+			so := S3Options(j)
+			so.Extensions, so.Include, so.Exclude = []string{"*"}, nil, nil
+			if o.ManifestSource, err = s3source.New(context.Background(), folder.String(), so); err != nil {
+				return nil, err
+			}
+			o.ManifestKey = key
+			return urlsource.New(ref, o)
+		case s3source.IsRef(ref):
+			// The context only bounds reading the AWS configuration
+			// files; New sends no request.
+			return s3source.New(context.Background(), ref, S3Options(j))
+		case urlsource.IsManifest(ref):
+			o, err := URLOptions(j)
+			if err != nil {
+				return nil, err
+			}
+			return urlsource.New(ref, o)
+		case strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
+			return nil, fmt.Errorf("source %s: a URL source is a manifest ending in .jsonl, .csv or .tsv (optionally .gz)", sinkuri.Redact(ref))
 		}
 		return folder.New(ref, FolderOptions(j))
 	}
