@@ -27,7 +27,7 @@ services-stop:
 
 # The packages that must build without cgo: nothing below the command line
 # links ONNX Runtime or the image codecs (the SQLite sink's driver does).
-NOCGO_PKGS := ./schema/... ./connector/... ./sinks/postgres/... ./sinks/milvus/... ./sinks/sinkuri/... ./migrations/...
+NOCGO_PKGS := ./schema/... ./connector/... ./sinks/postgres/... ./sinks/milvus/... ./migrations/...
 
 # The test command CI runs. Integration tests read server addresses from
 # .cache/services.env; with CI=true a skipped integration test fails.

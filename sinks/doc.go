@@ -11,7 +11,7 @@
 //     is a *URIError (a usage mistake: unknown scheme, bad parameter, an
 //     index the sink cannot keep). The caller opens (Open or OpenRead) and
 //     closes the sink.
-//   - Redact masks the secrets of any sink or lock URI (sinks/sinkuri); a
+//   - Redact masks the secrets of any sink or lock URI (connector/redact); a
 //     URI appears in no output unredacted.
 //   - Capabilities, each a small interface a sink may implement:
 //     connector.IndexManager (vector indexes), connector.RunAbandoner

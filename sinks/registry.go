@@ -10,10 +10,10 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/lease"
+	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/sinks/milvus"
 	"github.com/imgvec/imgvec/sinks/postgres"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
@@ -134,8 +134,8 @@ func New(uri string, o Options) (Sink, error) {
 	return s, nil
 }
 
-// Redact masks the secrets of a sink or lock URI (sinkuri.Redact).
-func Redact(uri string) string { return sinkuri.Redact(uri) }
+// Redact masks the secrets of a sink or lock URI (redact.URI).
+func Redact(uri string) string { return redact.URI(uri) }
 
 // LeaseKeeper is the capability of a sink that keeps job leases itself
 // (PostgreSQL: a lease table in the same database; SQLite: lock files

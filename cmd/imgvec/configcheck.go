@@ -12,7 +12,7 @@ import (
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/wiring"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
+	"github.com/imgvec/imgvec/connector/redact"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -70,7 +70,7 @@ func printConfig(w io.Writer, f *config.File, now time.Time) {
 		fmt.Fprintf(w, "\njob %s\n", j.Name)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "  source\t%s\n", strings.Join(j.Sources, ", "))
-		fmt.Fprintf(tw, "  sink\t%s\n", sinkuri.Redact(j.Sink))
+		fmt.Fprintf(tw, "  sink\t%s\n", redact.URI(j.Sink))
 		model := j.Model
 		if j.Layer != "" {
 			model += " (layer " + j.Layer + ")"

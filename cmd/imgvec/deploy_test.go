@@ -21,8 +21,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/connector/schedule"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 const repoRoot = "../.."
@@ -268,16 +268,16 @@ func TestDockerCompose(t *testing.T) {
 			}
 			u, err := url.Parse(uri)
 			if err != nil {
-				t.Errorf("job %s: %s: %v", j.Name, sinkuri.Redact(uri), err)
+				t.Errorf("job %s: %s: %v", j.Name, redact.URI(uri), err)
 				continue
 			}
 			svc, ok := c.Services[u.Hostname()]
 			if !ok {
-				t.Errorf("job %s: %s: host %s is not a compose service", j.Name, sinkuri.Redact(uri), u.Hostname())
+				t.Errorf("job %s: %s: host %s is not a compose service", j.Name, redact.URI(uri), u.Hostname())
 				continue
 			}
 			if !slices.Contains(containerPorts(svc), u.Port()) {
-				t.Errorf("job %s: %s: service %s does not listen on %s (ports %v)", j.Name, sinkuri.Redact(uri), u.Hostname(), u.Port(), svc.Ports)
+				t.Errorf("job %s: %s: service %s does not listen on %s (ports %v)", j.Name, redact.URI(uri), u.Hostname(), u.Port(), svc.Ports)
 			}
 			if im.DependsOn[u.Hostname()].Condition != "service_healthy" {
 				t.Errorf("imgvec: does not wait for %s (job %s) to be healthy", u.Hostname(), j.Name)

@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/connector/retry"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // Defaults of Options.
@@ -108,16 +108,16 @@ var (
 func New(manifest string, opts Options) (*Source, error) {
 	f, gz, ok := manifestFormat(manifest)
 	if !ok {
-		return nil, fmt.Errorf("url source %s: want a manifest ending in .jsonl, .csv or .tsv (optionally .gz)", sinkuri.Redact(manifest))
+		return nil, fmt.Errorf("url source %s: want a manifest ending in .jsonl, .csv or .tsv (optionally .gz)", redact.URI(manifest))
 	}
 	if opts.MaxBytes < 0 {
-		return nil, fmt.Errorf("url source %s: negative size cap %d", sinkuri.Redact(manifest), opts.MaxBytes)
+		return nil, fmt.Errorf("url source %s: negative size cap %d", redact.URI(manifest), opts.MaxBytes)
 	}
 	s := &Source{manifest: manifest, format: f, gz: gz, perHost: map[string]chan struct{}{}}
 	if opts.ManifestSource != nil {
 		u, err := url.Parse(manifest)
 		if err != nil {
-			return nil, fmt.Errorf("url source %s: %w", sinkuri.Redact(manifest), err)
+			return nil, fmt.Errorf("url source %s: %w", redact.URI(manifest), err)
 		}
 		u.RawQuery, u.User = "", nil
 		s.name = "manifest+" + u.String()
@@ -128,7 +128,7 @@ func New(manifest string, opts Options) (*Source, error) {
 		u.RawQuery = ""
 		s.name = "manifest+" + u.String()
 	} else if strings.Contains(manifest, "://") {
-		return nil, fmt.Errorf("url source %s: %w", sinkuri.Redact(manifest), err)
+		return nil, fmt.Errorf("url source %s: %w", redact.URI(manifest), err)
 	} else {
 		abs, err := filepath.Abs(manifest)
 		if err != nil {
@@ -396,7 +396,7 @@ func (s *Source) fetch(ctx context.Context, rw row, stored *schema.Fingerprint, 
 }
 
 func (s *Source) itemError(rw row, class schema.FailureClass, err error) error {
-	return &schema.ItemError{Stage: "read", Class: class, Reason: "GET " + sinkuri.Redact(rw.url), Err: err}
+	return &schema.ItemError{Stage: "read", Class: class, Reason: "GET " + redact.URI(rw.url), Err: err}
 }
 
 func (s *Source) fetchOnce(ctx context.Context, rw row, stored *schema.Fingerprint, checks bool) (connector.Content, error) {

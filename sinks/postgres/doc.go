@@ -15,8 +15,8 @@
 // are always quoted with pgx.Identifier. New validates all this without
 // network I/O. Secrets (the password, sslpassword, and any other secret
 // parameter) never appear in errors or URI(): messages carry the DSN as
-// sinkuri.Redact masks it, and any error text is scrubbed of them
-// (sinkuri.Scrub).
+// redact.URI masks it, and any error text is scrubbed of them
+// (redact.Scrub).
 //
 // Open(ctx, model):
 //

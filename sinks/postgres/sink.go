@@ -18,10 +18,10 @@ import (
 
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/lease"
+	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/connector/retry"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // Scheme is the URI scheme of this sink ("postgresql://" is accepted too).
@@ -53,7 +53,7 @@ type Sink struct {
 	names       migrations.PGNames
 	cfg         *pgxpool.Config // parsed DSN without imgvec's parameters
 	dsn         string          // as given: its secrets are scrubbed from every error message
-	redacted    string          // the DSN with its secrets masked (sinkuri.Redact), for messages
+	redacted    string          // the DSN with its secrets masked (redact.URI), for messages
 	autoMigrate migrations.AutoMigrate
 	maxConns    int32
 	retryPolicy retry.Policy
@@ -108,7 +108,7 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 		return nil, fmt.Errorf("postgres sink: DSN is not a valid URL")
 	}
 	s := &Sink{maxConns: 4, retryPolicy: retry.Default, strategy: connector.IndexExact, candidates: DefaultCandidates,
-		dsn: dsn, redacted: sinkuri.Redact(dsn)}
+		dsn: dsn, redacted: redact.URI(dsn)}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink: DSN query is not valid (escape ';' and '&' inside values)")
@@ -157,7 +157,7 @@ func New(dsn string, opts ...Option) (*Sink, error) {
 func (s *Sink) Names() migrations.PGNames { return s.names }
 
 // URI is the DSN with its secrets (password, sslpassword, …) replaced by
-// xxxxx (sinkuri.Redact).
+// xxxxx (redact.URI).
 func (s *Sink) URI() string { return s.redacted }
 
 // TimePrecision is the resolution at which stored times round-trip:
@@ -181,7 +181,7 @@ func (s *Sink) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := sinkuri.Scrub(fmt.Sprintf("postgres sink %s: %s: %v", s.redacted, op, err), s.dsn)
+	msg := redact.Scrub(fmt.Sprintf("postgres sink %s: %s: %v", s.redacted, op, err), s.dsn)
 	return &redactedError{msg: msg, err: err}
 }
 

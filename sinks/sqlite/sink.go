@@ -16,9 +16,9 @@ import (
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/schema"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // Scheme is the URI scheme of this sink.
@@ -62,18 +62,18 @@ var (
 func New(uri string, opts ...Option) (*Sink, error) {
 	path, ok := strings.CutPrefix(uri, Scheme)
 	if !ok {
-		return nil, fmt.Errorf("sqlite sink: uri %q does not start with %s", sinkuri.Redact(uri), Scheme)
+		return nil, fmt.Errorf("sqlite sink: uri %q does not start with %s", redact.URI(uri), Scheme)
 	}
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		return nil, fmt.Errorf("sqlite sink: uri %q: query and fragment are not supported", sinkuri.Redact(uri))
+		return nil, fmt.Errorf("sqlite sink: uri %q: query and fragment are not supported", redact.URI(uri))
 	}
 	switch {
 	case path == "":
 		path = DefaultPath
 	case path == ":memory:" || strings.HasPrefix(path, "file:"):
-		return nil, fmt.Errorf("sqlite sink: uri %q: give a file path (sqlite://PATH)", sinkuri.Redact(uri))
+		return nil, fmt.Errorf("sqlite sink: uri %q: give a file path (sqlite://PATH)", redact.URI(uri))
 	case strings.ContainsRune(path, 0):
-		return nil, fmt.Errorf("sqlite sink: uri %q: NUL in path", sinkuri.Redact(uri))
+		return nil, fmt.Errorf("sqlite sink: uri %q: NUL in path", redact.URI(uri))
 	}
 	s := &Sink{path: path}
 	for _, o := range opts {

@@ -16,11 +16,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/connector/s3source"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/sinks"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // The file is walked as a yaml.Node tree rather than decoded into structs:
@@ -284,7 +284,7 @@ func (d *decoder) str(dst *string, check func(string) error) handler {
 // masked (a password may be written in the file, not only in ${VAR}).
 func (d *decoder) uri(dst *string, check func(string) error) handler {
 	return func(n *yaml.Node, field string) {
-		if v, ok := d.textQuoted(n, field, check, sinkuri.Redact(n.Value)); ok {
+		if v, ok := d.textQuoted(n, field, check, redact.URI(n.Value)); ok {
 			*dst = v
 		}
 	}

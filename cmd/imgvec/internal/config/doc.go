@@ -24,7 +24,7 @@
 //   - Messages never contain an expanded value: a problem in a value that
 //     references ${VAR} quotes the text as written in the file, so secrets
 //     passed through the environment stay out of logs; sink and lock URIs
-//     are quoted masked (sinks/sinkuri.Redact) even when written in clear.
+//     are quoted masked (connector/redact.Redact) even when written in clear.
 //   - (*File).Job(name) returns one job by name; with an empty name it
 //     returns the only job of a one-job file.
 //   - Job.CronSchedule returns the job's schedule in its time zone, parsed

@@ -13,13 +13,13 @@ import (
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
 	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/folder"
+	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/connector/s3source"
 	"github.com/imgvec/imgvec/connector/urlsource"
 	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/migrations"
 	"github.com/imgvec/imgvec/sinks"
-	"github.com/imgvec/imgvec/sinks/sinkuri"
 )
 
 // ExtractorSettings is the part of j that OpenExtractor reads: jobs that
@@ -117,7 +117,7 @@ func SourceOpener(j config.Job) func(ref string) (connector.Source, error) {
 			}
 			u, err := url.Parse(ref)
 			if err != nil {
-				return nil, Usagef("source %s: %v", sinkuri.Redact(ref), err)
+				return nil, Usagef("source %s: %v", redact.URI(ref), err)
 			}
 			dir, key := path.Split(u.Path)
 			folder := *u
@@ -140,7 +140,7 @@ func SourceOpener(j config.Job) func(ref string) (connector.Source, error) {
 			}
 			return urlsource.New(ref, o)
 		case strings.HasPrefix(ref, "http://"), strings.HasPrefix(ref, "https://"):
-			return nil, fmt.Errorf("source %s: a URL source is a manifest ending in .jsonl, .csv or .tsv (optionally .gz)", sinkuri.Redact(ref))
+			return nil, fmt.Errorf("source %s: a URL source is a manifest ending in .jsonl, .csv or .tsv (optionally .gz)", redact.URI(ref))
 		}
 		return folder.New(ref, FolderOptions(j))
 	}

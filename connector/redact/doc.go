@@ -1,10 +1,11 @@
-// Package sinkuri hides the secrets of sink and lock URIs, so that a URI can
-// appear in messages, logs, errors and HTTP answers. It uses the standard
-// library only (no cgo), so every sink and the sink registry can share it.
+// Package redact hides the secrets of URIs (sinks, lock databases, source
+// manifests), so that a URI can appear in messages, logs, errors and HTTP
+// answers. It uses the standard library only (no cgo), so sources, sinks and
+// the sink registry share it.
 //
 // # Contract
 //
-//   - Redact(uri) returns uri with every secret replaced by xxxxx: the
+//   - URI(uri) returns uri with every secret replaced by xxxxx: the
 //     password of the userinfo (as url.URL.Redacted does) and the value of
 //     every query parameter whose name carries a secret (password,
 //     sslpassword, token, secret, api_key, access and secret keys, …;
@@ -16,4 +17,4 @@
 //     (raw and percent-encoded): for error messages of libraries that echo
 //     the URI, or part of it, as they got it.
 //   - Both are pure functions, safe for concurrent use.
-package sinkuri
+package redact

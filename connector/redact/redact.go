@@ -1,4 +1,4 @@
-package sinkuri
+package redact
 
 import (
 	"net/url"
@@ -35,9 +35,9 @@ func IsSecretKey(name string) bool {
 	return false
 }
 
-// Redact returns uri with its secrets replaced by Mask (see the package
+// URI returns uri with its secrets replaced by Mask (see the package
 // doc).
-func Redact(uri string) string {
+func URI(uri string) string {
 	scheme, rest, ok := strings.Cut(uri, "://")
 	if !ok {
 		return redactKeywords(uri)

@@ -1,4 +1,4 @@
-package sinkuri
+package redact
 
 import (
 	"strings"
@@ -24,8 +24,8 @@ func TestRedact(t *testing.T) {
 		{"host=db password='s3 cr\\'3t' sslpassword=p2", "host=db password=xxxxx sslpassword=xxxxx"},
 		{"", ""},
 	} {
-		if got := Redact(tc.in); got != tc.want {
-			t.Errorf("Redact(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		if got := URI(tc.in); got != tc.want {
+			t.Errorf("URI(%q)\n got %q\nwant %q", tc.in, got, tc.want)
 		}
 	}
 }
