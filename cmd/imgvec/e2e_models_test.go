@@ -82,3 +82,29 @@ func TestE2EModelFolderAndPreprocess(t *testing.T) {
 	}
 	mustCode(t, exitOK, tmp, "embed", "--model", vit, "--layer", "last_hidden_state", "--pool", "mean", "--preprocess", "vit", "--out", "vit.jsonl", img)
 }
+
+// TestE2EDecodeFast: --decode fast changes the vectors of a JPEG large
+// enough to scale (extract's TestFastDecode bounds by how much), and a bad
+// mode is a usage error.
+func TestE2EDecodeFast(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	img := filepath.Join(e2eImages, "large.jpg")
+	mustCode(t, exitOK, tmp, "embed", "--model", e2eModel, "--out", "exact.jsonl", img)
+	mustCode(t, exitOK, tmp, "embed", "--model", e2eModel, "--decode", "exact", "--out", "exact2.jsonl", img)
+	mustCode(t, exitOK, tmp, "embed", "--model", e2eModel, "--decode", "fast", "--out", "fast.jsonl", img)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(tmp, name))
+		if err != nil || len(b) == 0 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return b
+	}
+	if exact, fast := read("exact.jsonl"), read("fast.jsonl"); !bytes.Equal(exact, read("exact2.jsonl")) || bytes.Equal(exact, fast) {
+		t.Errorf("default and --decode exact must agree, --decode fast differ:\n%s\n%s", exact, fast)
+	}
+	r := mustCode(t, exitUsage, tmp, "embed", "--model", e2eModel, "--decode", "quick", "--out", "x.jsonl", img)
+	if !strings.Contains(r.stderr, `decode "quick": want exact or fast`) {
+		t.Errorf("bad --decode:\n%s", r.stderr)
+	}
+}

@@ -74,6 +74,18 @@ func oursDecodePreprocess(data []byte, dst []float32) error {
 	return err
 }
 
+func oursFast(data []byte, dst []float32) error {
+	fast := ImageNet
+	fast.FastJPEG = true
+	img, _, err := Decode("bench.jpg", data, DecodeOptions{Draft: fast})
+	if err != nil {
+		return err
+	}
+	err = Preprocess(img, fast, dst)
+	img.Release()
+	return err
+}
+
 func oursPureGo(data []byte, dst []float32) error {
 	d := decoder{name: "bench.jpg", data: data, maxPixels: DefaultMaxPixels, info: Info{Format: "jpeg"}}
 	img, err := d.jpegGo()
@@ -119,6 +131,7 @@ func BenchmarkDecodePreprocess(b *testing.B) {
 		fn   func([]byte, []float32) error
 	}{
 		{"ours", oursDecodePreprocess},
+		{"ours-fast", oursFast},
 		{"ours-purego", oursPureGo},
 		{"baseline-xdraw", baseline},
 	}

@@ -35,6 +35,12 @@ type DecodeOptions struct {
 	// orientation is applied, as a photo viewer does; note that the plain
 	// torchvision recipe (Image.open(p).convert("RGB")) does not apply it.
 	IgnoreOrientation bool
+	// Draft, when Draft.FastJPEG is set, lets a JPEG decode at 1/2, 1/4 or
+	// 1/8 scale in the DCT domain (libjpeg-turbo's scaled IDCT): the
+	// smallest of those that keeps the image at least as large as Draft's
+	// resize gives it, as Pillow's Image.draft chooses. The result is no
+	// longer Pillow's full decode; other formats are decoded in full.
+	Draft Spec
 }
 
 // Info describes the decoded input.
@@ -158,6 +164,9 @@ func Decode(name string, data []byte, opts DecodeOptions) (img RGB, info Info, e
 	d := decoder{name: name, data: data, maxPixels: opts.maxPixels(), info: Info{Format: format, Orientation: 1}}
 	switch format {
 	case "jpeg":
+		if opts.Draft.FastJPEG {
+			d.draft = &opts
+		}
 		img, err = d.jpeg()
 	case "png":
 		img, err = d.png()
@@ -186,6 +195,36 @@ type decoder struct {
 	data      []byte
 	maxPixels int64
 	info      Info
+	draft     *DecodeOptions // DCT-domain scaling is allowed (Draft.FastJPEG)
+}
+
+// draftScale is the DCT scaling denominator (1, 2, 4 or 8) for a w×h
+// stored image: Pillow's Image.draft rule, the largest s with
+// min(w // tw, h // th) >= s, where tw×th is the resize target in stored
+// orientation.
+func (d *decoder) draftScale(w, h int) int {
+	if d.draft == nil {
+		return 1
+	}
+	transposed := !d.draft.IgnoreOrientation && d.info.Orientation >= 5 && d.info.Orientation <= 8
+	dw, dh := w, h
+	if transposed {
+		dw, dh = h, w
+	}
+	tw, th := d.draft.Draft.ResizedSize(dw, dh)
+	if transposed {
+		tw, th = th, tw
+	}
+	if tw <= 0 || th <= 0 {
+		return 1
+	}
+	scale := min(w/tw, h/th)
+	for _, s := range []int{8, 4, 2} {
+		if scale >= s {
+			return s
+		}
+	}
+	return 1
 }
 
 // budget records the stored size and checks the pixel budget.

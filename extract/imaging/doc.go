@@ -77,6 +77,10 @@
 //   - Animated WebP is not decoded (libwebp's simple API rejects it).
 //   - TIFF with associated (premultiplied) alpha keeps the premultiplied
 //     values; Pillow may differ.
+//   - Spec.FastJPEG (DecodeOptions.Draft) decodes JPEGs at 1/2, 1/4 or 1/8
+//     scale in the DCT domain, as Pillow's Image.draft would, then resamples
+//     as above: no longer the full decode's pixels (TestFastJPEGBounds
+//     bounds the tensor's difference), hence its own Spec.Version.
 //   - Progressive JPEGs with more than 500 scans are rejected
 //     (TJFLAG_LIMITSCANS), a CPU bound Pillow does not have.
 //

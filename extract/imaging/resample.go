@@ -32,6 +32,10 @@ type Spec struct {
 	// Rescale, when set, computes x = float32(float64(v) * Rescale) as
 	// transformers' rescale does (1 = no rescaling); 0 is float32(v) / 255.
 	Rescale float64
+	// FastJPEG decodes JPEGs at a reduced DCT scale first (DecodeOptions.Draft,
+	// Pillow's Image.draft): several times faster on photos much larger
+	// than the resize, and no longer bit-exact to the full decode.
+	FastJPEG bool
 }
 
 // ImageNet is the torchvision ImageNet recipe used by VGG19:
@@ -58,9 +62,15 @@ func (s Spec) torchvision() bool {
 // "tv-resize256-crop224-pilbilinear-mean0.485,0.456,0.406-std0.229,0.224,0.225-v1".
 // It is part of the model identity: any change in the output of
 // ResizeCrop/Preprocess for the same input must change this string (bump the
-// trailing version). Equal parameters give equal strings, however the Spec
-// was made (a recipe name or a preprocessor_config.json).
+// trailing version); FastJPEG appends "-jpegdraft". Equal parameters give
+// equal strings, however the Spec was made (a recipe name or a
+// preprocessor_config.json).
 func (s Spec) Version() string {
+	if s.FastJPEG {
+		exact := s
+		exact.FastJPEG = false
+		return exact.Version() + "-jpegdraft"
+	}
 	f := func(v [3]float32) string {
 		p := make([]string, 3)
 		for i, x := range v {
