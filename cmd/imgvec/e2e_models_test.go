@@ -108,3 +108,24 @@ func TestE2EDecodeFast(t *testing.T) {
 		t.Errorf("bad --decode:\n%s", r.stderr)
 	}
 }
+
+// TestE2EModelQuantize: static int8 of the tiny model calibrated on the
+// test images is written, compared with fp32 in the same run, and embeds
+// at fc7 like any model; dynamic works; missing flags are usage errors.
+func TestE2EModelQuantize(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	r := mustCode(t, exitOK, tmp, "model", "quantize", e2eModel, "-o", "int8.onnx", "--calibrate", e2eImages)
+	for _, want := range []string{"wrote int8.onnx (static int8;", "img/s", "cosine       min 0.99", "top-10 overlap"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("quantize output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	mustCode(t, exitOK, tmp, "embed", "--model", "int8.onnx", "--out", "v.jsonl", filepath.Join(e2eImages, "small.jpg"))
+	r = mustCode(t, exitOK, tmp, "model", "quantize", e2eModel, "-o", "dyn.onnx", "--calibrate", e2eImages, "--method", "dynamic")
+	if !strings.Contains(r.stdout, "dynamic int8") {
+		t.Errorf("dynamic quantize:\n%s", r.stdout)
+	}
+	mustCode(t, exitUsage, tmp, "model", "quantize", e2eModel, "-o", "x.onnx")
+	mustCode(t, exitUsage, tmp, "model", "quantize", e2eModel, "-o", "x.onnx", "--calibrate", e2eImages, "--method", "fp8")
+}

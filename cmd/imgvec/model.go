@@ -16,8 +16,8 @@ import (
 )
 
 func newModelCmd(_ *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Inspect, cut, list and fetch models"}
-	cmd.AddCommand(newModelInspectCmd(), newModelCutCmd(), newModelFetchCmd(), newModelListCmd())
+	cmd := &cobra.Command{Use: "model", Short: "Inspect, cut, quantize, list and fetch models"}
+	cmd.AddCommand(newModelInspectCmd(), newModelCutCmd(), newModelFetchCmd(), newModelListCmd(), newModelQuantizeCmd())
 	return cmd
 }
 

@@ -95,6 +95,12 @@ func analyse(g *Graph) *analysis {
 				a.consts[n.Outputs[0]] = at.T
 			}
 		}
+		// A quantized weight (QuantizeStatic) is a constant of its shape.
+		if n.OpType == "DequantizeLinear" && len(n.Outputs) == 1 {
+			if t := a.inits[input(n, 0)]; t != nil {
+				a.consts[n.Outputs[0]] = t
+			}
+		}
 	}
 	a.order = a.topo()
 	for p, i := range a.order {
@@ -218,7 +224,8 @@ func (a *analysis) inferNode(n *Node) []int64 {
 	switch n.OpType {
 	case "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Dropout", "Identity", "BatchNormalization",
 		"LRN", "Softmax", "LogSoftmax", "Clip", "Elu", "Selu", "HardSigmoid", "HardSwish", "Erf",
-		"Add", "Sub", "Mul", "Div", "Sqrt", "Neg", "Abs", "Exp", "Log", "Pow", "Cast", "InstanceNormalization":
+		"Add", "Sub", "Mul", "Div", "Sqrt", "Neg", "Abs", "Exp", "Log", "Pow", "Cast", "InstanceNormalization",
+		"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear":
 		if x == nil {
 			return nil
 		}
@@ -325,7 +332,7 @@ func (a *analysis) inferNode(n *Node) []int64 {
 			o = w[0]
 		}
 		return []int64{m, o}
-	case "MatMul":
+	case "MatMul", "MatMulInteger":
 		w := a.in(n, 1)
 		if len(x) < 2 || len(w) != 2 {
 			return nil
