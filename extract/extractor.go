@@ -71,7 +71,7 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	// The Extractor keeps no reference to model: ONNX Runtime holds its own
 	// copy of the graph, and the model's bytes (over 500 MB for VGG19) can
 	// be collected.
-	opts.Decode.Draft = spec // used when spec.FastJPEG
+	opts.Decode.Spec = spec // decode only what the preprocessing reads
 	x := &Extractor{sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
 	n := 3 * ph * pw
 	x.tensors.New = func() any { t := make([]float32, n); return &t }

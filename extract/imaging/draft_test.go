@@ -9,31 +9,35 @@ import (
 
 func TestDraftScale(t *testing.T) {
 	exact := Spec{ResizeHeight: 224, ResizeWidth: 448, Mean: ImageNet.Mean, Std: ImageNet.Std, FastJPEG: true}
+	fast := ImageNet
+	fast.FastJPEG = true
 	for _, c := range []struct {
 		spec        Spec
 		w, h, orien int
 		ignore      bool
 		want        int
 	}{
-		{ImageNet, 640, 480, 1, false, 1},   // target 341x256: no room
-		{ImageNet, 1600, 1200, 1, false, 4}, // 1600//341 = 4, 1200//256 = 4
-		{ImageNet, 4000, 3000, 1, false, 8}, // 11
-		{ImageNet, 1400, 1200, 1, false, 4}, // target 298x256: min(4, 4)
-		{ImageNet, 1023, 3000, 1, false, 2}, // target 256x750: min(3, 4) -> 2
-		{ImageNet, 200, 150, 1, false, 1},   // upscaling
-		{exact, 1800, 900, 1, false, 4},     // target 448x224: min(4, 4)
-		{exact, 900, 1800, 6, false, 4},     // stored transposed: target 224x448 in stored orientation
-		{exact, 900, 1800, 6, true, 2},      // orientation ignored: target 448x224, min(2, 8)
-		{exact, 900, 1800, 1, false, 2},     // same without orientation
+		{fast, 640, 480, 1, false, 1},   // target 341x256: no room
+		{fast, 1600, 1200, 1, false, 4}, // 1600//341 = 4, 1200//256 = 4
+		{fast, 4000, 3000, 1, false, 8}, // 11
+		{fast, 1400, 1200, 1, false, 4}, // target 298x256: min(4, 4)
+		{fast, 1023, 3000, 1, false, 2}, // target 256x750: min(3, 4) -> 2
+		{fast, 200, 150, 1, false, 1},   // upscaling
+		{exact, 1800, 900, 1, false, 4}, // target 448x224: min(4, 4)
+		{exact, 900, 1800, 6, false, 4}, // stored transposed: target 224x448 in stored orientation
+		{exact, 900, 1800, 6, true, 2},  // orientation ignored: target 448x224, min(2, 8)
+		{exact, 900, 1800, 1, false, 2}, // same without orientation
 	} {
-		opts := DecodeOptions{Draft: c.spec, IgnoreOrientation: c.ignore}
-		d := decoder{draft: &opts, info: Info{Orientation: c.orien}}
+		opts := DecodeOptions{Spec: c.spec, IgnoreOrientation: c.ignore}
+		d := decoder{opts: opts, info: Info{Orientation: c.orien}}
 		if got := d.draftScale(c.w, c.h); got != c.want {
 			t.Errorf("%s %dx%d orientation %d ignore %t: scale %d, want %d", c.spec.Version(), c.w, c.h, c.orien, c.ignore, got, c.want)
 		}
 	}
-	if got := (&decoder{}).draftScale(4000, 3000); got != 1 {
-		t.Errorf("without a draft: scale %d, want 1", got)
+	for _, o := range []DecodeOptions{{}, {Spec: ImageNet}} {
+		if got := (&decoder{opts: o}).draftScale(4000, 3000); got != 1 {
+			t.Errorf("without FastJPEG: scale %d, want 1", got)
+		}
 	}
 }
 
@@ -83,11 +87,11 @@ func TestFastJPEGBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fastImg, _, err := Decode(name, data, DecodeOptions{Draft: fast})
+		fastImg, _, err := Decode(name, data, DecodeOptions{Spec: fast})
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := decoder{draft: &DecodeOptions{Draft: fast}, info: info}
+		d := decoder{opts: DecodeOptions{Spec: fast}, info: info}
 		s := d.draftScale(info.Width, info.Height)
 		if ew, eh := (exactImg.Width+s-1)/s, (exactImg.Height+s-1)/s; fastImg.Width != ew || fastImg.Height != eh {
 			t.Errorf("%s: draft decode is %dx%d, want %dx%d (scale 1/%d)", name, fastImg.Width, fastImg.Height, ew, eh, s)

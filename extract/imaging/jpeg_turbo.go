@@ -21,7 +21,7 @@ const TurboJPEG = true
 
 // jpegTurbo decodes with TurboJPEG's tjDecompress2: accurate (ISLOW) DCT
 // and fancy upsampling, the libjpeg defaults Pillow uses; with a draft
-// (DecodeOptions.Draft) at a reduced DCT scale. handled=false
+// (DecodeOptions.Spec.FastJPEG) at a reduced DCT scale. handled=false
 // asks the caller to try the pure-Go decoder (err then says why turbo gave up).
 func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
 	h := C.tjInitDecompress()
@@ -48,6 +48,11 @@ func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
 	pf, bpp := C.int(C.TJPF_RGB), 3
 	if cmyk {
 		pf, bpp = C.TJPF_CMYK, 4
+	}
+	if s == 1 && !cmyk {
+		if img, ok := d.jpegRegion(W, H); ok {
+			return img, nil, true
+		}
 	}
 	buf := getBuf(bpp * W * H)
 	flags := C.int(C.TJFLAG_ACCURATEDCT | C.TJFLAG_LIMITSCANS)
