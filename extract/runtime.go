@@ -90,3 +90,7 @@ func InitRuntime() error {
 	})
 	return runtimeInit.err
 }
+
+// RuntimeVersion is the version the loaded ONNX Runtime library reports
+// (after InitRuntime).
+func RuntimeVersion() string { return ort.GetVersion() }

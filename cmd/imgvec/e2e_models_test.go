@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -128,4 +129,21 @@ func TestE2EModelQuantize(t *testing.T) {
 	}
 	mustCode(t, exitUsage, tmp, "model", "quantize", e2eModel, "-o", "x.onnx")
 	mustCode(t, exitUsage, tmp, "model", "quantize", e2eModel, "-o", "x.onnx", "--calibrate", e2eImages, "--method", "fp8")
+}
+
+// TestE2EDoctor: doctor reports the library, probes the CPU, and a device
+// without its provider is one line saying so (exit 0).
+func TestE2EDoctor(t *testing.T) {
+	needBinary(t)
+	r := mustCode(t, exitOK, t.TempDir(), "doctor", "--seconds", "0.5", "--device", "cpu,cuda:0")
+	if !strings.Contains(r.stdout, "onnx runtime  ") || !strings.Contains(r.stdout, "version 1.30.0") {
+		t.Errorf("doctor lacks the library:\n%s", r.stdout)
+	}
+	if !regexp.MustCompile(`(?m)^cpu +ok: [0-9.]+ img/s`).MatchString(r.stdout) {
+		t.Errorf("doctor lacks the cpu probe:\n%s", r.stdout)
+	}
+	if !regexp.MustCompile(`(?m)^cuda:0 +(ok: [0-9.]+ img/s|unavailable: [^\n]+)$`).MatchString(r.stdout) {
+		t.Errorf("doctor's cuda line is not one line:\n%s", r.stdout)
+	}
+	mustCode(t, exitUsage, t.TempDir(), "doctor", "--device", "tpu")
 }
