@@ -192,3 +192,46 @@ func TestQuantizeDynamicTiny(t *testing.T) {
 		}
 	}
 }
+
+// TestFloat16Tiny: the tiny model cut at fc7 and converted to float16
+// loads with float32 input and output, finds fc7, and gives vectors close
+// to float32's (ONNX Runtime's CPU provider casts where it has no float16
+// kernel).
+func TestFloat16Tiny(t *testing.T) {
+	requireRuntime(t)
+	names, data, _ := testImages(t)
+	b, err := os.ReadFile(tinyModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxgraph.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, _, err := m.CutModel("fc7", onnxgraph.CutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := cut.Float16()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fp16.onnx")
+	if _, err := h.Save(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	rep := h.Inspect()
+	if rep.Inputs[0].ElemType != "float" || rep.Outputs[0].ElemType != "float" {
+		t.Fatalf("float16 model input %s, output %s: want float", rep.Inputs[0].ElemType, rep.Outputs[0].ElemType)
+	}
+	fp32 := embedAll(t, tinyModel, names, data)
+	fp16 := embedAll(t, path, names, data)
+	lo := 1.0
+	for i := range fp32 {
+		lo = min(lo, Cosine(fp32[i], fp16[i]))
+	}
+	t.Logf("float16: min cosine to float32 %.6f on %d images", lo, len(names))
+	if lo < 0.999 {
+		t.Errorf("min cosine %.6f below 0.999", lo)
+	}
+}

@@ -147,3 +147,18 @@ func TestE2EDoctor(t *testing.T) {
 	}
 	mustCode(t, exitUsage, t.TempDir(), "doctor", "--device", "tpu")
 }
+
+// TestE2EModelConvertFP16: a cut model converted to float16 embeds like any
+// model (float32 in and out); --fp16 and -o are required.
+func TestE2EModelConvertFP16(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	mustCode(t, exitOK, tmp, "model", "cut", e2eModel, "--layer", "fc7", "-o", "fc7.onnx")
+	r := mustCode(t, exitOK, tmp, "model", "convert", "fc7.onnx", "--fp16", "-o", "fp16.onnx")
+	if !strings.Contains(r.stdout, "float16") {
+		t.Errorf("convert output:\n%s", r.stdout)
+	}
+	mustCode(t, exitOK, tmp, "embed", "--model", "fp16.onnx", "--out", "v.jsonl", filepath.Join(e2eImages, "small.jpg"))
+	mustCode(t, exitUsage, tmp, "model", "convert", "fc7.onnx", "-o", "x.onnx")
+	mustCode(t, exitUsage, tmp, "model", "convert", "fc7.onnx", "--fp16")
+}

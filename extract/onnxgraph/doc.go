@@ -89,6 +89,10 @@
 // names; Inspect sees a DequantizeLinear of an initializer as a constant,
 // so a static model's fc layers keep their aliases. Weights must be inline.
 //
+// Float16 converts a model to float16 compute with float32 input and
+// output (Casts at both ends); Inspect follows a fc layer's Relu through
+// the final Cast, so aliases keep working.
+//
 // # Generators
 //
 // VGG19 writes a VGG19-architecture model with deterministic random weights

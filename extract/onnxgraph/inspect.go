@@ -453,6 +453,13 @@ func (a *analysis) fcs() []fc {
 			}
 			t = cn.Outputs[0]
 		}
+		// A float16 model (Float16) casts its output back to float: the
+		// layer is the cast.
+		if cs := a.consumers[f.tensor]; len(cs) == 1 {
+			if c := a.g.Nodes[cs[0]]; c.OpType == "Cast" && c.attrInt("to", 0) == int64(Float) && len(c.Outputs) == 1 {
+				f.tensor = c.Outputs[0]
+			}
+		}
 		r = append(r, f)
 	}
 	return r
