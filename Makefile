@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup build test test-short services services-stop bench bench-fullscale bench-extract bench-connector bench-postgres bench-milvus bench-sources demo fuzz lint clean
+.PHONY: setup setup-gpu build test test-short services services-stop bench bench-fullscale bench-quantize bench-extract bench-connector bench-postgres bench-milvus bench-sources demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -49,12 +49,23 @@ fuzz: setup
 
 # Benchmarks generate the full-size VGG19 (random weights, ~575 MB) on demand
 # into testdata/models/generated/ (git-ignored).
-bench: bench-fullscale bench-extract bench-connector bench-postgres bench-milvus
+bench: bench-fullscale bench-quantize bench-extract bench-connector bench-postgres bench-milvus bench-sources
 
 # The full-size VGG19 (~575 MB, random weights) in each naming: generate,
 # find and cut fc7, run the cut model (build tag fullscale; minutes).
 bench-fullscale: setup
 	$(GO) test -tags fullscale -run TestFullScaleVGG19 -v -count=1 -timeout 30m ./extract/onnxgraph/
+
+# The CUDA build of ONNX Runtime and the NVIDIA libraries (~1.6 GB, pinned
+# PyPI wheels) into .cache/onnxruntime-gpu/: for GPU machines only; neither
+# setup nor test runs it.
+setup-gpu:
+	.ci/lib/install-onnxruntime-gpu.sh
+
+# The full-size VGG19 cut at fc7, static int8 vs fp32: img/s in one run,
+# cosine and top-10 overlap on testdata/images (issue 13's targets).
+bench-quantize: setup
+	$(GO) test -tags fullscale -run TestFullScaleQuantize -v -count=1 -timeout 30m ./extract/
 
 bench-extract: setup
 	.ci/lib/install-python.sh

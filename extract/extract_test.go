@@ -519,6 +519,32 @@ func TestLibraryPathMissing(t *testing.T) {
 	}
 }
 
+// TestLibraryPathPrefersGPUBuild: where `make setup-gpu` put the CUDA build
+// beside the CPU one, it is the library loaded.
+func TestLibraryPathPrefersGPUBuild(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("IMGVEC_ORT_LIB", "")
+	t.Setenv("IMGVEC_CACHE_DIR", cache)
+	put := func(kind string) string {
+		p := filepath.Join(cache, kind, ORTVersion, ortLibName)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cpu := put("onnxruntime")
+	if p, err := LibraryPath(); err != nil || p != cpu {
+		t.Fatalf("CPU build only: %q, %v", p, err)
+	}
+	gpu := put("onnxruntime-gpu")
+	if p, err := LibraryPath(); err != nil || p != gpu {
+		t.Fatalf("both builds: %q, %v; want %s", p, err, gpu)
+	}
+}
+
 func TestParseDevice(t *testing.T) {
 	for in, want := range map[string]string{"": "cpu", "cpu": "cpu", "cuda": "cuda:0", "CUDA:1": "cuda:1", "gpu:2": "cuda:2", "tensorrt:3": "tensorrt:3"} {
 		d, err := ParseDevice(in)

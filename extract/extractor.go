@@ -71,6 +71,7 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	// The Extractor keeps no reference to model: ONNX Runtime holds its own
 	// copy of the graph, and the model's bytes (over 500 MB for VGG19) can
 	// be collected.
+	opts.Decode.Spec = spec // decode only what the preprocessing reads
 	x := &Extractor{sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
 	n := 3 * ph * pw
 	x.tensors.New = func() any { t := make([]float32, n); return &t }
@@ -90,7 +91,11 @@ func (x *Extractor) Prepare(key string, data []byte) (*schema.Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	width, height := img.Width, img.Height
+	// The image's size as shown, not as decoded (a draft decode is smaller).
+	width, height := info.Width, info.Height
+	if !x.opts.Decode.IgnoreOrientation && info.Orientation >= 5 && info.Orientation <= 8 {
+		width, height = height, width
+	}
 	tp := x.tensors.Get().(*[]float32)
 	err = imaging.Preprocess(img, x.spec, *tp)
 	img.Release() // the decoded pixels go back to imaging's pool for the next Decode

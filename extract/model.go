@@ -49,6 +49,28 @@ type LoadOptions struct {
 	// dinov2, efficientnet-b0) or the path of a preprocessor_config.json.
 	// "" is the model folder's preprocessor_config.json, else imagenet.
 	Preprocess string
+	// FastDecode decodes JPEGs at a reduced DCT scale (imaging.Spec.FastJPEG,
+	// part of the preprocessing's version and so of the model identity).
+	FastDecode bool
+}
+
+// Decode modes (--decode, decode:): exact decodes as Pillow does; fast
+// decodes JPEGs at a reduced DCT scale (LoadOptions.FastDecode).
+const (
+	DecodeExact = "exact"
+	DecodeFast  = "fast"
+)
+
+// ParseDecode reads a --decode value ("" is exact) and reports whether it
+// is the fast mode.
+func ParseDecode(mode string) (fast bool, err error) {
+	switch mode {
+	case "", DecodeExact:
+		return false, nil
+	case DecodeFast:
+		return true, nil
+	}
+	return false, fmt.Errorf("decode %q: want %s or %s", mode, DecodeExact, DecodeFast)
 }
 
 // ParsePreprocess resolves a --preprocess value: a recipe name or the path
@@ -152,6 +174,7 @@ func LoadModel(ctx context.Context, ref, layer string, o LoadOptions) (*Model, e
 			return nil, fmt.Errorf("model %s: %w", ref, err)
 		}
 	}
+	spec.FastJPEG = o.FastDecode
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read model %s: %w", path, err)

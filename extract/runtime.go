@@ -26,7 +26,9 @@ const installHint = "run `make setup` (installs ONNX Runtime " + ORTVersion +
 // LibraryPath finds the ONNX Runtime shared library: $IMGVEC_ORT_LIB if set,
 // else $IMGVEC_CACHE_DIR or the user cache dir (imgvec/onnxruntime/VERSION),
 // else .cache/onnxruntime/VERSION in the current directory or one of its
-// parents (where `make setup` puts it).
+// parents (where `make setup` puts it). In each place the CUDA build
+// (onnxruntime-gpu/VERSION, where `make setup-gpu` puts it) comes first: it
+// runs on the CPU too.
 func LibraryPath() (string, error) {
 	if p := os.Getenv("IMGVEC_ORT_LIB"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -36,11 +38,11 @@ func LibraryPath() (string, error) {
 	}
 	var candidates []string
 	if d := cacheDir(); d != "" {
-		candidates = append(candidates, filepath.Join(d, "onnxruntime", ORTVersion, ortLibName))
+		candidates = append(candidates, libIn(d)...)
 	}
 	if wd, err := os.Getwd(); err == nil {
 		for dir := wd; ; dir = filepath.Dir(dir) {
-			candidates = append(candidates, filepath.Join(dir, ".cache", "onnxruntime", ORTVersion, ortLibName))
+			candidates = append(candidates, libIn(filepath.Join(dir, ".cache"))...)
 			if filepath.Dir(dir) == dir {
 				break
 			}
@@ -48,7 +50,7 @@ func LibraryPath() (string, error) {
 	}
 	if exe, err := os.Executable(); err == nil {
 		// A binary built into ./bin finds the repo's cache next to it.
-		candidates = append(candidates, filepath.Join(filepath.Dir(filepath.Dir(exe)), ".cache", "onnxruntime", ORTVersion, ortLibName))
+		candidates = append(candidates, libIn(filepath.Join(filepath.Dir(filepath.Dir(exe)), ".cache"))...)
 	}
 	for _, c := range candidates {
 		if _, err := os.Stat(c); err == nil {
@@ -56,6 +58,14 @@ func LibraryPath() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: %s not found; %s", ErrNoRuntime, ortLibName, installHint)
+}
+
+// libIn lists where a cache folder keeps the library: the CUDA build first.
+func libIn(cache string) []string {
+	return []string{
+		filepath.Join(cache, "onnxruntime-gpu", ORTVersion, ortLibName),
+		filepath.Join(cache, "onnxruntime", ORTVersion, ortLibName),
+	}
 }
 
 // cacheDir is imgvec's cache root: $IMGVEC_CACHE_DIR or <user cache>/imgvec.
@@ -90,3 +100,7 @@ func InitRuntime() error {
 	})
 	return runtimeInit.err
 }
+
+// RuntimeVersion is the version the loaded ONNX Runtime library reports
+// (after InitRuntime).
+func RuntimeVersion() string { return ort.GetVersion() }

@@ -135,13 +135,14 @@ func sessionOptions(opts SessionOptions) (*ort.SessionOptions, error) {
 func appendProvider(so *ort.SessionOptions, d Device) error {
 	noProvider := func(err error) error {
 		return fmt.Errorf("device %s: this ONNX Runtime library has no usable %s execution provider "+
-			"(use --device cpu, or point IMGVEC_ORT_LIB at an onnxruntime-gpu %s build with its provider libraries, CUDA and cuDNN installed): %w",
+			"(use --device cpu, or run `make setup-gpu`, or point IMGVEC_ORT_LIB at an onnxruntime-gpu %s build with its provider libraries, CUDA and cuDNN installed): %w",
 			d, d.Kind, ORTVersion, err)
 	}
 	switch d.Kind {
 	case "", "cpu":
 		return nil
 	case "cuda":
+		preloadGPULibraries()
 		co, err := ort.NewCUDAProviderOptions()
 		if err != nil {
 			return noProvider(err)
@@ -155,6 +156,7 @@ func appendProvider(so *ort.SessionOptions, d Device) error {
 		}
 		return nil
 	case "tensorrt":
+		preloadGPULibraries()
 		to, err := ort.NewTensorRTProviderOptions()
 		if err != nil {
 			return noProvider(err)

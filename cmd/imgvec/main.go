@@ -67,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "no progress bar")
 
-	root.AddCommand(newModelCmd(&g), newEmbedCmd(&g), newVersionCmd(), newServeCmd())
+	root.AddCommand(newModelCmd(&g), newEmbedCmd(&g), newVersionCmd(), newServeCmd(), newDoctorCmd())
 	addConnectorCommands(root, &g)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -16,8 +16,8 @@ import (
 )
 
 func newModelCmd(_ *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Inspect, cut, list and fetch models"}
-	cmd.AddCommand(newModelInspectCmd(), newModelCutCmd(), newModelFetchCmd(), newModelListCmd())
+	cmd := &cobra.Command{Use: "model", Short: "Inspect, cut, quantize, convert, list and fetch models"}
+	cmd.AddCommand(newModelInspectCmd(), newModelCutCmd(), newModelFetchCmd(), newModelListCmd(), newModelQuantizeCmd(), newModelConvertCmd())
 	return cmd
 }
 
@@ -128,6 +128,40 @@ func newModelCutCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&layer, "layer", "fc7", "layer alias or tensor name to cut at")
 	cmd.Flags().StringVar(&pool, "pool", "", "pool a token output [N,T,D]: cls or mean")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output .onnx file")
+	return cmd
+}
+
+func newModelConvertCmd() *cobra.Command {
+	var out string
+	var fp16 bool
+	cmd := &cobra.Command{
+		Use:   "convert MODEL.onnx --fp16 -o OUT.onnx",
+		Short: "Write a float16 copy of a model (weights and compute in float16, input and output float32): for GPUs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case out == "":
+				return wiring.Usagef("convert: -o OUT.onnx is required")
+			case !fp16:
+				return wiring.Usagef("convert: say what to convert to (--fp16)")
+			}
+			m, err := readModel(args[0])
+			if err != nil {
+				return err
+			}
+			h, err := m.Float16()
+			if err != nil {
+				return fmt.Errorf("convert %s: %w", args[0], err)
+			}
+			if _, err := h.Save(out, filepath.Dir(args[0])); err != nil {
+				return fmt.Errorf("convert %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (float16; input and output float32)\n", out)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&fp16, "fp16", false, "float16 weights and compute")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output .onnx file")
 	return cmd
 }

@@ -19,6 +19,7 @@ func registerModelFlags(fs *pflag.FlagSet, j *config.Job) {
 	fs.StringVar(&j.Model, "model", config.DefaultModel, "model: a preset (vgg19-fc7, vgg19-fc6, resnet50-avgpool), an .onnx file or a model folder (model.onnx + preprocessor_config.json)")
 	fs.StringVar(&j.Layer, "layer", "", "layer alias (fc7, pool5, ...) or any tensor name to read (default: the preset's, fc7, or the only graph output)")
 	fs.StringVar(&j.Preprocess, "preprocess", "", "preprocessing: imagenet, clip, vit, dinov2, efficientnet-b0 or a preprocessor_config.json (default: the model folder's, else imagenet; part of the model id)")
+	fs.StringVar(&j.Decode, "decode", extract.DecodeExact, "exact (as Pillow decodes) or fast (JPEG at 1/2, 1/4 or 1/8 scale in the DCT domain; part of the model id)")
 	fs.StringVar(&j.Pool, "pool", "", "pool a token output [N,T,D] (ViT/DINOv2 last_hidden_state): cls or mean")
 	rangeVar(fs, &j.Batch, "batch", "", config.DefaultBatch, config.BatchRange, "images per inference batch")
 	fs.StringVar(&j.Device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]")

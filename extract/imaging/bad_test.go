@@ -50,6 +50,10 @@ func TestBadInputs(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 			t.Logf("%v", err)
+			// Decoding only the window a spec reads fails alike.
+			if _, _, werr := Decode(name, data, DecodeOptions{Spec: ImageNet}); schema.ClassOf(werr) != c.class {
+				t.Errorf("decoded for a spec: %v, want class %s", werr, c.class)
+			}
 		})
 	}
 	entries, _ := os.ReadDir(filepath.Join(imagesDir, "bad"))

@@ -74,6 +74,30 @@ func oursDecodePreprocess(data []byte, dst []float32) error {
 	return err
 }
 
+// oursWindow decodes for the spec, as the Extractor does: a baseline JPEG
+// only where the resize and crop read it (bit-identical).
+func oursWindow(data []byte, dst []float32) error {
+	img, _, err := Decode("bench.jpg", data, DecodeOptions{Spec: ImageNet})
+	if err != nil {
+		return err
+	}
+	err = Preprocess(img, ImageNet, dst)
+	img.Release()
+	return err
+}
+
+func oursFast(data []byte, dst []float32) error {
+	fast := ImageNet
+	fast.FastJPEG = true
+	img, _, err := Decode("bench.jpg", data, DecodeOptions{Spec: fast})
+	if err != nil {
+		return err
+	}
+	err = Preprocess(img, fast, dst)
+	img.Release()
+	return err
+}
+
 func oursPureGo(data []byte, dst []float32) error {
 	d := decoder{name: "bench.jpg", data: data, maxPixels: DefaultMaxPixels, info: Info{Format: "jpeg"}}
 	img, err := d.jpegGo()
@@ -119,6 +143,8 @@ func BenchmarkDecodePreprocess(b *testing.B) {
 		fn   func([]byte, []float32) error
 	}{
 		{"ours", oursDecodePreprocess},
+		{"ours-window", oursWindow},
+		{"ours-fast", oursFast},
 		{"ours-purego", oursPureGo},
 		{"baseline-xdraw", baseline},
 	}

@@ -35,6 +35,15 @@ type DecodeOptions struct {
 	// orientation is applied, as a photo viewer does; note that the plain
 	// torchvision recipe (Image.open(p).convert("RGB")) does not apply it.
 	IgnoreOrientation bool
+	// Spec, when set (its Resize or ResizeHeight), is the preprocessing the
+	// image is decoded for. A baseline JPEG shown as stored is then decoded
+	// only where Spec's resize and crop read it (RGB.Window), which changes
+	// no output byte. With Spec.FastJPEG a JPEG is decoded at 1/2, 1/4 or
+	// 1/8 scale in the DCT domain (libjpeg-turbo's scaled IDCT): the
+	// smallest of those that keeps the image at least as large as Spec's
+	// resize gives it, as Pillow's Image.draft chooses — no longer Pillow's
+	// full decode. Other formats are decoded in full.
+	Spec Spec
 }
 
 // Info describes the decoded input.
@@ -155,7 +164,7 @@ func Decode(name string, data []byte, opts DecodeOptions) (img RGB, info Info, e
 	if format == "" {
 		return RGB{}, Info{}, fail(name, schema.FailUnsupportedFormat, nil, "not a supported image format (looks like %s)", looks)
 	}
-	d := decoder{name: name, data: data, maxPixels: opts.maxPixels(), info: Info{Format: format, Orientation: 1}}
+	d := decoder{name: name, data: data, maxPixels: opts.maxPixels(), info: Info{Format: format, Orientation: 1}, opts: opts}
 	switch format {
 	case "jpeg":
 		img, err = d.jpeg()
@@ -186,6 +195,44 @@ type decoder struct {
 	data      []byte
 	maxPixels int64
 	info      Info
+	opts      DecodeOptions
+}
+
+// forSpec reports whether the image is decoded for a preprocessing.
+func (o DecodeOptions) forSpec() bool { return o.Spec.Resize > 0 || o.Spec.ResizeHeight > 0 }
+
+// transposed reports whether the orientation applied swaps width and height.
+func (d *decoder) transposed() bool {
+	return !d.opts.IgnoreOrientation && d.info.Orientation >= 5 && d.info.Orientation <= 8
+}
+
+// draftScale is the DCT scaling denominator (1, 2, 4 or 8) for a w×h
+// stored image: Pillow's Image.draft rule, the largest s with
+// min(w // tw, h // th) >= s, where tw×th is the resize target in stored
+// orientation.
+func (d *decoder) draftScale(w, h int) int {
+	if !d.opts.forSpec() || !d.opts.Spec.FastJPEG {
+		return 1
+	}
+	transposed := d.transposed()
+	dw, dh := w, h
+	if transposed {
+		dw, dh = h, w
+	}
+	tw, th := d.opts.Spec.ResizedSize(dw, dh)
+	if transposed {
+		tw, th = th, tw
+	}
+	if tw <= 0 || th <= 0 {
+		return 1
+	}
+	scale := min(w/tw, h/th)
+	for _, s := range []int{8, 4, 2} {
+		if scale >= s {
+			return s
+		}
+	}
+	return 1
 }
 
 // budget records the stored size and checks the pixel budget.

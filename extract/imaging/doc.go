@@ -49,6 +49,13 @@
 //     and Pillow's bundled 3.1 give the same pixels for these files.
 //     CMYK/YCCK are read as Adobe-inverted, as Pillow assumes for every CMYK
 //     JPEG, and converted with Pillow's cmyk2rgb formula.
+//   - Decoded for a Spec (DecodeOptions.Spec, as the extractor does), a
+//     complete baseline JPEG shown as stored is decoded only in the window
+//     the resize and crop read (RGB.Window): libjpeg's jpeg_crop_scanline
+//     and jpeg_skip_scanlines with a 16-pixel margin, rows below the window
+//     not decoded at all. The pixels in the window are the full decode's
+//     (TestJPEGWindowDecode; the parity test checks the tensors); corrupt
+//     data below the window goes unnoticed there.
 //   - WebP is decoded by libwebp (WebPDecodeRGBInto), which Pillow also uses.
 //   - Alpha is dropped without compositing, as convert("RGB") does; palette
 //     entries keep their colour even when transparent (GIF too: the GIF
@@ -77,6 +84,10 @@
 //   - Animated WebP is not decoded (libwebp's simple API rejects it).
 //   - TIFF with associated (premultiplied) alpha keeps the premultiplied
 //     values; Pillow may differ.
+//   - Spec.FastJPEG (DecodeOptions.Spec) decodes JPEGs at 1/2, 1/4 or 1/8
+//     scale in the DCT domain, as Pillow's Image.draft would, then resamples
+//     as above: no longer the full decode's pixels (TestFastJPEGBounds
+//     bounds the tensor's difference), hence its own Spec.Version.
 //   - Progressive JPEGs with more than 500 scans are rejected
 //     (TJFLAG_LIMITSCANS), a CPU bound Pillow does not have.
 //

@@ -20,7 +20,8 @@ import (
 const TurboJPEG = true
 
 // jpegTurbo decodes with TurboJPEG's tjDecompress2: accurate (ISLOW) DCT
-// and fancy upsampling, the libjpeg defaults Pillow uses. handled=false
+// and fancy upsampling, the libjpeg defaults Pillow uses; with a draft
+// (DecodeOptions.Spec.FastJPEG) at a reduced DCT scale. handled=false
 // asks the caller to try the pure-Go decoder (err then says why turbo gave up).
 func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
 	h := C.tjInitDecompress()
@@ -38,11 +39,20 @@ func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
 	if err := d.budget(int(w), int(hh)); err != nil {
 		return RGB{}, err, true
 	}
-	W, H := int(w), int(hh)
+	// With a draft scale s, libjpeg-turbo picks the scaling factor 1/s for
+	// a request of ceil(w/s)×ceil(h/s): the largest that fits.
+	s := d.draftScale(int(w), int(hh))
+	W, H := (int(w)+s-1)/s, (int(hh)+s-1)/s
+	w, hh = C.int(W), C.int(H)
 	cmyk := cs == C.TJCS_CMYK || cs == C.TJCS_YCCK
 	pf, bpp := C.int(C.TJPF_RGB), 3
 	if cmyk {
 		pf, bpp = C.TJPF_CMYK, 4
+	}
+	if s == 1 && !cmyk {
+		if img, ok := d.jpegRegion(W, H); ok {
+			return img, nil, true
+		}
 	}
 	buf := getBuf(bpp * W * H)
 	flags := C.int(C.TJFLAG_ACCURATEDCT | C.TJFLAG_LIMITSCANS)

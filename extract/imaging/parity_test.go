@@ -174,6 +174,22 @@ func TestParityWithPillow(t *testing.T) {
 					t.Errorf("tensor sha256 %s, want %s", s, e.TensorSHA256)
 				}
 			}
+			// Decoded for the spec, a JPEG may decode only the window the
+			// resize and crop read: the tensor must not change.
+			wimg, _, err := Decode(e.Name, data, DecodeOptions{Spec: ImageNet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			windowed := make([]float32, 3*224*224)
+			if err := Preprocess(wimg, ImageNet, windowed); err != nil {
+				t.Fatal(err)
+			}
+			if s, w := tensorSHA(windowed), tensorSHA(tensor); s != w {
+				t.Errorf("decoded for the spec (window %v): tensor sha256 %s, want %s", wimg.Window, s, w)
+			}
+			if !wimg.Window.Empty() {
+				t.Logf("decoded window %v of %dx%d", wimg.Window, wimg.Width, wimg.Height)
+			}
 		})
 	}
 }

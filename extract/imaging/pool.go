@@ -1,6 +1,9 @@
 package imaging
 
-import "sync"
+import (
+	"image"
+	"sync"
+)
 
 // bufPool recycles pixel buffers (decoded images, intermediates, crops).
 // A pooled buffer too small for a request is dropped for the GC.
@@ -27,6 +30,19 @@ func putBuf(b []byte) {
 type RGB struct {
 	Width, Height int
 	Pix           []byte
+	// Window, when not empty, says that Pix holds only this part of the
+	// Width×Height image (row stride 3*Window.Dx()): what a Decode for a
+	// Spec reads (DecodeOptions.Spec). ResizeCrop and Preprocess with that
+	// Spec give the same bytes as from the whole image.
+	Window image.Rectangle
+}
+
+// window is the part of the image Pix holds.
+func (img RGB) window() image.Rectangle {
+	if img.Window.Empty() {
+		return image.Rect(0, 0, img.Width, img.Height)
+	}
+	return img.Window
 }
 
 // Release hands img's pixel buffer back to an internal pool so that a later

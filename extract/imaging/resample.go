@@ -3,6 +3,7 @@ package imaging
 import (
 	"errors"
 	"fmt"
+	"image"
 	"math"
 	"strconv"
 	"strings"
@@ -32,6 +33,10 @@ type Spec struct {
 	// Rescale, when set, computes x = float32(float64(v) * Rescale) as
 	// transformers' rescale does (1 = no rescaling); 0 is float32(v) / 255.
 	Rescale float64
+	// FastJPEG decodes JPEGs at a reduced DCT scale first (DecodeOptions.Spec,
+	// Pillow's Image.draft): several times faster on photos much larger
+	// than the resize, and no longer bit-exact to the full decode.
+	FastJPEG bool
 }
 
 // ImageNet is the torchvision ImageNet recipe used by VGG19:
@@ -58,9 +63,15 @@ func (s Spec) torchvision() bool {
 // "tv-resize256-crop224-pilbilinear-mean0.485,0.456,0.406-std0.229,0.224,0.225-v1".
 // It is part of the model identity: any change in the output of
 // ResizeCrop/Preprocess for the same input must change this string (bump the
-// trailing version). Equal parameters give equal strings, however the Spec
-// was made (a recipe name or a preprocessor_config.json).
+// trailing version); FastJPEG appends "-jpegdraft". Equal parameters give
+// equal strings, however the Spec was made (a recipe name or a
+// preprocessor_config.json).
 func (s Spec) Version() string {
+	if s.FastJPEG {
+		exact := s
+		exact.FastJPEG = false
+		return exact.Version() + "-jpegdraft"
+	}
 	f := func(v [3]float32) string {
 		p := make([]string, 3)
 		for i, x := range v {
@@ -287,10 +298,50 @@ func (img RGB) check() error {
 	if img.Width <= 0 || img.Height <= 0 {
 		return fmt.Errorf("imaging: empty image %dx%d", img.Width, img.Height)
 	}
-	if int64(img.Width)*int64(img.Height)*3 > int64(len(img.Pix)) {
-		return fmt.Errorf("imaging: %dx%d image has %d bytes, want %d", img.Width, img.Height, len(img.Pix), img.Width*img.Height*3)
+	w := img.window()
+	if !w.In(image.Rect(0, 0, img.Width, img.Height)) {
+		return fmt.Errorf("imaging: window %v outside the %dx%d image", w, img.Width, img.Height)
+	}
+	if int64(w.Dx())*int64(w.Dy())*3 > int64(len(img.Pix)) {
+		return fmt.Errorf("imaging: %dx%d image has %d bytes, want %d", w.Dx(), w.Dy(), len(img.Pix), w.Dx()*w.Dy()*3)
 	}
 	return nil
+}
+
+// sourceWindow is the part of a W×H image that s's resize and crop read:
+// the source rows of the vertical pass and the source columns of the
+// horizontal pass that the crop's outputs use (the whole image for the
+// nearest filter, whose coordinates are not windowed).
+func (s Spec) sourceWindow(W, H int) image.Rectangle {
+	ch, cw := s.OutputSize()
+	nw, nh := s.ResizedSize(W, H)
+	left, top := s.offset(nw, cw), s.offset(nh, ch)
+	if s.Filter == Nearest && !(nw == W && nh == H) || left < 0 || top < 0 || left+cw > nw || top+ch > nh {
+		return image.Rect(0, 0, W, H)
+	}
+	span := func(in, out, off, n int) (lo, hi int) {
+		if in == out {
+			return off, off + n
+		}
+		c := getCoeffs(s.Filter, in, out, off, n)
+		lo, hi = in, 0
+		for i := 0; i < n; i++ {
+			l, cnt := int(c.bounds[2*i]), int(c.bounds[2*i+1])
+			if cnt > 0 {
+				lo, hi = min(lo, l), max(hi, l+cnt)
+			}
+		}
+		if hi < lo {
+			return 0, 0
+		}
+		return lo, hi
+	}
+	if nw == W && nh == H {
+		return image.Rect(left, top, left+cw, top+ch)
+	}
+	x0, x1 := span(W, nw, left, cw)
+	y0, y1 := span(H, nh, top, ch)
+	return image.Rect(x0, y0, x1, y1)
 }
 
 // ResizeCrop returns the uint8 result of the spec's resize and crop: an
@@ -332,9 +383,16 @@ func resizeCrop(img RGB, s Spec, dst []byte) error {
 	if left < 0 || top < 0 || left+cw > nw || top+ch > nh {
 		return fmt.Errorf("imaging: crop %dx%d does not fit resized %dx%d", cw, ch, nw, nh)
 	}
+	// Pix may hold only a window of the image: (x, y) is at
+	// 3*((y-win.Min.Y)*stride/3 + x-win.Min.X).
+	win := img.window()
+	if need := s.sourceWindow(W, H); !need.In(win) {
+		return fmt.Errorf("imaging: the image holds %v, the spec reads %v", win, need)
+	}
+	stride, wx, wy := 3*win.Dx(), win.Min.X, win.Min.Y
 	if nw == W && nh == H { // Pillow copies: only the crop is left
 		for y := 0; y < ch; y++ {
-			r := img.Pix[3*W*(top+y)+3*left:]
+			r := img.Pix[stride*(top+y-wy)+3*(left-wx):]
 			copy(dst[3*cw*y:3*cw*(y+1)], r[:3*cw])
 		}
 		return nil
@@ -373,10 +431,10 @@ func resizeCrop(img RGB, s Spec, dst []byte) error {
 		tmpBuf := getBuf(3 * cw * (rowHi - rowLo))
 		defer putBuf(tmpBuf)
 		tmp = tmpBuf
-		horizontal(tmp, img.Pix, 3*W, rowLo, rowHi, hc, cw)
+		horizontal(tmp, img.Pix[stride*(rowLo-wy):], stride, wx, rowHi-rowLo, hc, cw)
 	} else {
-		tmp = img.Pix[3*W*rowLo : 3*W*rowHi]
-		tmpStride, tmpX0 = 3*W, 3*left
+		tmp = img.Pix[stride*(rowLo-wy) : stride*(rowHi-wy)]
+		tmpStride, tmpX0 = stride, 3*(left-wx)
 	}
 
 	if needV {
@@ -417,14 +475,16 @@ func nearest(dst []byte, img RGB, nw, nh, left, top, cw, ch int) {
 	}
 }
 
-func horizontal(tmp, src []byte, srcStride, rowLo, rowHi int, c *coeffs, cw int) {
+// horizontal resamples rows rows of src (stride srcStride, whose first
+// column is source column x0) into tmp, cw columns each.
+func horizontal(tmp, src []byte, srcStride, x0, rows int, c *coeffs, cw int) {
 	const half = 1 << (precisionBits - 1)
 	ks := c.ksize
-	for y := rowLo; y < rowHi; y++ {
+	for y := 0; y < rows; y++ {
 		row := src[y*srcStride : (y+1)*srcStride]
-		o := tmp[(y-rowLo)*3*cw : (y-rowLo+1)*3*cw]
+		o := tmp[y*3*cw : (y+1)*3*cw]
 		for x := 0; x < cw; x++ {
-			xmin, cnt := int(c.bounds[2*x]), int(c.bounds[2*x+1])
+			xmin, cnt := int(c.bounds[2*x])-x0, int(c.bounds[2*x+1])
 			k := c.k[x*ks : x*ks+cnt]
 			p := row[3*xmin : 3*(xmin+cnt)]
 			s0, s1, s2 := int32(half), int32(half), int32(half)

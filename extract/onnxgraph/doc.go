@@ -73,6 +73,26 @@
 // file instead. Save picks one and writes atomically. The weights are
 // streamed from their files, never held in memory.
 //
+// # Quantization
+//
+// QuantizeStatic rewrites a model into QDQ form: DequantizeLinear of
+// symmetric per-output-channel int8 weights and int32 biases, and a
+// QuantizeLinear/DequantizeLinear pair (asymmetric uint8) on the data input
+// and output of every Conv, Gemm and MatMul with a float weight initializer
+// — after the Relu that is an output's only consumer, and with shared
+// parameters across pass-through ops (MaxPool, Flatten, Reshape, Dropout),
+// so that ONNX Runtime fuses them into integer kernels. The ranges come
+// from the caller (extract.Calibrate measures QuantTensors through
+// WithOutputs). It needs opset 13. QuantizeDynamic rewrites only the
+// Linear layers, as ONNX Runtime's quantize_dynamic does
+// (DynamicQuantizeLinear, MatMulInteger, scales in float). Both keep tensor
+// names; Inspect sees a DequantizeLinear of an initializer as a constant,
+// so a static model's fc layers keep their aliases. Weights must be inline.
+//
+// Float16 converts a model to float16 compute with float32 input and
+// output (Casts at both ends); Inspect follows a fc layer's Relu through
+// the final Cast, so aliases keep working.
+//
 // # Generators
 //
 // VGG19 writes a VGG19-architecture model with deterministic random weights

@@ -95,6 +95,12 @@ func analyse(g *Graph) *analysis {
 				a.consts[n.Outputs[0]] = at.T
 			}
 		}
+		// A quantized weight (QuantizeStatic) is a constant of its shape.
+		if n.OpType == "DequantizeLinear" && len(n.Outputs) == 1 {
+			if t := a.inits[input(n, 0)]; t != nil {
+				a.consts[n.Outputs[0]] = t
+			}
+		}
 	}
 	a.order = a.topo()
 	for p, i := range a.order {
@@ -218,7 +224,8 @@ func (a *analysis) inferNode(n *Node) []int64 {
 	switch n.OpType {
 	case "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Dropout", "Identity", "BatchNormalization",
 		"LRN", "Softmax", "LogSoftmax", "Clip", "Elu", "Selu", "HardSigmoid", "HardSwish", "Erf",
-		"Add", "Sub", "Mul", "Div", "Sqrt", "Neg", "Abs", "Exp", "Log", "Pow", "Cast", "InstanceNormalization":
+		"Add", "Sub", "Mul", "Div", "Sqrt", "Neg", "Abs", "Exp", "Log", "Pow", "Cast", "InstanceNormalization",
+		"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear":
 		if x == nil {
 			return nil
 		}
@@ -325,7 +332,7 @@ func (a *analysis) inferNode(n *Node) []int64 {
 			o = w[0]
 		}
 		return []int64{m, o}
-	case "MatMul":
+	case "MatMul", "MatMulInteger":
 		w := a.in(n, 1)
 		if len(x) < 2 || len(w) != 2 {
 			return nil
@@ -445,6 +452,13 @@ func (a *analysis) fcs() []fc {
 				break
 			}
 			t = cn.Outputs[0]
+		}
+		// A float16 model (Float16) casts its output back to float: the
+		// layer is the cast.
+		if cs := a.consumers[f.tensor]; len(cs) == 1 {
+			if c := a.g.Nodes[cs[0]]; c.OpType == "Cast" && c.attrInt("to", 0) == int64(Float) && len(c.Outputs) == 1 {
+				f.tensor = c.Outputs[0]
+			}
 		}
 		r = append(r, f)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/imgvec/imgvec/connector/schedule"
 	"github.com/imgvec/imgvec/connector/urlsource"
+	"github.com/imgvec/imgvec/extract"
 	"github.com/imgvec/imgvec/extract/imaging"
 )
 
@@ -98,13 +99,16 @@ type Job struct {
 	Pool    string // pooling of a token output: cls, mean
 	// Preprocess is a recipe name or a preprocessor_config.json path.
 	Preprocess string
-	Schedule   string
-	TimeZone   string // time_zone
-	Batch      int
-	Device     string
-	Threads    int
-	Workers    int
-	MaxDelete  string // max_delete
+	// Decode is the decode mode: exact (default) or fast (JPEG at a
+	// reduced DCT scale; part of the model id).
+	Decode    string
+	Schedule  string
+	TimeZone  string // time_zone
+	Batch     int
+	Device    string
+	Threads   int
+	Workers   int
+	MaxDelete string // max_delete
 	// RetryFailed (retry_failed) retries ledger items that did not change.
 	RetryFailed bool
 	// Grace is how long in-flight batches may take to commit after
@@ -146,7 +150,7 @@ type Job struct {
 // DefaultJob is a job with every optional key at its default.
 func DefaultJob() Job {
 	return Job{
-		Sink: DefaultSink, Model: DefaultModel, TimeZone: DefaultTimeZone, Batch: DefaultBatch,
+		Sink: DefaultSink, Model: DefaultModel, Decode: extract.DecodeExact, TimeZone: DefaultTimeZone, Batch: DefaultBatch,
 		Device: DefaultDevice, Grace: DefaultGrace, MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels,
 		S3Concurrency: DefaultS3Concurrency, URLConcurrency: DefaultURLConcurrency, URLPerHost: DefaultURLPerHost,
 		URLTimeout: DefaultURLTimeout, UserAgent: DefaultUserAgent,

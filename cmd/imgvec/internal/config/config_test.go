@@ -60,6 +60,7 @@ jobs:
     sink: sqlite://./a.db
     model: ./m.onnx
     layer: fc6
+    decode: fast
     schedule: "30 */5 * * * *"
     time_zone: Europe/Berlin
     batch: 32
@@ -101,7 +102,7 @@ jobs:
 		t.Errorf("serve = %+v, want %+v", f.Serve, wantServe)
 	}
 	a := Job{
-		Name: "a_1", Sources: []string{"/data/a", "file:///data/b"}, Sink: "sqlite://./a.db", Model: "./m.onnx", Layer: "fc6",
+		Name: "a_1", Sources: []string{"/data/a", "file:///data/b"}, Sink: "sqlite://./a.db", Model: "./m.onnx", Layer: "fc6", Decode: "fast",
 		Schedule: "30 */5 * * * *", TimeZone: "Europe/Berlin", Batch: 32, Device: "cuda:1", Threads: 4, Workers: 2,
 		MaxDelete: "10%", RetryFailed: true, Grace: 0, Index: "exact", Include: []string{"**/*.jpg"},
 		Exclude: []string{"tmp/**", "*.bak"}, Extensions: []string{"jpg", "png"}, FollowSymlinks: true,
@@ -155,7 +156,7 @@ serve:
 		`imgvec.yaml:4: jobs[0].batch: "0": want a whole number from 1 to 512`,
 		`imgvec.yaml:5: jobs[0].schedule: "*/15 * *": expected 5 fields (or 6 with seconds, or a descriptor like @every 15m)`,
 		`imgvec.yaml:6: jobs[0].time_zone: "Mars/Olympus": unknown time zone`,
-		`imgvec.yaml:7: jobs[0].colour: unknown key (known: allow_cidr, allow_private_networks, batch, device,`,
+		`imgvec.yaml:7: jobs[0].colour: unknown key (known: allow_cidr, allow_private_networks, batch, decode, device,`,
 		`imgvec.yaml:9: jobs[1].source: empty`,
 		`imgvec.yaml:10: jobs[1].grace: "soon": want a duration from 0s to 1h`,
 		`imgvec.yaml:11: jobs[1].index: "binary": only PostgreSQL sinks`,
@@ -393,5 +394,12 @@ jobs:
 	}
 	if strings.Contains(err.Error(), "pw-") {
 		t.Errorf("a problem shows a secret:\n%s", err)
+	}
+}
+
+func TestDecodeKey(t *testing.T) {
+	_, err := ParseEnv("x.yaml", []byte("jobs:\n  - {name: a, source: x, decode: quick}\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), `x.yaml:2: jobs[0].decode: "quick": decode "quick": want exact or fast`) {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -138,6 +138,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"layer":                   d.str(&j.Layer, nil),
 		"pool":                    d.str(&j.Pool, extract.CheckPool),
 		"preprocess":              d.str(&j.Preprocess, extract.CheckPreprocess),
+		"decode":                  d.str(&j.Decode, checkDecode),
 		"schedule":                d.str(&j.Schedule, checkSchedule),
 		"time_zone":               d.str(&j.TimeZone, checkTimeZone),
 		"batch":                   number(d, &j.Batch, BatchRange),
@@ -411,6 +412,11 @@ func checkTimeZone(s string) error {
 
 func checkDevice(s string) error {
 	_, err := extract.ParseDevice(s)
+	return err
+}
+
+func checkDecode(s string) error {
+	_, err := extract.ParseDecode(s)
 	return err
 }
 

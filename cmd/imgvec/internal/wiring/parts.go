@@ -25,16 +25,17 @@ import (
 // ExtractorSettings is the part of j that OpenExtractor reads: jobs that
 // agree on it can share one extractor (one copy of the weights).
 func ExtractorSettings(j config.Job) config.Job {
-	return config.Job{Model: j.Model, Layer: j.Layer, Preprocess: j.Preprocess, Pool: j.Pool, Batch: j.Batch, Device: j.Device, Threads: j.Threads,
+	return config.Job{Model: j.Model, Layer: j.Layer, Preprocess: j.Preprocess, Decode: j.Decode, Pool: j.Pool, Batch: j.Batch, Device: j.Device, Threads: j.Threads,
 		NoNormalize: j.NoNormalize, IgnoreExifOrientation: j.IgnoreExifOrientation, MaxPixels: j.MaxPixels, Download: j.Download}
 }
 
 // LoadModel resolves j's model without starting ONNX Runtime.
 func LoadModel(ctx context.Context, j config.Job) (*extract.Model, error) {
-	if err := errors.Join(extract.CheckPreprocess(j.Preprocess), extract.CheckPool(j.Pool)); err != nil {
+	fast, decodeErr := extract.ParseDecode(j.Decode)
+	if err := errors.Join(extract.CheckPreprocess(j.Preprocess), extract.CheckPool(j.Pool), decodeErr); err != nil {
 		return nil, Usage(err)
 	}
-	return extract.LoadModel(ctx, j.Model, j.Layer, extract.LoadOptions{Download: j.Download, Pool: j.Pool, Preprocess: j.Preprocess})
+	return extract.LoadModel(ctx, j.Model, j.Layer, extract.LoadOptions{Download: j.Download, Pool: j.Pool, Preprocess: j.Preprocess, FastDecode: fast})
 }
 
 // OpenExtractor loads j's model and opens an ONNX Runtime session on it.
