@@ -90,14 +90,7 @@ const quantTinyMinCosine = 0.98
 func TestQuantizeStaticTiny(t *testing.T) {
 	requireRuntime(t)
 	names, data, tensors := testImages(t)
-	b, err := os.ReadFile(tinyModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxgraph.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, fp32Size := parseTiny(t)
 	fp32 := embedAll(t, tinyModel, names, data)
 	for _, pct := range []float64{0, 99.99} {
 		ranges, err := Calibrate(context.Background(), m, tensors, imaging.ImageNet, CalibrateOptions{Percentile: pct})
@@ -130,7 +123,7 @@ func TestQuantizeStaticTiny(t *testing.T) {
 		}
 		fi, _ := os.Stat(path)
 		t.Logf("percentile %g: %d images, cosine to fp32 min %.5f mean %.5f, top-3 overlap %.3f, size %d -> %d bytes",
-			pct, len(names), lo, sum/float64(len(fp32)), NeighbourOverlap(fp32, int8, 3), len(b), fi.Size())
+			pct, len(names), lo, sum/float64(len(fp32)), NeighbourOverlap(fp32, int8, 3), fp32Size, fi.Size())
 		if lo < quantTinyMinCosine {
 			t.Errorf("percentile %g: min cosine %.5f below %g", pct, lo, quantTinyMinCosine)
 		}
@@ -159,14 +152,7 @@ func TestQuantizeNeedsOpset13(t *testing.T) {
 func TestQuantizeDynamicTiny(t *testing.T) {
 	requireRuntime(t)
 	names, data, _ := testImages(t)
-	b, err := os.ReadFile(tinyModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxgraph.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _ := parseTiny(t)
 	l, err := m.Resolve("fc7")
 	if err != nil {
 		t.Fatal(err)
@@ -200,14 +186,7 @@ func TestQuantizeDynamicTiny(t *testing.T) {
 func TestFloat16Tiny(t *testing.T) {
 	requireRuntime(t)
 	names, data, _ := testImages(t)
-	b, err := os.ReadFile(tinyModel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnxgraph.Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _ := parseTiny(t)
 	cut, _, err := m.CutModel("fc7", onnxgraph.CutOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -234,4 +213,18 @@ func TestFloat16Tiny(t *testing.T) {
 	if lo < 0.999 {
 		t.Errorf("min cosine %.6f below 0.999", lo)
 	}
+}
+
+// parseTiny parses the committed tiny model and returns its size in bytes.
+func parseTiny(t *testing.T) (*onnxgraph.Model, int) {
+	t.Helper()
+	b, err := os.ReadFile(tinyModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxgraph.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, len(b)
 }

@@ -12,16 +12,7 @@ func newTensorInt64(name string, dims []int64, vals []int64) *Tensor {
 	for _, v := range vals {
 		raw = binary.LittleEndian.AppendUint64(raw, uint64(v))
 	}
-	var b []byte
-	b = putPackedInt64s(b, 1, dims)
-	b = putVarint(b, 2, uint64(Int64))
-	b = putString(b, 8, name)
-	b = putBytes(b, 9, raw)
-	t, err := parseTensor(b)
-	if err != nil {
-		panic(err) // our own encoding
-	}
-	return t
+	return newTensorRaw(name, Int64, dims, raw)
 }
 
 func (t *Tensor) encode() *chunks {
