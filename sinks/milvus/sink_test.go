@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -64,9 +65,17 @@ func newTestSink(t *testing.T, addr, base string, opts ...Option) *Sink {
 
 func TestConformance(t *testing.T) {
 	milvustest.Each(t, func(t *testing.T, addr string) {
+		opts := []sinktest.Option{sinktest.WithForgeDim(forgeDim)}
+		// Milvus Lite 3.2.2 writes every alias change through one fixed
+		// temporary file (aliases.json.tmp): two alias changes at the same
+		// moment, even on different collections, fail one with "No such
+		// file or directory". Its subtests run one at a time.
+		if addr != os.Getenv(milvustest.Lite.Env) {
+			opts = append(opts, sinktest.WithParallel())
+		}
 		sinktest.Run(t, func(t *testing.T) connector.Sink {
 			return newTestSink(t, addr, testBase(t, addr))
-		}, sinktest.WithForgeDim(forgeDim), sinktest.WithParallel())
+		}, opts...)
 	})
 }
 
