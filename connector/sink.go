@@ -123,3 +123,19 @@ type RunAbandoner interface {
 type DeadRunAbandoner interface {
 	AbandonDeadRuns(ctx context.Context, host string, gone func(schema.Runner) bool, endedAt time.Time, reason string) (int64, error)
 }
+
+// VectorScanner is implemented by sinks that can stream their stored
+// vectors (export, dupes, map). Every sink implements it.
+//
+// ScanVectors calls fn once per stored row of modelID (ledger entries are
+// not rows), with its vector and metadata, in key order: by Source, then
+// Key, comparing bytes — so two scans of the same data give the same
+// sequence. It holds a bounded number of rows in memory whatever the
+// collection size. An error from fn stops the scan and is returned; ctx
+// cancellation returns an error wrapping ctx.Err(). It may run
+// concurrently with searches and status reads, not with a writer's
+// commits on the same collection (rows committed during a scan may or may
+// not be seen).
+type VectorScanner interface {
+	ScanVectors(ctx context.Context, modelID string, fn func(schema.Record) error) error
+}
