@@ -120,7 +120,7 @@ func TestE2EMapSQLite(t *testing.T) {
 	}
 
 	for _, bad := range [][]string{
-		{"--sink", sinkURI},                              // no output
+		{"--sink", sinkURI}, // no output
 		{"--sink", sinkURI, "--png", pic, "--size", "x"}, // bad size
 		{"--sink", sinkURI, "--png", pic, "--color-by", "colour"},
 		{"--sink", sinkURI, "--png", pic, "--sample", "1"},

@@ -377,7 +377,7 @@ func (h *rankHeap) Less(a, b int) bool {
 	return (*h.rows)[h.items[a].row].rank > (*h.rows)[h.items[b].row].rank
 }
 func (h *rankHeap) Swap(a, b int) { h.items[a], h.items[b] = h.items[b], h.items[a] }
-func (h *rankHeap) Push(x any)   { h.items = append(h.items, x.(sampled)) }
+func (h *rankHeap) Push(x any)    { h.items = append(h.items, x.(sampled)) }
 func (h *rankHeap) Pop() any {
 	x := h.items[len(h.items)-1]
 	h.items = h.items[:len(h.items)-1]
