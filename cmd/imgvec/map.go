@@ -63,9 +63,6 @@ func newMapCmd() *cobra.Command {
 			if s.out == "" && s.png == "" {
 				return wiring.Usagef("map: give --out FILE.html, --png FILE.png or both")
 			}
-			if err := s.check(); err != nil {
-				return err
-			}
 			width, height, err := parseSize(s.size)
 			if err != nil {
 				return err
@@ -113,11 +110,11 @@ func newMapCmd() *cobra.Command {
 	registerSourceFlags(f, &j) // the thumbnails are read through the sources
 	f.StringArrayVar(&j.Sources, "source", nil, "a source the rows came from, as given to sync (an S3 endpoint, say), to read thumbnails through; other sources are opened from their stored names")
 	f.StringVar(&j.Sink, "sink", defaultSink, "where vectors are: sqlite://PATH, postgres://… or milvus://…")
-	f.IntVar(&s.limit, "limit", 0, "map at most this many vectors, the first in key order (0: all)")
-	f.IntVar(&s.sample, "sample", 10000, "lay out this many vectors (a seeded sample) and place the others near their nearest sampled ones")
-	f.IntVar(&s.thumbs, "thumbs", 10000, "thumbnails for at most this many points (the sample's first; others show a grey tile)")
-	f.IntVar(&s.thumbSize, "thumb-size", 64, "thumbnail size in pixels")
-	f.IntVar(&s.neighbours, "neighbours", 8, "nearest neighbours listed for each point")
+	rangeVar(f, &s.limit, "limit", "", 0, config.MapLimitRange, "map at most this many vectors, the first in key order (0: all)")
+	rangeVar(f, &s.sample, "sample", "", 10000, config.MapSampleRange, "lay out this many vectors (a seeded sample) and place the others near their nearest sampled ones")
+	rangeVar(f, &s.thumbs, "thumbs", "", 10000, config.MapThumbsRange, "thumbnails for at most this many points (the sample's first; others show a grey tile)")
+	rangeVar(f, &s.thumbSize, "thumb-size", "", 64, config.MapThumbSizeRange, "thumbnail size in pixels")
+	rangeVar(f, &s.neighbours, "neighbours", "", 8, config.MapNeighboursRange, "nearest neighbours listed for each point")
 	f.Int64Var(&s.seed, "seed", 1, "seed of the sample and the layout: the same data and seed give the same map")
 	f.StringVar(&s.colorBy, "color-by", "source", "colour points by source, format or meta:NAME (a metadata field)")
 	f.StringVar(&s.out, "out", "", "write the map as one self-contained HTML file")
@@ -126,22 +123,6 @@ func newMapCmd() *cobra.Command {
 	cf.register(f)
 	cf.registerJob(f)
 	return cmd
-}
-
-func (s mapSettings) check() error {
-	switch {
-	case s.limit < 0:
-		return wiring.Usagef("map: --limit %d: want 0 (all) or more", s.limit)
-	case s.sample < 2 || s.sample > 50000:
-		return wiring.Usagef("map: --sample %d: want 2 to 50000 (the layout's cost grows with its square)", s.sample)
-	case s.thumbs < 0:
-		return wiring.Usagef("map: --thumbs %d: want 0 or more", s.thumbs)
-	case s.thumbSize < 8 || s.thumbSize > 256:
-		return wiring.Usagef("map: --thumb-size %d: want 8 to 256", s.thumbSize)
-	case s.neighbours < 0 || s.neighbours > 50:
-		return wiring.Usagef("map: --neighbours %d: want 0 to 50", s.neighbours)
-	}
-	return nil
 }
 
 func parseSize(s string) (int, int, error) {
