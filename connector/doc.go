@@ -3,8 +3,10 @@
 // and changed items in batches, writes them, records per-item failures in
 // the ledger, and deletes vanished items after a complete listing.
 //
-// Interfaces: Source (source.go), Sink/Searcher/StatusReader (sink.go) and
-// Embedder (embedder.go) carry their contracts in their doc comments; a
+// Interfaces: Source (source.go), Sink/Searcher/StatusReader/VectorScanner
+// (sink.go; ScanByIDs in scan.go builds a VectorScanner from an ordered id
+// listing) and Embedder (embedder.go) carry their contracts in their doc
+// comments; a
 // Source may also be an ItemReader (reads that give the fingerprint the
 // bytes were read at, and item metadata) and a ConcurrentSource (how many
 // reads to keep in flight). The folder source is in connector/folder, the

@@ -17,11 +17,13 @@ import (
 	"github.com/imgvec/imgvec/sinks/sqlite"
 )
 
-// Sink is what every registered sink is: it syncs, searches and reports.
+// Sink is what every registered sink is: it syncs, searches, reports and
+// streams its vectors in key order (export, dupes, map).
 type Sink interface {
 	connector.Sink
 	connector.Searcher
 	connector.StatusReader
+	connector.VectorScanner
 	// OpenRead opens for Status, Search and Get without a model, and never
 	// creates or migrates anything.
 	OpenRead(ctx context.Context) error

@@ -281,8 +281,9 @@ func (s *Sink) Delete(ctx context.Context, source string, ids []string) error {
 }
 
 var (
-	_ connector.Searcher     = (*Sink)(nil)
-	_ connector.StatusReader = (*Sink)(nil)
+	_ connector.Searcher      = (*Sink)(nil)
+	_ connector.StatusReader  = (*Sink)(nil)
+	_ connector.VectorScanner = (*Sink)(nil)
 )
 
 // Get returns the row with id, with its vector.
@@ -350,6 +351,33 @@ func (s *Sink) Search(ctx context.Context, modelID string, vec []float32, k int)
 		return strings.Compare(a.ID, b.ID)
 	})
 	return hits[:min(k, len(hits))], nil
+}
+
+// ScanVectors yields the rows of modelID by source, then key (copies,
+// taken under the lock at the start: the fake holds everything in memory
+// anyway).
+func (s *Sink) ScanVectors(ctx context.Context, modelID string, fn func(schema.Record) error) error {
+	s.mu.Lock()
+	var recs []schema.Record
+	for _, r := range s.rows {
+		if r.ModelID == modelID {
+			r.Vector, r.Metadata = slices.Clone(r.Vector), maps.Clone(r.Metadata)
+			recs = append(recs, r)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(recs, func(a, b schema.Record) int {
+		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Key, b.Key))
+	})
+	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("fake sink: scan vectors of %s: %w", modelID, err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func norm(v []float32) float64 {

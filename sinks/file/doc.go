@@ -10,5 +10,9 @@
 // leaves a truncated matrix behind. Failures are kept in memory for the
 // summary (Failures).
 //
+// It does not implement connector.VectorScanner: it is write-only (its
+// outputs are read with NumPy or any JSON reader), keeps no source,
+// fingerprint or metadata to give back, and no --sink URI names it.
+//
 // Concurrency: like every Sink, Write is called by one goroutine at a time.
 package file

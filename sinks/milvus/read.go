@@ -341,3 +341,65 @@ func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
 	st.Runs = st.Runs[:min(len(st.Runs), 10)]
 	return st, nil
 }
+
+var _ connector.VectorScanner = (*Sink)(nil)
+
+// ScanVectors streams the rows of modelID in key order. Milvus cannot sort
+// a query, so the scan pages through the model's collection for (source,
+// key, id) alone, sorts those in memory — about 100 bytes a row plus the
+// key's length: some 150 MB at 1M rows, the one cost that grows with the
+// collection — and then reads the rows with their vectors by id,
+// lookupChunk at a time. Reads are Strong.
+func (s *Sink) ScanVectors(ctx context.Context, modelID string, fn func(schema.Record) error) error {
+	c, items, _, err := s.state()
+	if err != nil {
+		return err
+	}
+	ic, ok := items[modelID]
+	if !ok {
+		return nil
+	}
+	wrap := func(err error) error { return fmt.Errorf("scan vectors of %s in %s: %w", modelID, ic.name, err) }
+	type entry struct{ source, key, id string }
+	var keys []entry
+	err = scan(ctx, c, ic.name, eq(fModelID, modelID), []string{fID, fSource, fKey}, func(rs client.ResultSet) error {
+		for i := range rs.Len() {
+			r := row{rs, i}
+			keys = append(keys, entry{r.str(fSource), r.str(fKey), r.str(fID)})
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].source != keys[j].source {
+			return keys[i].source < keys[j].source
+		}
+		return keys[i].key < keys[j].key
+	})
+	list := func(yield func(string) error) error {
+		for _, e := range keys {
+			if err := yield(e.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	fetch := func(ctx context.Context, ids []string) (map[string]schema.Record, error) {
+		rs, err := c.Query(ctx, ic.name, nil, inList(fID, ids), append(itemFields, fVector), strong)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]schema.Record, rs.Len())
+		for i := range rs.Len() {
+			rec, err := row{rs, i}.record()
+			if err != nil {
+				return nil, err
+			}
+			out[rec.ID] = rec
+		}
+		return out, nil
+	}
+	return connector.ScanByIDs(ctx, lookupChunk, list, fetch, fn, wrap)
+}

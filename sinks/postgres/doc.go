@@ -136,6 +136,11 @@
 // a Delete of many ids or a migration on a large table may rightly take
 // long, and lock waits, not slow statements, were what hung.
 //
+// ScanVectors (connector.VectorScanner) is one ordered query in a
+// REPEATABLE READ, read-only transaction: ORDER BY source, key with
+// COLLATE "C" (bytes, whatever the database's locale); the server sorts,
+// spilling past work_mem, and the client holds one row at a time.
+//
 // # Search and index strategies
 //
 // pgvector's HNSW/IVFFlat indexes stop at 2,000 dimensions for vector

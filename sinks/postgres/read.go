@@ -363,3 +363,50 @@ func (s *Sink) statusTx(ctx context.Context, pool *pgxpool.Pool, st *connector.S
 		return nil
 	})
 }
+
+// ScanVectors streams the rows of modelID in key order from one snapshot
+// (REPEATABLE READ, read only). The server sorts (spilling to disk beyond
+// work_mem) with the "C" collation, which compares bytes whatever the
+// database's locale; the client holds one row at a time.
+func (s *Sink) ScanVectors(ctx context.Context, modelID string, fn func(schema.Record) error) error {
+	pool, _, err := s.state(false)
+	if err != nil {
+		return err
+	}
+	items := s.names.Qualified("")
+	var fnErr error
+	// The table is locked first, so that a lock timeout (retried by
+	// waitLocks) comes before fn has seen any row.
+	err = s.waitLocks(ctx, "scan vectors of "+modelID, pool, func() error {
+		return s.lockedTx(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `LOCK TABLE `+items+` IN ACCESS SHARE MODE`); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT `+recordColumns+`, embedding::vector FROM `+items+`
+			WHERE model_id = $1 ORDER BY source COLLATE "C", key COLLATE "C"`, modelID)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var v pgvector.Vector
+				rec, err := scanRecord(rows, &v)
+				if err != nil {
+					return err
+				}
+				rec.Vector = v.Slice()
+				if fnErr = fn(rec); fnErr != nil {
+					return fnErr
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	})
+	if fnErr != nil {
+		return fnErr
+	}
+	return s.wrap("scan vectors of "+modelID, err)
+}

@@ -78,9 +78,10 @@ type Sink struct {
 }
 
 var (
-	_ connector.Sink         = (*Sink)(nil)
-	_ connector.Searcher     = (*Sink)(nil)
-	_ connector.StatusReader = (*Sink)(nil)
+	_ connector.Sink          = (*Sink)(nil)
+	_ connector.Searcher      = (*Sink)(nil)
+	_ connector.StatusReader  = (*Sink)(nil)
+	_ connector.VectorScanner = (*Sink)(nil)
 )
 
 // New parses dsn, a libpq-style URL

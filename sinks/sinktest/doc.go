@@ -12,8 +12,8 @@
 //     file, schema, database or collection), cleaned up by t.Cleanup. The
 //     store must accept Open without a manual migration step (use the
 //     sink's auto-migrate option, or migrate in newSink).
-//   - The sink also implements connector.Searcher and
-//     connector.StatusReader.
+//   - The sink also implements connector.Searcher,
+//     connector.StatusReader and connector.VectorScanner.
 //   - Close may be called more than once; Open after Close reconnects to
 //     the same store, possibly with another model (the suite switches
 //     models that way, as a later sync with a new model would).
@@ -59,4 +59,10 @@
 //     with its vector bit for bit; Status lists models, ledger counts per
 //     class, the 10 newest ledger entries and the 10 newest runs.
 //   - A 4096-d vector (VGG19 fc7) round-trips.
+//   - ScanVectors(modelID) yields every row of that model id and no other
+//     (ledger entries are not rows), whole and with its vector bit for bit,
+//     ordered by source and then key comparing bytes (not a locale's
+//     collation), across more rows than one page; fn's error is returned
+//     as is, and a cancelled ctx stops the scan with an error wrapping
+//     ctx.Err().
 package sinktest

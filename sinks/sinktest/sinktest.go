@@ -74,6 +74,7 @@ func Run(t *testing.T, newSink func(t *testing.T) connector.Sink, opts ...Option
 		{"AbandonRuns", testAbandonRuns},
 		{"AbandonDeadRuns", testAbandonDeadRuns},
 		{"RoundTrip4096", testRoundTrip4096},
+		{"ScanVectors", testScanVectors},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -55,6 +55,13 @@
 // (2006-01-02T15:04:05.000000000Z). Every time round-trips to the
 // nanosecond (TimePrecision).
 //
+// # Scanning vectors
+//
+// ScanVectors (connector.VectorScanner) reads one snapshot: SQLite sorts
+// the model's (source, key, id) alone (BINARY collation: bytes; its sorter
+// spills to temporary files past its memory budget), and the rows with
+// their vectors are read by primary key, 256 at a time.
+//
 // # Search: exact scan, not vec0
 //
 // Search computes vec_distance_cosine over the rows of one model id and

@@ -331,3 +331,68 @@ func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
 	}
 	return st, nil
 }
+
+// scanBatch is how many rows ScanVectors reads by id at a time.
+const scanBatch = 256
+
+// ScanVectors streams the rows of modelID in key order, from one snapshot
+// (a read transaction). SQLite sorts only (source, key, id) — its sorter
+// spills to temporary files beyond its memory budget, and compares TEXT
+// bytewise (BINARY collation) — and the rows with their vectors are then
+// read by primary key, scanBatch at a time.
+func (s *Sink) ScanVectors(ctx context.Context, modelID string, fn func(schema.Record) error) error {
+	_, r, _, err := s.state()
+	if err != nil {
+		return err
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("sqlite sink %s: scan vectors of %s: %w", s.path, modelID, err)
+	}
+	tx, err := r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return wrap(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	list := func(yield func(string) error) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM items WHERE model_id = ? ORDER BY source, key`, modelID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			if err := yield(id); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	fetch := func(ctx context.Context, ids []string) (map[string]schema.Record, error) {
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+recordColumns+`, vector FROM items WHERE id IN (`+placeholders(len(ids))+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		out := make(map[string]schema.Record, len(ids))
+		for rows.Next() {
+			var b []byte
+			rec, err := scanRecord(rows, &b)
+			if err != nil {
+				return nil, err
+			}
+			if rec.Vector, err = decodeVector(b); err != nil {
+				return nil, fmt.Errorf("row %s: %w", rec.ID, err)
+			}
+			out[rec.ID] = rec
+		}
+		return out, rows.Err()
+	}
+	return connector.ScanByIDs(ctx, scanBatch, list, fetch, fn, wrap)
+}

@@ -52,9 +52,10 @@ type Sink struct {
 }
 
 var (
-	_ connector.Sink         = (*Sink)(nil)
-	_ connector.Searcher     = (*Sink)(nil)
-	_ connector.StatusReader = (*Sink)(nil)
+	_ connector.Sink          = (*Sink)(nil)
+	_ connector.Searcher      = (*Sink)(nil)
+	_ connector.StatusReader  = (*Sink)(nil)
+	_ connector.VectorScanner = (*Sink)(nil)
 )
 
 // New parses uri ("sqlite://PATH"; "sqlite://" alone means ./imgvec.db)

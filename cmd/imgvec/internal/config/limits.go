@@ -44,6 +44,20 @@ var (
 	URLTimeoutRange = Range[time.Duration]{time.Second, time.Hour}
 	// SearchKRange (search -k): results per query.
 	SearchKRange = Range[int]{1, 10_000}
+	// MapLimitRange (map --limit): rows mapped, 0 = all; each holds its
+	// key and position in memory.
+	MapLimitRange = Range[int]{0, 10_000_000}
+	// MapSampleRange (map --sample): rows laid out; the neighbour search
+	// grows with its square (about a minute at the maximum on 2 cores).
+	MapSampleRange = Range[int]{2, 50_000}
+	// MapThumbsRange (map --thumbs): thumbnails read and decoded, each a
+	// few kB of the page.
+	MapThumbsRange = Range[int]{0, 100_000}
+	// MapThumbSizeRange (map --thumb-size): pixels per side.
+	MapThumbSizeRange = Range[int]{8, 256}
+	// MapNeighboursRange (map --neighbours): listed per point; the layout
+	// finds 15 candidates.
+	MapNeighboursRange = Range[int]{0, 15}
 )
 
 // String is "MIN to MAX".
