@@ -373,27 +373,8 @@ func TestRunCancelled(t *testing.T) {
 // flight neither fails nor changes the others' concurrent runs.
 func TestInferConcurrent(t *testing.T) {
 	x := loadTiny(t, Options{BatchSize: 4})
-	ents, err := os.ReadDir(imagesDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var prepared []*schema.Prepared
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(imagesDir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p, err := x.Prepare(e.Name(), data); err == nil {
-			prepared = append(prepared, p)
-			defer x.Release(p)
-		}
-	}
-	if len(prepared) < 8 {
-		t.Fatalf("only %d test images prepared", len(prepared))
-	}
+	prepared := prepareTestImages(t, x)
+	var err error
 	// Every worker has a batch of its own (different images in a different
 	// order), all of one size, so that any buffer shared between calls
 	// would be overwritten by another worker's images of the same size.
@@ -494,6 +475,34 @@ func TestInferConcurrent(t *testing.T) {
 	}
 }
 
+// prepareTestImages prepares every test image x can decode (at least 8),
+// released when the test ends.
+func prepareTestImages(t *testing.T, x *Extractor) []*schema.Prepared {
+	t.Helper()
+	ents, err := os.ReadDir(imagesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prepared []*schema.Prepared
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(imagesDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := x.Prepare(e.Name(), data); err == nil {
+			prepared = append(prepared, p)
+			t.Cleanup(func() { x.Release(p) })
+		}
+	}
+	if len(prepared) < 8 {
+		t.Fatalf("only %d test images prepared", len(prepared))
+	}
+	return prepared
+}
+
 func TestCUDAUnavailableIsClear(t *testing.T) {
 	requireRuntime(t)
 	m, err := LoadModel(context.Background(), tinyModel, "fc7", LoadOptions{})
@@ -555,6 +564,75 @@ func TestParseDevice(t *testing.T) {
 	for _, bad := range []string{"cpu:1", "cuda:-1", "cuda:x", "tpu"} {
 		if _, err := ParseDevice(bad); err == nil {
 			t.Errorf("ParseDevice(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseDevices(t *testing.T) {
+	for in, want := range map[string]string{"cpu": "cpu", "cpu,cpu": "cpu cpu", "cuda:0, cuda:1": "cuda:0 cuda:1", "gpu:1,cuda:0": "cuda:1 cuda:0", "trt:2": "tensorrt:2"} {
+		devs, err := ParseDevices(in)
+		var got []string
+		for _, d := range devs {
+			got = append(got, d.String())
+		}
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("ParseDevices(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for bad, why := range map[string]string{
+		"cuda:0,cuda:0":     "listed twice",
+		"cuda,cuda:0":       "listed twice",
+		"cpu,cuda:0":        "different kinds",
+		"cuda:0,tensorrt:1": "different kinds",
+		"cuda:0,":           "entry 2 is empty",
+		"cuda:256":          "0 to 255",
+		"cuda:0,npu":        "want cpu, cuda",
+		strings.Repeat("cpu,", 16) + "cpu": "at most 16",
+	} {
+		if _, err := ParseDevices(bad); err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("ParseDevices(%q) = %v; want an error saying %q", bad, err, why)
+		}
+	}
+}
+
+// TestMultiDeviceBitIdentical: an Extractor on two CPU sessions runs
+// concurrent batches on both and gives, bit for bit, the vectors of one
+// session.
+func TestMultiDeviceBitIdentical(t *testing.T) {
+	one := loadTiny(t, Options{BatchSize: 4})
+	two := loadTiny(t, Options{BatchSize: 4, Devices: []Device{{Kind: "cpu"}, {Kind: "cpu"}}})
+	if one.InferConcurrency() != 1 || two.InferConcurrency() != 2 {
+		t.Fatalf("InferConcurrency %d and %d, want 1 and 2", one.InferConcurrency(), two.InferConcurrency())
+	}
+	prepared := prepareTestImages(t, one)
+	var batches [][]*schema.Prepared
+	for i := 0; i < len(prepared); i += 3 {
+		batches = append(batches, prepared[i:min(i+3, len(prepared))])
+	}
+	got := make([][]schema.VectorResult, len(batches))
+	errs := make([]error, len(batches))
+	var wg sync.WaitGroup
+	for i, b := range batches {
+		wg.Go(func() { got[i], errs[i] = two.Infer(context.Background(), b) })
+	}
+	wg.Wait()
+	for i, b := range batches {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		want, err := one.Infer(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range b {
+			if want[j].Err != nil || got[i][j].Err != nil {
+				t.Fatalf("%s: %v / %v", b[j].Key, want[j].Err, got[i][j].Err)
+			}
+			for k, v := range got[i][j].Vector {
+				if math.Float32bits(v) != math.Float32bits(want[j].Vector[k]) {
+					t.Fatalf("%s: vector[%d] = %v on two sessions, %v on one", b[j].Key, k, v, want[j].Vector[k])
+				}
+			}
 		}
 	}
 }

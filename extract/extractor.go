@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 
 	"github.com/imgvec/imgvec/extract/imaging"
@@ -22,7 +23,13 @@ type runner interface {
 
 // Options configures an Extractor.
 type Options struct {
-	Session   SessionOptions
+	Session SessionOptions
+	// Devices, when set, opens one session per device (Session.Device is
+	// ignored) and runs each batch on whichever is free; InferConcurrency
+	// says how many Infer calls keep them all busy. Several CPU sessions
+	// share the cores: without Session.IntraOpThreads each gets
+	// runtime.NumCPU()/len(Devices) threads.
+	Devices   []Device
 	BatchSize int // images per inference batch; defaults to 16
 	// NoNormalize keeps raw activations; by default vectors are L2-normalised.
 	NoNormalize bool
@@ -36,6 +43,7 @@ type Options struct {
 // closes it, once no call is in flight.
 type Extractor struct {
 	sess     runner
+	sessions int // how many sessions sess runs on
 	spec     imaging.Spec
 	opts     Options
 	identity schema.ModelIdentity
@@ -43,15 +51,34 @@ type Extractor struct {
 	inputs   sync.Pool // *[]float32: the input of one Run, owned by that call until it returns
 }
 
-// New opens a session on model and returns an Extractor for it.
+// New opens a session on model (one per device of opts.Devices) and
+// returns an Extractor for it.
 func New(model *Model, opts Options) (*Extractor, error) {
 	so := opts.Session
 	so.ExternalDataDir = model.DataDir
-	sess, err := NewSession(model.Bytes, so)
-	if err != nil {
-		return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+	devs := opts.Devices
+	if len(devs) == 0 {
+		devs = []Device{so.Device}
 	}
-	return newExtractor(model, sess, opts)
+	if so.IntraOpThreads <= 0 && len(devs) > 1 && devs[0].Kind == "cpu" {
+		so.IntraOpThreads = max(1, runtime.NumCPU()/len(devs))
+	}
+	sessions := make([]runner, 0, len(devs))
+	for _, d := range devs {
+		so.Device = d
+		sess, err := NewSession(model.Bytes, so)
+		if err != nil {
+			for _, s := range sessions {
+				s.Close()
+			}
+			return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+		}
+		sessions = append(sessions, sess)
+	}
+	if len(sessions) == 1 {
+		return newExtractor(model, sessions[0], opts)
+	}
+	return newExtractor(model, newSessionSet(sessions), opts)
 }
 
 func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
@@ -72,7 +99,10 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	// copy of the graph, and the model's bytes (over 500 MB for VGG19) can
 	// be collected.
 	opts.Decode.Spec = spec // decode only what the preprocessing reads
-	x := &Extractor{sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
+	x := &Extractor{sess: sess, sessions: 1, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
+	if set, ok := sess.(*sessionSet); ok {
+		x.sessions = len(set.all)
+	}
 	n := 3 * ph * pw
 	x.tensors.New = func() any { t := make([]float32, n); return &t }
 	x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
@@ -84,6 +114,10 @@ func (x *Extractor) Identity() schema.ModelIdentity { return x.identity }
 
 // BatchSize is the configured number of images per Infer call.
 func (x *Extractor) BatchSize() int { return x.opts.BatchSize }
+
+// InferConcurrency is how many Infer calls keep every session busy: one
+// per device (connector.ConcurrentEmbedder).
+func (x *Extractor) InferConcurrency() int { return x.sessions }
 
 // Prepare decodes and preprocesses one image. Errors are *schema.ItemError.
 func (x *Extractor) Prepare(key string, data []byte) (*schema.Prepared, error) {

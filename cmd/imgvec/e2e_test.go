@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -760,6 +761,50 @@ func TestE2EDeviceCUDA(t *testing.T) {
 	r := mustCode(t, exitUsage, tmp, "embed", img, "--model", e2eModel, "--device", "npu", "--out", "v.npy")
 	if !strings.Contains(r.stderr, "cuda") {
 		t.Errorf("--device npu: message should list the devices: %s", r)
+	}
+}
+
+// TestE2EMultiDevice: --device cpu,cpu runs one session per device and
+// stores, bit for bit, the vectors of a one-device run (and the vector
+// oracle's); a bad device list is a usage error naming --device, on the
+// command line and in a config file.
+func TestE2EMultiDevice(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	states := map[string]dbState{}
+	for _, dev := range []string{"cpu", "cpu,cpu"} {
+		db := filepath.Join(tmp, strings.ReplaceAll(dev, ",", "-")+".db")
+		mustCode(t, exitOK, tmp, "sync", "-q", "--source", e2eImages, "--exclude", "bad/**", "--sink", "sqlite://"+db,
+			"--model", e2eModel, "--batch", "2", "--device", dev)
+		states[dev] = readDB(t, db)
+	}
+	one, two := states["cpu"], states["cpu,cpu"]
+	if len(two.Items) < 8 || len(two.Items) != len(one.Items) {
+		t.Fatalf("%d rows on two sessions, %d on one", len(two.Items), len(one.Items))
+	}
+	var model string
+	for id, it := range two.Items {
+		model = it.ModelID
+		want, ok := one.Items[id]
+		if !ok || !slices.Equal(want.Vector, it.Vector) {
+			t.Errorf("%s: the vector stored by --device cpu,cpu differs from --device cpu's", it.Key)
+		}
+	}
+	checkOracleSQLite(t, two, e2eImages, model)
+
+	for _, bad := range []string{"cuda:0,cuda:0", "cpu,cuda:0", "cuda:256", "cpu,"} {
+		r := mustCode(t, exitUsage, tmp, "embed", filepath.Join(e2eImages, "small.jpg"), "--model", e2eModel, "--device", bad, "--out", "v.npy")
+		if !strings.Contains(r.stderr, "--device") {
+			t.Errorf("--device %s: the message does not name --device: %s", bad, r)
+		}
+	}
+	cfg := filepath.Join(tmp, "imgvec.yaml")
+	if err := os.WriteFile(cfg, []byte("jobs:\n  - name: a\n    source: "+e2eImages+"\n    device: cuda:1,cuda:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustCode(t, exitUsage, tmp, "config", "check", "--config", cfg)
+	if !strings.Contains(r.stdout+r.stderr, "jobs[0].device") || !strings.Contains(r.stdout+r.stderr, "listed twice") {
+		t.Errorf("config check of a duplicate device: %s", r)
 	}
 }
 

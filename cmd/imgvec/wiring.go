@@ -22,7 +22,7 @@ func registerModelFlags(fs *pflag.FlagSet, j *config.Job) {
 	fs.StringVar(&j.Decode, "decode", extract.DecodeExact, "exact (as Pillow decodes) or fast (JPEG at 1/2, 1/4 or 1/8 scale in the DCT domain; part of the model id)")
 	fs.StringVar(&j.Pool, "pool", "", "pool a token output [N,T,D] (ViT/DINOv2 last_hidden_state): cls or mean")
 	rangeVar(fs, &j.Batch, "batch", "", config.DefaultBatch, config.BatchRange, "images per inference batch")
-	fs.StringVar(&j.Device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]")
+	fs.StringVar(&j.Device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]; a comma-separated list (cuda:0,cuda:1) runs one session per device")
 	rangeVar(fs, &j.Threads, "threads", "", 0, config.ThreadsRange, "ONNX Runtime intra-op threads; 0 = number of CPUs")
 	fs.BoolVar(&j.NoNormalize, "no-normalize", false, "keep raw activations (default: L2-normalised vectors)")
 	fs.BoolVar(&j.IgnoreExifOrientation, "ignore-exif-orientation", false, "do not rotate images by their EXIF orientation (the torchvision recipe does not)")

@@ -411,7 +411,7 @@ func checkTimeZone(s string) error {
 }
 
 func checkDevice(s string) error {
-	_, err := extract.ParseDevice(s)
+	_, err := extract.ParseDevices(s)
 	return err
 }
 

@@ -40,16 +40,17 @@ func LoadModel(ctx context.Context, j config.Job) (*extract.Model, error) {
 
 // OpenExtractor loads j's model and opens an ONNX Runtime session on it.
 func OpenExtractor(ctx context.Context, j config.Job) (*extract.Extractor, error) {
-	dev, err := extract.ParseDevice(j.Device)
+	devs, err := extract.ParseDevices(j.Device)
 	if err != nil {
-		return nil, Usage(err)
+		return nil, Usagef("--device: %v", err)
 	}
 	m, err := LoadModel(ctx, j)
 	if err != nil {
 		return nil, err
 	}
 	x, err := extract.New(m, extract.Options{
-		Session:     extract.SessionOptions{Device: dev, IntraOpThreads: j.Threads},
+		Session:     extract.SessionOptions{IntraOpThreads: j.Threads},
+		Devices:     devs,
 		BatchSize:   j.Batch,
 		NoNormalize: j.NoNormalize,
 		Decode:      imaging.DecodeOptions{MaxPixels: j.MaxPixels, IgnoreOrientation: j.IgnoreExifOrientation},
