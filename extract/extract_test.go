@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -633,6 +634,24 @@ func TestMultiDeviceBitIdentical(t *testing.T) {
 					t.Fatalf("%s: vector[%d] = %v on two sessions, %v on one", b[j].Key, k, v, want[j].Vector[k])
 				}
 			}
+		}
+	}
+}
+
+// TestProviderOptionsTF32: the CUDA provider gets use_tf32=1 unless NoTF32,
+// and its device ordinal; TensorRT gets no CUDA-only option, the CPU none.
+func TestProviderOptionsTF32(t *testing.T) {
+	for _, tc := range []struct {
+		opts SessionOptions
+		want map[string]string
+	}{
+		{SessionOptions{Device: Device{Kind: "cuda", ID: 1}}, map[string]string{"device_id": "1", "use_tf32": "1"}},
+		{SessionOptions{Device: Device{Kind: "cuda"}, NoTF32: true}, map[string]string{"device_id": "0", "use_tf32": "0"}},
+		{SessionOptions{Device: Device{Kind: "tensorrt", ID: 2}}, map[string]string{"device_id": "2"}},
+		{SessionOptions{Device: Device{Kind: "cpu"}}, nil},
+	} {
+		if got := providerOptions(tc.opts); !maps.Equal(got, tc.want) {
+			t.Errorf("providerOptions(%+v) = %v, want %v", tc.opts, got, tc.want)
 		}
 	}
 }

@@ -23,6 +23,7 @@ func registerModelFlags(fs *pflag.FlagSet, j *config.Job) {
 	fs.StringVar(&j.Pool, "pool", "", "pool a token output [N,T,D] (ViT/DINOv2 last_hidden_state): cls or mean")
 	rangeVar(fs, &j.Batch, "batch", "", config.DefaultBatch, config.BatchRange, "images per inference batch")
 	fs.StringVar(&j.Device, "device", config.DefaultDevice, "cpu, cuda[:N] or tensorrt[:N]; a comma-separated list (cuda:0,cuda:1) runs one session per device")
+	fs.BoolVar(&j.TF32, "tf32", true, "CUDA: run float32 convolutions and matrix products in TensorFloat-32 (faster; --tf32=false for full float32)")
 	rangeVar(fs, &j.Threads, "threads", "", 0, config.ThreadsRange, "ONNX Runtime intra-op threads; 0 = number of CPUs")
 	fs.BoolVar(&j.NoNormalize, "no-normalize", false, "keep raw activations (default: L2-normalised vectors)")
 	fs.BoolVar(&j.IgnoreExifOrientation, "ignore-exif-orientation", false, "do not rotate images by their EXIF orientation (the torchvision recipe does not)")

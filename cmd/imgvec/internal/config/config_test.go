@@ -65,6 +65,7 @@ jobs:
     time_zone: Europe/Berlin
     batch: 32
     device: cuda:1
+    tf32: false
     threads: 4
     workers: 2
     max_delete: 10%

@@ -143,6 +143,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"time_zone":               d.str(&j.TimeZone, checkTimeZone),
 		"batch":                   number(d, &j.Batch, BatchRange),
 		"device":                  d.str(&j.Device, checkDevice),
+		"tf32":                    d.boolean(&j.TF32),
 		"threads":                 number(d, &j.Threads, ThreadsRange),
 		"workers":                 number(d, &j.Workers, WorkersRange),
 		"max_delete":              d.str(&j.MaxDelete, checkMaxDelete),
