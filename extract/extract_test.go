@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -581,13 +582,13 @@ func TestParseDevices(t *testing.T) {
 		}
 	}
 	for bad, why := range map[string]string{
-		"cuda:0,cuda:0":     "listed twice",
-		"cuda,cuda:0":       "listed twice",
-		"cpu,cuda:0":        "different kinds",
-		"cuda:0,tensorrt:1": "different kinds",
-		"cuda:0,":           "entry 2 is empty",
-		"cuda:256":          "0 to 255",
-		"cuda:0,npu":        "want cpu, cuda",
+		"cuda:0,cuda:0":                    "listed twice",
+		"cuda,cuda:0":                      "listed twice",
+		"cpu,cuda:0":                       "different kinds",
+		"cuda:0,tensorrt:1":                "different kinds",
+		"cuda:0,":                          "entry 2 is empty",
+		"cuda:256":                         "0 to 255",
+		"cuda:0,npu":                       "want cpu, cuda",
 		strings.Repeat("cpu,", 16) + "cpu": "at most 16",
 	} {
 		if _, err := ParseDevices(bad); err == nil || !strings.Contains(err.Error(), why) {
@@ -652,6 +653,87 @@ func TestProviderOptionsTF32(t *testing.T) {
 	} {
 		if got := providerOptions(tc.opts); !maps.Equal(got, tc.want) {
 			t.Errorf("providerOptions(%+v) = %v, want %v", tc.opts, got, tc.want)
+		}
+	}
+}
+
+// oomRunner fails any run of more than fit images with ErrOutOfMemory, as
+// the CUDA provider does when a batch's tensors do not fit, and records
+// the size of every run.
+type oomRunner struct {
+	poisonRunner
+	fit  int
+	runs []int
+}
+
+func (r *oomRunner) Run(ctx context.Context, in []float32, n int, out []float32) error {
+	r.runs = append(r.runs, n)
+	if n > r.fit {
+		return fmt.Errorf("run batch of %d on cuda:0: %w: CUDA failure 2: out of memory", n, ErrOutOfMemory)
+	}
+	return r.poisonRunner.Run(ctx, in, n, out)
+}
+
+// TestInferHalvesOnOutOfMemory: a batch that does not fit is retried in
+// halves until the runs fit, every image once and in order; later batches
+// start at the size that fitted; a device that cannot hold one image is a
+// fatal error, not a failure of the images.
+func TestInferHalvesOnOutOfMemory(t *testing.T) {
+	model := &Model{Name: "fake", SHA256: strings.Repeat("a", 64), Layer: "fc7", Dim: 4, Spec: imaging.ImageNet}
+	r := &oomRunner{poisonRunner: poisonRunner{dim: 4}, fit: 3}
+	x, err := newExtractor(model, r, Options{BatchSize: 8, NoNormalize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]*schema.Prepared, 8)
+	for i := range batch {
+		ten := make([]float32, 3*224*224)
+		ten[0] = float32(i + 1)
+		batch[i] = &schema.Prepared{Key: fmt.Sprint(i), Tensor: ten}
+	}
+	check := func(res []schema.VectorResult) {
+		t.Helper()
+		for i, v := range res {
+			if v.Err != nil || v.Vector[0] != float32(i+1) {
+				t.Errorf("image %d: %v %v", i, v.Vector, v.Err)
+			}
+		}
+	}
+	res, err := x.Infer(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(res)
+	// 8 fails, 4 fails, then runs of 2.
+	if want := []int{8, 4, 2, 2, 2, 2}; !slices.Equal(r.runs, want) {
+		t.Errorf("runs %v, want %v", r.runs, want)
+	}
+	r.runs = nil
+	if res, err = x.Infer(context.Background(), batch[:5]); err != nil {
+		t.Fatal(err)
+	}
+	check(res)
+	if want := []int{2, 2, 1}; !slices.Equal(r.runs, want) {
+		t.Errorf("the next batch ran as %v, want %v", r.runs, want)
+	}
+
+	r.fit = 0
+	if _, err := x.Infer(context.Background(), batch[:3]); !errors.Is(err, ErrOutOfMemory) {
+		t.Errorf("no image fits: %v, want a fatal ErrOutOfMemory", err)
+	}
+}
+
+func TestOutOfMemoryMessages(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"CUDA failure 2: out of memory ; GPU=0":                                                        true,
+		"BFCArena::AllocateRawInternal Failed to allocate memory for requested buffer of size 1048576": true,
+		"CUBLAS failure 3: CUBLAS_STATUS_ALLOC_FAILED":                                                 true,
+		"CUDNN failure 4: CUDNN_STATUS_ALLOC_FAILED":                                                   true,
+		"Got invalid dimensions for input: data for the following indices":                             false,
+		"CUDA failure 700: an illegal memory access was encountered":                                   false,
+	} {
+		if got := outOfMemory(errors.New(msg)); got != want {
+			t.Errorf("outOfMemory(%q) = %v, want %v", msg, got, want)
 		}
 	}
 }

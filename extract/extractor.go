@@ -2,10 +2,12 @@ package extract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/imgvec/imgvec/extract/imaging"
 	"github.com/imgvec/imgvec/schema"
@@ -21,6 +23,14 @@ type runner interface {
 	Close() error
 }
 
+// Batch sizes of BatchSize 0 (auto): the CPU gains nothing from larger
+// batches; a GPU needs them to be busy, and halves GPUBatch on running out
+// of memory until a batch fits.
+const (
+	DefaultBatch = 16
+	GPUBatch     = 256
+)
+
 // Options configures an Extractor.
 type Options struct {
 	Session SessionOptions
@@ -29,8 +39,12 @@ type Options struct {
 	// says how many Infer calls keep them all busy. Several CPU sessions
 	// share the cores: without Session.IntraOpThreads each gets
 	// runtime.NumCPU()/len(Devices) threads.
-	Devices   []Device
-	BatchSize int // images per inference batch; defaults to 16
+	Devices []Device
+	// BatchSize is the number of images per inference batch; 0 (auto) is
+	// DefaultBatch on the CPU and GPUBatch on a GPU. A run that fails with
+	// ErrOutOfMemory is retried in halves, and later runs stay at the size
+	// that fitted (see Infer).
+	BatchSize int
 	// NoNormalize keeps raw activations; by default vectors are L2-normalised.
 	NoNormalize bool
 	Decode      imaging.DecodeOptions
@@ -44,6 +58,10 @@ type Options struct {
 type Extractor struct {
 	sess     runner
 	sessions int // how many sessions sess runs on
+	// runLimit is the most images one run may take: BatchSize until a run
+	// ran out of device memory, then the half that fitted. Shared by
+	// concurrent calls; it only shrinks.
+	runLimit atomic.Int64
 	spec     imaging.Spec
 	opts     Options
 	identity schema.ModelIdentity
@@ -59,6 +77,9 @@ func New(model *Model, opts Options) (*Extractor, error) {
 	devs := opts.Devices
 	if len(devs) == 0 {
 		devs = []Device{so.Device}
+	}
+	if opts.BatchSize <= 0 && devs[0].Kind != "cpu" {
+		opts.BatchSize = GPUBatch
 	}
 	if so.IntraOpThreads <= 0 && len(devs) > 1 && devs[0].Kind == "cpu" {
 		so.IntraOpThreads = max(1, runtime.NumCPU()/len(devs))
@@ -83,7 +104,7 @@ func New(model *Model, opts Options) (*Extractor, error) {
 
 func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	if opts.BatchSize <= 0 {
-		opts.BatchSize = 16
+		opts.BatchSize = DefaultBatch
 	}
 	spec := model.Spec
 	ph, pw := spec.OutputSize()
@@ -103,6 +124,7 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	if set, ok := sess.(*sessionSet); ok {
 		x.sessions = len(set.all)
 	}
+	x.runLimit.Store(int64(opts.BatchSize))
 	n := 3 * ph * pw
 	x.tensors.New = func() any { t := make([]float32, n); return &t }
 	x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
@@ -176,7 +198,9 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*schema.Prepared, re
 		}
 		return nil
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(err, ErrOutOfMemory) {
+		// run already halved down to single images: the device cannot
+		// hold one, which is no fault of the image.
 		return err
 	}
 	if len(batch) == 1 {
@@ -190,28 +214,54 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*schema.Prepared, re
 	return x.inferRange(ctx, batch[mid:], results[mid:])
 }
 
+// run runs batch in runs of at most runLimit images and returns its
+// vectors. A run that fails with ErrOutOfMemory lowers runLimit to half of
+// it and is retried in runs of the new limit: every image runs once in the
+// end, and the vectors are in batch order. ErrOutOfMemory is returned only
+// when a single image does not fit.
 func (x *Extractor) run(ctx context.Context, batch []*schema.Prepared) ([]float32, error) {
 	ph, pw := x.spec.OutputSize()
 	per := 3 * ph * pw
-	need := len(batch) * per
-	buf := x.inputs.Get().(*[]float32)
-	defer x.inputs.Put(buf)
-	if cap(*buf) < need {
-		*buf = make([]float32, need)
-	}
-	in := (*buf)[:need]
-	for i, p := range batch {
+	for _, p := range batch {
 		if len(p.Tensor) != per {
 			return nil, fmt.Errorf("infer %s: tensor has %d floats, want %d", p.Key, len(p.Tensor), per)
 		}
-		copy(in[i*per:], p.Tensor)
 	}
+	buf := x.inputs.Get().(*[]float32)
+	defer x.inputs.Put(buf)
 	// The output is handed to callers, so it is not reused.
 	out := make([]float32, len(batch)*x.identity.Dim)
-	if err := x.sess.Run(ctx, in, len(batch), out); err != nil {
-		return nil, err
+	for done := 0; done < len(batch); {
+		n := min(len(batch)-done, int(x.runLimit.Load()))
+		if cap(*buf) < n*per {
+			*buf = make([]float32, n*per)
+		}
+		in := (*buf)[:n*per]
+		for i, p := range batch[done : done+n] {
+			copy(in[i*per:], p.Tensor)
+		}
+		err := x.sess.Run(ctx, in, n, out[done*x.identity.Dim:(done+n)*x.identity.Dim])
+		switch {
+		case err == nil:
+			done += n
+		case errors.Is(err, ErrOutOfMemory) && n > 1 && ctx.Err() == nil:
+			x.lowerRunLimit(n / 2)
+		default:
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// lowerRunLimit sets runLimit to limit unless another run lowered it
+// further meanwhile.
+func (x *Extractor) lowerRunLimit(limit int) {
+	for {
+		cur := x.runLimit.Load()
+		if cur <= int64(limit) || x.runLimit.CompareAndSwap(cur, int64(limit)) {
+			return
+		}
+	}
 }
 
 // finish checks and normalises one vector.

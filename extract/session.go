@@ -2,8 +2,10 @@ package extract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -245,9 +247,29 @@ func (s *Session) Run(ctx context.Context, input []float32, n int, output []floa
 		return fmt.Errorf("run batch of %d: %w", n, context.Cause(ctx))
 	}
 	if err != nil {
+		if outOfMemory(err) {
+			return fmt.Errorf("run batch of %d on %s: %w: %w", n, s.device, ErrOutOfMemory, err)
+		}
 		return fmt.Errorf("run batch of %d on %s: %w", n, s.device, err)
 	}
 	return nil
+}
+
+// ErrOutOfMemory is wrapped by a Run that failed because the device could
+// not allocate the batch's tensors: a smaller batch may fit.
+var ErrOutOfMemory = errors.New("out of device memory")
+
+// outOfMemory tells an allocation failure from ONNX Runtime's message (its
+// C API gives one error code for every failure of a run): the CUDA
+// runtime's, cuBLAS's and cuDNN's allocation errors and the arena's.
+func outOfMemory(err error) bool {
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"out of memory", "failed to allocate memory", "alloc_failed", "cudaerrormemoryallocation"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close releases the session. It is safe to call more than once; it must

@@ -141,7 +141,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"decode":                  d.str(&j.Decode, checkDecode),
 		"schedule":                d.str(&j.Schedule, checkSchedule),
 		"time_zone":               d.str(&j.TimeZone, checkTimeZone),
-		"batch":                   number(d, &j.Batch, BatchRange),
+		"batch":                   d.batch(&j.Batch),
 		"device":                  d.str(&j.Device, checkDevice),
 		"tf32":                    d.boolean(&j.TF32),
 		"threads":                 number(d, &j.Threads, ThreadsRange),
@@ -319,6 +319,22 @@ func number[T int | int64 | time.Duration](d *decoder, dst *T, r Range[T]) handl
 			return
 		}
 		x, err := r.Parse(v)
+		if err != nil {
+			d.addf(n, field, "%q: %v", n.Value, err)
+			return
+		}
+		*dst = x
+	}
+}
+
+// batch decodes a batch size or auto (ParseBatch).
+func (d *decoder) batch(dst *int) handler {
+	return func(n *yaml.Node, field string) {
+		v, ok := d.scalar(n, field)
+		if !ok {
+			return
+		}
+		x, err := ParseBatch(v)
 		if err != nil {
 			d.addf(n, field, "%q: %v", n.Value, err)
 			return
