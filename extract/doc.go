@@ -24,7 +24,10 @@
 //     whichever is free.
 //   - Extractor combines extract/imaging (decode + Pillow/torchvision/
 //     transformers-exact preprocessing) with a Session; the model input
-//     must be the preprocessing's output size.
+//     must be the preprocessing's output size. With Options.PixelUpload
+//     the model is rewritten to take the uint8 crop and normalise it in
+//     the graph (onnxgraph.PixelInput with imaging.Spec.Levels): Prepared
+//     carries Pixels instead of Tensor, and the vectors are bit-identical.
 //
 // # Runtime
 //

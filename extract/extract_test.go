@@ -297,6 +297,9 @@ func (r *poisonRunner) Run(_ context.Context, in []float32, n int, out []float32
 	}
 	return nil
 }
+func (r *poisonRunner) RunPixels(context.Context, []byte, int, []float32) error {
+	return errors.New("poisonRunner takes float input")
+}
 func (r *poisonRunner) InputSize() (int, int) { return 224, 224 }
 func (r *poisonRunner) Dim() int              { return r.dim }
 func (r *poisonRunner) Close() error          { return nil }
@@ -734,6 +737,40 @@ func TestOutOfMemoryMessages(t *testing.T) {
 	} {
 		if got := outOfMemory(errors.New(msg)); got != want {
 			t.Errorf("outOfMemory(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}
+
+// TestPixelUploadBitIdentical: a model rewritten to take uint8 pixels and
+// normalise them in the graph gives, bit for bit, the vectors of the float
+// path, on every test image.
+func TestPixelUploadBitIdentical(t *testing.T) {
+	float := loadTiny(t, Options{BatchSize: 4})
+	pixels := loadTiny(t, Options{BatchSize: 4, PixelUpload: true})
+	if pixels.Identity() != float.Identity() {
+		t.Errorf("pixel upload changed the model identity: %+v vs %+v", pixels.Identity(), float.Identity())
+	}
+	want := prepareTestImages(t, float)
+	got := prepareTestImages(t, pixels)
+	if got[0].Tensor != nil || len(got[0].Pixels) != 3*224*224 {
+		t.Fatalf("pixel upload prepared %d floats, %d bytes; want 0 and %d", len(got[0].Tensor), len(got[0].Pixels), 3*224*224)
+	}
+	wantRes, err := float.Infer(context.Background(), want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotRes, err := pixels.Infer(context.Background(), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if wantRes[i].Err != nil || gotRes[i].Err != nil {
+			t.Fatalf("%s: %v / %v", want[i].Key, wantRes[i].Err, gotRes[i].Err)
+		}
+		for k, v := range gotRes[i].Vector {
+			if math.Float32bits(v) != math.Float32bits(wantRes[i].Vector[k]) {
+				t.Fatalf("%s: vector[%d] = %v from pixels, %v from floats", want[i].Key, k, v, wantRes[i].Vector[k])
+			}
 		}
 	}
 }

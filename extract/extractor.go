@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/extract/onnxgraph"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -18,6 +19,7 @@ import (
 // concurrent use.
 type runner interface {
 	Run(ctx context.Context, input []float32, n int, output []float32) error
+	RunPixels(ctx context.Context, input []byte, n int, output []float32) error
 	InputSize() (height, width int)
 	Dim() int
 	Close() error
@@ -30,6 +32,26 @@ const (
 	DefaultBatch = 16
 	GPUBatch     = 256
 )
+
+// Upload modes (--upload, upload:): float sends normalised float32 tensors
+// to the model; uint8 sends the 8-bit pixels and normalises in the graph
+// (Options.PixelUpload).
+const (
+	UploadFloat = "float"
+	UploadUint8 = "uint8"
+)
+
+// ParseUpload reads an --upload value ("" is float) and reports whether it
+// is uint8.
+func ParseUpload(mode string) (pixels bool, err error) {
+	switch mode {
+	case "", UploadFloat:
+		return false, nil
+	case UploadUint8:
+		return true, nil
+	}
+	return false, fmt.Errorf("upload %q: want %s or %s", mode, UploadFloat, UploadUint8)
+}
 
 // Options configures an Extractor.
 type Options struct {
@@ -45,6 +67,12 @@ type Options struct {
 	// ErrOutOfMemory is retried in halves, and later runs stay at the size
 	// that fitted (see Infer).
 	BatchSize int
+	// PixelUpload rewrites the model to take uint8 pixels and normalise
+	// them in the graph (onnxgraph.PixelInput with the preprocessing's
+	// Levels): a quarter of the bytes go to the device, and the vectors are
+	// bit-identical (the model id does not change). It gains nothing on the
+	// CPU.
+	PixelUpload bool
 	// NoNormalize keeps raw activations; by default vectors are L2-normalised.
 	NoNormalize bool
 	Decode      imaging.DecodeOptions
@@ -65,8 +93,10 @@ type Extractor struct {
 	spec     imaging.Spec
 	opts     Options
 	identity schema.ModelIdentity
-	tensors  sync.Pool // *[]float32 of one image
-	inputs   sync.Pool // *[]float32: the input of one Run, owned by that call until it returns
+	// Pools of one image's tensor and of one run's input, owned by that
+	// call until it returns: *[]float32, or *[]byte with PixelUpload.
+	tensors sync.Pool
+	inputs  sync.Pool
 }
 
 // New opens a session on model (one per device of opts.Devices) and
@@ -84,10 +114,22 @@ func New(model *Model, opts Options) (*Extractor, error) {
 	if so.IntraOpThreads <= 0 && len(devs) > 1 && devs[0].Kind == "cpu" {
 		so.IntraOpThreads = max(1, runtime.NumCPU()/len(devs))
 	}
+	graph := model.Bytes
+	if opts.PixelUpload {
+		m, err := onnxgraph.Parse(graph)
+		if err == nil {
+			if m, err = m.PixelInput(model.Spec.Levels()); err == nil {
+				graph, err = m.Bytes()
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+		}
+	}
 	sessions := make([]runner, 0, len(devs))
 	for _, d := range devs {
 		so.Device = d
-		sess, err := NewSession(model.Bytes, so)
+		sess, err := NewSession(graph, so)
 		if err != nil {
 			for _, s := range sessions {
 				s.Close()
@@ -126,8 +168,13 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	}
 	x.runLimit.Store(int64(opts.BatchSize))
 	n := 3 * ph * pw
-	x.tensors.New = func() any { t := make([]float32, n); return &t }
-	x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
+	if opts.PixelUpload {
+		x.tensors.New = func() any { t := make([]byte, n); return &t }
+		x.inputs.New = func() any { t := make([]byte, opts.BatchSize*n); return &t }
+	} else {
+		x.tensors.New = func() any { t := make([]float32, n); return &t }
+		x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
+	}
 	return x, nil
 }
 
@@ -152,24 +199,36 @@ func (x *Extractor) Prepare(key string, data []byte) (*schema.Prepared, error) {
 	if !x.opts.Decode.IgnoreOrientation && info.Orientation >= 5 && info.Orientation <= 8 {
 		width, height = height, width
 	}
-	tp := x.tensors.Get().(*[]float32)
-	err = imaging.Preprocess(img, x.spec, *tp)
+	p := &schema.Prepared{Key: key, Width: width, Height: height, Format: info.Format}
+	tp := x.tensors.Get()
+	if x.opts.PixelUpload {
+		p.Pixels = *tp.(*[]byte)
+		err = imaging.PreprocessPixels(img, x.spec, p.Pixels)
+	} else {
+		p.Tensor = *tp.(*[]float32)
+		err = imaging.Preprocess(img, x.spec, p.Tensor)
+	}
 	img.Release() // the decoded pixels go back to imaging's pool for the next Decode
 	if err != nil {
 		x.tensors.Put(tp)
 		return nil, &schema.ItemError{Item: key, Stage: "preprocess", Class: schema.FailDecode, Reason: "preprocess failed", Err: err}
 	}
-	return &schema.Prepared{Key: key, Tensor: *tp, Width: width, Height: height, Format: info.Format}, nil
+	return p, nil
 }
 
 // Release returns p's tensor to the pool; p must not be used afterwards.
 func (x *Extractor) Release(p *schema.Prepared) {
-	if p == nil || p.Tensor == nil {
-		return
+	switch {
+	case p == nil:
+	case p.Tensor != nil:
+		t := p.Tensor
+		p.Tensor = nil
+		x.tensors.Put(&t)
+	case p.Pixels != nil:
+		t := p.Pixels
+		p.Pixels = nil
+		x.tensors.Put(&t)
 	}
-	t := p.Tensor
-	p.Tensor = nil
-	x.tensors.Put(&t)
 }
 
 // Infer runs one batch and returns one Result per input, in order. A batch
@@ -220,27 +279,38 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*schema.Prepared, re
 // end, and the vectors are in batch order. ErrOutOfMemory is returned only
 // when a single image does not fit.
 func (x *Extractor) run(ctx context.Context, batch []*schema.Prepared) ([]float32, error) {
+	if x.opts.PixelUpload {
+		return runBatch(ctx, x, batch, func(p *schema.Prepared) []byte { return p.Pixels }, x.sess.RunPixels)
+	}
+	return runBatch(ctx, x, batch, func(p *schema.Prepared) []float32 { return p.Tensor }, x.sess.Run)
+}
+
+// runBatch is run for one kind of input: image gives each image's values,
+// and runFn runs them.
+func runBatch[T float32 | byte](ctx context.Context, x *Extractor, batch []*schema.Prepared, image func(*schema.Prepared) []T,
+	runFn func(ctx context.Context, input []T, n int, output []float32) error) ([]float32, error) {
 	ph, pw := x.spec.OutputSize()
 	per := 3 * ph * pw
 	for _, p := range batch {
-		if len(p.Tensor) != per {
-			return nil, fmt.Errorf("infer %s: tensor has %d floats, want %d", p.Key, len(p.Tensor), per)
+		if len(image(p)) != per {
+			return nil, fmt.Errorf("infer %s: input has %d values, want %d", p.Key, len(image(p)), per)
 		}
 	}
-	buf := x.inputs.Get().(*[]float32)
+	buf := x.inputs.Get().(*[]T)
 	defer x.inputs.Put(buf)
 	// The output is handed to callers, so it is not reused.
-	out := make([]float32, len(batch)*x.identity.Dim)
+	dim := x.identity.Dim
+	out := make([]float32, len(batch)*dim)
 	for done := 0; done < len(batch); {
 		n := min(len(batch)-done, int(x.runLimit.Load()))
 		if cap(*buf) < n*per {
-			*buf = make([]float32, n*per)
+			*buf = make([]T, n*per)
 		}
 		in := (*buf)[:n*per]
 		for i, p := range batch[done : done+n] {
-			copy(in[i*per:], p.Tensor)
+			copy(in[i*per:], image(p))
 		}
-		err := x.sess.Run(ctx, in, n, out[done*x.identity.Dim:(done+n)*x.identity.Dim])
+		err := runFn(ctx, in, n, out[done*dim:(done+n)*dim])
 		switch {
 		case err == nil:
 			done += n

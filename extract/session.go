@@ -36,7 +36,9 @@ type SessionOptions struct {
 const externalDataDirKey = "session.model_external_initializers_file_folder_path"
 
 // Session runs one ONNX model whose single image input is [N,C,H,W] float32
-// and whose output is [N,Dim] float32 (a cut model). Run is safe for
+// (Run), or uint8 pixels [N,H,W,3] for a model that normalises in its graph
+// (onnxgraph.PixelInput; RunPixels), and whose output is [N,Dim] float32 (a
+// cut model). Run is safe for
 // concurrent use: ONNX Runtime allows concurrent runs of one session, and
 // every call has its own tensors and run options, so cancelling one call
 // never touches another. Close ends the session once no Run is in flight.
@@ -48,6 +50,7 @@ type Session struct {
 	height    int
 	width     int
 	dim       int
+	pixels    bool // the input is uint8 [N,H,W,3]
 	device    Device
 	closeOnce sync.Once
 }
@@ -72,8 +75,12 @@ func NewSession(model []byte, opts SessionOptions) (*Session, error) {
 	}
 	in, out := ins[0], outs[0]
 	inDims, outDims := dims(in.Shape), dims(out.Shape)
-	if len(inDims) != 4 || in.ElemType != "float" {
-		return nil, fmt.Errorf("model input %q is %s %v; want float [N,C,H,W]", in.Name, in.ElemType, inDims)
+	pixels := in.ElemType == "uint8"
+	if len(inDims) != 4 || (in.ElemType != "float" && !pixels) {
+		return nil, fmt.Errorf("model input %q is %s %v; want float [N,C,H,W] (or uint8 [N,H,W,3] pixels)", in.Name, in.ElemType, inDims)
+	}
+	if pixels { // as NCHW, for the checks and sizes below
+		inDims = []int64{inDims[0], inDims[3], inDims[1], inDims[2]}
 	}
 	if len(outDims) != 2 || outDims[1] <= 0 || out.ElemType != "float" {
 		return nil, fmt.Errorf("model output %q is %s %v; want float [N,dim]", out.Name, out.ElemType, outDims)
@@ -93,7 +100,7 @@ func NewSession(model []byte, opts SessionOptions) (*Session, error) {
 	s := &Session{
 		sess: sess, input: in.Name, output: out.Name,
 		channels: int(inDims[1]), height: int(inDims[2]), width: int(inDims[3]),
-		dim: int(outDims[1]), device: opts.Device,
+		dim: int(outDims[1]), pixels: pixels, device: opts.Device,
 	}
 	if s.channels != 3 {
 		s.Close()
@@ -210,14 +217,29 @@ func (s *Session) Dim() int { return s.dim }
 // no other. Run is safe for concurrent use; input and output belong to the
 // caller and must not be shared with another call in flight.
 func (s *Session) Run(ctx context.Context, input []float32, n int, output []float32) error {
-	want := n * s.channels * s.height * s.width
-	if len(input) != want || len(output) != n*s.dim {
-		return fmt.Errorf("run batch of %d: input has %d floats (want %d), output %d (want %d)", n, len(input), want, len(output), n*s.dim)
+	if s.pixels {
+		return fmt.Errorf("run batch of %d: the model takes uint8 pixels (RunPixels)", n)
+	}
+	return run(ctx, s, ort.NewShape(int64(n), int64(s.channels), int64(s.height), int64(s.width)), input, n, output)
+}
+
+// RunPixels is Run for a model whose input is uint8 pixels: n images laid
+// out NHWC in input (len n*H*W*3).
+func (s *Session) RunPixels(ctx context.Context, input []byte, n int, output []float32) error {
+	if !s.pixels {
+		return fmt.Errorf("run batch of %d: the model takes float tensors (Run)", n)
+	}
+	return run(ctx, s, ort.NewShape(int64(n), int64(s.height), int64(s.width), int64(s.channels)), input, n, output)
+}
+
+func run[T float32 | byte](ctx context.Context, s *Session, shape ort.Shape, input []T, n int, output []float32) error {
+	if want := n * s.channels * s.height * s.width; len(input) != want || len(output) != n*s.dim {
+		return fmt.Errorf("run batch of %d: input has %d values (want %d), output %d (want %d)", n, len(input), want, len(output), n*s.dim)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(s.channels), int64(s.height), int64(s.width)), input)
+	in, err := ort.NewTensor(shape, input)
 	if err != nil {
 		return fmt.Errorf("run batch of %d: input tensor: %w", n, err)
 	}

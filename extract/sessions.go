@@ -24,6 +24,16 @@ func newSessionSet(all []runner) *sessionSet {
 
 // Run waits for a free session (or ctx) and runs the batch on it.
 func (s *sessionSet) Run(ctx context.Context, input []float32, n int, output []float32) error {
+	return s.on(ctx, func(r runner) error { return r.Run(ctx, input, n, output) })
+}
+
+// RunPixels is Run for pixel input.
+func (s *sessionSet) RunPixels(ctx context.Context, input []byte, n int, output []float32) error {
+	return s.on(ctx, func(r runner) error { return r.RunPixels(ctx, input, n, output) })
+}
+
+// on waits for a free session (or ctx) and calls fn with it.
+func (s *sessionSet) on(ctx context.Context, fn func(runner) error) error {
 	var r runner
 	select {
 	case r = <-s.free:
@@ -31,7 +41,7 @@ func (s *sessionSet) Run(ctx context.Context, input []float32, n int, output []f
 		return context.Cause(ctx)
 	}
 	defer func() { s.free <- r }()
-	return r.Run(ctx, input, n, output)
+	return fn(r)
 }
 
 func (s *sessionSet) InputSize() (height, width int) { return s.all[0].InputSize() }

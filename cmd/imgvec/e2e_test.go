@@ -764,38 +764,53 @@ func TestE2EDeviceCUDA(t *testing.T) {
 	}
 }
 
-// TestE2EMultiDevice: --device cpu,cpu runs one session per device and
-// stores, bit for bit, the vectors of a one-device run (and the vector
-// oracle's); a bad device list is a usage error naming --device, on the
+// TestE2EMultiDevice: --device cpu,cpu runs one session per device, and
+// --upload uint8 sends pixels normalised in the graph; both store, bit for
+// bit, the vectors of a plain one-device run (and the vector oracle's). A
+// bad device list or upload mode is a usage error naming the flag, on the
 // command line and in a config file.
 func TestE2EMultiDevice(t *testing.T) {
 	needBinary(t)
 	tmp := t.TempDir()
+	runs := map[string][]string{
+		"plain":   {"--device", "cpu"},
+		"two cpu": {"--device", "cpu,cpu"},
+		"uint8":   {"--device", "cpu,cpu", "--upload", "uint8"},
+	}
 	states := map[string]dbState{}
-	for _, dev := range []string{"cpu", "cpu,cpu"} {
-		db := filepath.Join(tmp, strings.ReplaceAll(dev, ",", "-")+".db")
-		mustCode(t, exitOK, tmp, "sync", "-q", "--source", e2eImages, "--exclude", "bad/**", "--sink", "sqlite://"+db,
-			"--model", e2eModel, "--batch", "2", "--device", dev)
-		states[dev] = readDB(t, db)
+	for name, flags := range runs {
+		db := filepath.Join(tmp, strings.ReplaceAll(name, " ", "-")+".db")
+		mustCode(t, exitOK, tmp, append([]string{"sync", "-q", "--source", e2eImages, "--exclude", "bad/**", "--sink", "sqlite://" + db,
+			"--model", e2eModel, "--batch", "2"}, flags...)...)
+		states[name] = readDB(t, db)
 	}
-	one, two := states["cpu"], states["cpu,cpu"]
-	if len(two.Items) < 8 || len(two.Items) != len(one.Items) {
-		t.Fatalf("%d rows on two sessions, %d on one", len(two.Items), len(one.Items))
+	plain := states["plain"]
+	if len(plain.Items) < 8 {
+		t.Fatalf("%d rows", len(plain.Items))
 	}
-	var model string
-	for id, it := range two.Items {
-		model = it.ModelID
-		want, ok := one.Items[id]
-		if !ok || !slices.Equal(want.Vector, it.Vector) {
-			t.Errorf("%s: the vector stored by --device cpu,cpu differs from --device cpu's", it.Key)
+	for name, st := range states {
+		if len(st.Items) != len(plain.Items) {
+			t.Errorf("%s: %d rows, want %d", name, len(st.Items), len(plain.Items))
 		}
+		for id, it := range st.Items {
+			if want, ok := plain.Items[id]; !ok || !slices.Equal(want.Vector, it.Vector) || want.ModelID != it.ModelID {
+				t.Errorf("%s: %s: the stored vector or model id differs from a plain run's", name, it.Key)
+			}
+		}
+		var model string
+		for _, it := range st.Items {
+			model = it.ModelID
+		}
+		checkOracleSQLite(t, st, e2eImages, model)
 	}
-	checkOracleSQLite(t, two, e2eImages, model)
 
-	for _, bad := range []string{"cuda:0,cuda:0", "cpu,cuda:0", "cuda:256", "cpu,"} {
-		r := mustCode(t, exitUsage, tmp, "embed", filepath.Join(e2eImages, "small.jpg"), "--model", e2eModel, "--device", bad, "--out", "v.npy")
-		if !strings.Contains(r.stderr, "--device") {
-			t.Errorf("--device %s: the message does not name --device: %s", bad, r)
+	for _, bad := range [][]string{
+		{"--device", "cuda:0,cuda:0"}, {"--device", "cpu,cuda:0"}, {"--device", "cuda:256"}, {"--device", "cpu,"},
+		{"--upload", "int8"},
+	} {
+		r := mustCode(t, exitUsage, tmp, append([]string{"embed", filepath.Join(e2eImages, "small.jpg"), "--model", e2eModel, "--out", "v.npy"}, bad...)...)
+		if !strings.Contains(r.stderr, bad[0]) {
+			t.Errorf("%s %s: the message does not name %s: %s", bad[0], bad[1], bad[0], r)
 		}
 	}
 	cfg := filepath.Join(tmp, "imgvec.yaml")

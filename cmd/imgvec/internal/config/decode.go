@@ -144,6 +144,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"batch":                   d.batch(&j.Batch),
 		"device":                  d.str(&j.Device, checkDevice),
 		"tf32":                    d.boolean(&j.TF32),
+		"upload":                  d.str(&j.Upload, checkUpload),
 		"threads":                 number(d, &j.Threads, ThreadsRange),
 		"workers":                 number(d, &j.Workers, WorkersRange),
 		"max_delete":              d.str(&j.MaxDelete, checkMaxDelete),
@@ -429,6 +430,11 @@ func checkTimeZone(s string) error {
 
 func checkDevice(s string) error {
 	_, err := extract.ParseDevices(s)
+	return err
+}
+
+func checkUpload(s string) error {
+	_, err := extract.ParseUpload(s)
 	return err
 }
 
