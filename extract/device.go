@@ -2,6 +2,7 @@ package extract
 
 import (
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 )
@@ -83,4 +84,14 @@ func ParseDevices(s string) ([]Device, error) {
 		devs = append(devs, d)
 	}
 	return devs, nil
+}
+
+// NVIDIAGPUs lists the NVIDIA GPUs with their memory and driver version on
+// one line (from nvidia-smi), "" where there is no driver.
+func NVIDIAGPUs() string {
+	out, err := exec.Command("nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")), " ")
 }
