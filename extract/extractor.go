@@ -44,13 +44,7 @@ const (
 // ParseUpload reads an --upload value ("" is float) and reports whether it
 // is uint8.
 func ParseUpload(mode string) (pixels bool, err error) {
-	switch mode {
-	case "", UploadFloat:
-		return false, nil
-	case UploadUint8:
-		return true, nil
-	}
-	return false, fmt.Errorf("upload %q: want %s or %s", mode, UploadFloat, UploadUint8)
+	return parseMode("upload", mode, UploadFloat, UploadUint8)
 }
 
 // Options configures an Extractor.

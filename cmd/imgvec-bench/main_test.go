@@ -21,27 +21,8 @@ func TestQuick(t *testing.T) {
 		t.Skip("runs the benchmarks in quick mode (~15 s); skipped with -short")
 	}
 	requireRuntime(t)
-	dir := t.TempDir()
-	jsonPath := filepath.Join(dir, "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"all", "--quick", "--model", "tiny", "--files", "500", "--workdir", dir, "--json", jsonPath, "-v=false"}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	out := stdout.String()
-	for _, want := range []string{"== extract ==", "model-only", "decode+preprocess", "end-to-end", "python baseline", "== connector ==", "no-op sync of 500", "backfill into SQLite", "targets:"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q:\n%s", want, out)
-		}
-	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, b := runReport(t, []string{"all", "--quick", "--model", "tiny", "--files", "500"},
+		"== extract ==", "model-only", "decode+preprocess", "end-to-end", "python baseline", "== connector ==", "no-op sync of 500", "backfill into SQLite", "targets:")
 	x, c := rep.Extract, rep.Connector
 	if x == nil || c == nil || c.NoOp == nil || c.Backfill == nil {
 		t.Fatalf("json lacks sections: %s", b)
@@ -148,26 +129,8 @@ func TestGPUSmoke(t *testing.T) {
 			t.Errorf("gpu on cuda:0 without a driver: exit %d, stderr:\n%s", code, errb.String())
 		}
 	}
-	dir := t.TempDir()
-	jsonPath := filepath.Join(dir, "gpu.json")
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"gpu", "--quick", "--device", "cpu", "--threads", "1", "--workdir", dir, "--json", jsonPath, "-v=false"}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	for _, want := range []string{"== gpu: cpu ==", "fp32        tf32        fp16  tf32+uint8", "model-only", "end-to-end 640x480", "end-to-end 4000x3000", "cosine to fp32, fp16"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, stdout.String())
-		}
-	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, b := runReport(t, []string{"gpu", "--quick", "--device", "cpu", "--threads", "1"},
+		"== gpu: cpu ==", "fp32        tf32        fp16  tf32+uint8", "model-only", "end-to-end 640x480", "end-to-end 4000x3000", "cosine to fp32, fp16")
 	g := rep.GPU
 	if g == nil || len(g.Rows) != 3*3*4 || len(g.Cosines) != 3 {
 		t.Fatalf("gpu report: %s", b)
@@ -213,6 +176,33 @@ func TestBenchGPUScript(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "== gpu: cpu ==") || !strings.Contains(string(out), "cosine to fp32, fp16") {
 		t.Errorf("BENCH_GPU_DEVICE=cpu: %v\n%s", err, out)
 	}
+}
+
+// runReport runs imgvec-bench with args (and a work dir and --json of its
+// own), checks it succeeds and its text report has every want, and returns
+// the JSON report and its bytes.
+func runReport(t *testing.T, args []string, wants ...string) (Report, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "bench.json")
+	var stdout, stderr bytes.Buffer
+	if code := run(append(args, "--workdir", dir, "--json", jsonPath, "-v=false"), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, want := range wants {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, b
 }
 
 // requireRuntime skips without ONNX Runtime (a failure with CI=true).
