@@ -22,8 +22,9 @@ type SessionOptions struct {
 	// NoTF32 turns off TensorFloat-32 on the CUDA provider (use_tf32=0).
 	// By default float32 convolutions and matrix products on an Ampere or
 	// newer GPU run in TF32 (10-bit mantissa inputs, float32 accumulation):
-	// several times faster, vectors within about 1e-3 of full float32. It
-	// changes nothing on the CPU, on TensorRT, or for float16 models.
+	// faster and slightly less precise (make bench-gpu prints the cosine to
+	// float32). It changes nothing on the CPU, on TensorRT, or for float16
+	// models.
 	NoTF32 bool
 	// ExternalDataDir is the directory the model's external data files are
 	// relative to (Model.DataDir); ONNX Runtime reads them from there,
