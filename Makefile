@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup setup-gpu build test test-short services services-stop bench bench-fullscale bench-quantize bench-extract bench-connector bench-postgres bench-milvus bench-sources demo fuzz lint clean
+.PHONY: setup setup-gpu build test test-short services services-stop bench bench-fullscale bench-quantize bench-extract bench-connector bench-postgres bench-milvus bench-sources bench-gpu demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -61,6 +61,13 @@ bench-fullscale: setup
 # setup nor test runs it.
 setup-gpu:
 	.ci/lib/install-onnxruntime-gpu.sh
+
+# GPU throughput (see .ci/bench-gpu.sh): on a GPU machine, model-only and
+# end-to-end img/s at batch 32/64/128, fp32/TF32/fp16/uint8 upload, 640x480
+# and 12 MP JPEGs, cosines to fp32; under 8 minutes. BENCH_GPU_DEVICE=cpu is
+# the CPU smoke test (seconds). Not part of make bench (needs a GPU).
+bench-gpu:
+	.ci/bench-gpu.sh
 
 # The full-size VGG19 cut at fc7, static int8 vs fp32: img/s in one run,
 # cosine and top-10 overlap on testdata/images (issue 13's targets).

@@ -89,12 +89,13 @@
 //
 // # Stages
 //
-//	lister ──todo──► readers ×R ──read──► preparers ×P ──prep──► batcher ──► inferer ──► writer
-//	(1)   cap R                 cap P                 cap B       unbuffered  unbuffered   (1)
+//	lister ──todo──► readers ×R ──read──► preparers ×P ──prep──► batcher ──► inferers ×I ──► writer
+//	(1)   cap R                 cap P                 cap B       unbuffered  unbuffered      (1)
 //
 // R = Options.ReadWorkers (default 4, or a ConcurrentSource's
 // ReadConcurrency), P = Options.PrepareWorkers (default
-// GOMAXPROCS), B = Embedder.BatchSize().
+// GOMAXPROCS), B = Embedder.BatchSize(), I = Options.InferWorkers
+// (default 1, or a ConcurrentEmbedder's InferConcurrency: one per device).
 //
 //   - lister: calls Source.List, classifies each entry and sends the items
 //     to read. Unchanged and known-failed items are only counted.
@@ -112,15 +113,17 @@
 //     until the inferer takes it, so a busy model gets full batches. The
 //     decision is batchPolicy's, a synchronous object told the time; the
 //     batcher runs its timer.
-//   - inferer: one Embedder.Infer call per batch, then Release of every
+//   - inferers: one Embedder.Infer call per batch, then Release of every
 //     Prepared; vectors that are not finite or not Dim long become
-//     failures. An error returned by Infer is fatal.
+//     failures. An error returned by Infer is fatal. With I > 1, batches
+//     reach the writer in the order their inference ends (each is
+//     committed whole, so the order does not matter).
 //   - writer: one Sink.Write per batch: upserts, metadata updates, ledger
 //     entries and the run's progress row, committed together. A Write
 //     error is fatal.
 //
 // Memory is bounded by the channel capacities: at most R+P raw images and
-// about P+3B preprocessed tensors are alive at once.
+// about P+(2+I)B preprocessed tensors are alive at once.
 //
 // Ownership: each stage closes its output channel when it returns (a
 // worker pool when its last worker returns); an item belongs to one stage

@@ -34,3 +34,10 @@ type Embedder interface {
 	// once per Prepared, after Infer (or when the item is abandoned).
 	Release(p *schema.Prepared)
 }
+
+// ConcurrentEmbedder is an optional interface of an Embedder that runs
+// batches on several devices at once: InferConcurrency is how many Infer
+// calls the pipeline keeps in flight (Options.InferWorkers, when not set).
+type ConcurrentEmbedder interface {
+	InferConcurrency() int
+}

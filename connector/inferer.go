@@ -11,9 +11,9 @@ import (
 )
 
 // inferer runs the model on each batch, one batch at a time, and hands
-// every Prepared back to the embedder afterwards.
+// every Prepared back to the embedder afterwards. Options.InferWorkers of
+// them share in and out; the pool closes out.
 func (rs *runState) inferer(gctx context.Context, in <-chan *wbatch, out chan<- *wbatch) error {
-	defer close(out)
 	return relay(gctx, gctx, in, out, func(b *wbatch) error { return rs.infer(gctx, b) }, nil)
 }
 

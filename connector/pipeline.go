@@ -55,7 +55,7 @@ func (rs *runState) pipeline(hardCtx, softCtx context.Context) error {
 	pool(g, o.ReadWorkers, readCh, func() error { return rs.reader(gctx, softCtx, todo, readCh) })
 	pool(g, o.PrepareWorkers, prepCh, func() error { return rs.preparer(gctx, readCh, prepCh) })
 	g.Go(func() error { return rs.batcher(gctx, prepCh, inferCh, bs) })
-	g.Go(func() error { return rs.inferer(gctx, inferCh, writeCh) })
+	pool(g, o.InferWorkers, writeCh, func() error { return rs.inferer(gctx, inferCh, writeCh) })
 	g.Go(func() error { return rs.writer(gctx, writeCh) })
 	err := g.Wait()
 
@@ -72,7 +72,7 @@ func (rs *runState) pipeline(hardCtx, softCtx context.Context) error {
 }
 
 // pool starts n workers in g and closes out when the last one returns.
-func pool(g *errgroup.Group, n int, out chan<- *item, worker func() error) {
+func pool[T any](g *errgroup.Group, n int, out chan<- T, worker func() error) {
 	var left atomic.Int64
 	left.Store(int64(n))
 	for range n {

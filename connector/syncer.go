@@ -48,6 +48,10 @@ type Options struct {
 	// Defaults to the Source's ReadConcurrency when it implements
 	// ConcurrentSource (network sources), else 4.
 	ReadWorkers int
+	// InferWorkers is the number of goroutines calling Embedder.Infer,
+	// each on its own batch. Defaults to the Embedder's InferConcurrency
+	// when it implements ConcurrentEmbedder (one per device), else 1.
+	InferWorkers int
 	// PrepareWorkers is the number of goroutines decoding and
 	// preprocessing. Defaults to runtime.GOMAXPROCS(0).
 	PrepareWorkers int
@@ -138,6 +142,12 @@ func NewSyncer(opts Options) (*Syncer, error) {
 		opts.ReadWorkers = defaultReadWorkers
 		if cs, ok := opts.Source.(ConcurrentSource); ok && cs.ReadConcurrency() > 0 {
 			opts.ReadWorkers = cs.ReadConcurrency()
+		}
+	}
+	if opts.InferWorkers <= 0 {
+		opts.InferWorkers = 1
+		if ce, ok := opts.Embedder.(ConcurrentEmbedder); ok && ce.InferConcurrency() > 0 {
+			opts.InferWorkers = ce.InferConcurrency()
 		}
 	}
 	if opts.PrepareWorkers <= 0 {

@@ -18,10 +18,16 @@
 //     preprocessor_config.json) sets the preprocessing from its config;
 //     LoadOptions.Preprocess (a recipe or a config path) overrides it.
 //   - Session wraps one onnxruntime_go DynamicAdvancedSession with a
-//     dynamic batch dimension, on CPU (default), CUDA or TensorRT.
+//     dynamic batch dimension, on CPU (default), CUDA (TF32 unless
+//     SessionOptions.NoTF32) or TensorRT. An Extractor on several devices
+//     (Options.Devices) opens one Session per device and runs each call on
+//     whichever is free.
 //   - Extractor combines extract/imaging (decode + Pillow/torchvision/
 //     transformers-exact preprocessing) with a Session; the model input
-//     must be the preprocessing's output size.
+//     must be the preprocessing's output size. With Options.PixelUpload
+//     the model is rewritten to take the uint8 crop and normalise it in
+//     the graph (onnxgraph.PixelInput with imaging.Spec.Levels): Prepared
+//     carries Pixels instead of Tensor, and the vectors are bit-identical.
 //
 // # Runtime
 //
@@ -51,8 +57,11 @@
 // Per-item problems are *schema.ItemError values and never fail a batch:
 // decode/preprocess errors come from Prepare; Infer bisects a batch that
 // fails inside the model until the failing inputs stand alone (class
-// "infer"), and checks every vector is finite (class "non_finite"). An error
-// returned by Infer itself (cancellation, a broken session) is fatal.
+// "infer"), and checks every vector is finite (class "non_finite"). A run
+// that fails with ErrOutOfMemory is retried in halves, and the Extractor's
+// later runs stay at the size that fitted. An error returned by Infer
+// itself (cancellation, a broken session, a device that cannot hold one
+// image) is fatal.
 // Vectors are L2-normalised unless Options.NoNormalize is set; an all-zero
 // activation stays all zero.
 package extract

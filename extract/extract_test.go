@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -295,6 +297,9 @@ func (r *poisonRunner) Run(_ context.Context, in []float32, n int, out []float32
 	}
 	return nil
 }
+func (r *poisonRunner) RunPixels(context.Context, []byte, int, []float32) error {
+	return errors.New("poisonRunner takes float input")
+}
 func (r *poisonRunner) InputSize() (int, int) { return 224, 224 }
 func (r *poisonRunner) Dim() int              { return r.dim }
 func (r *poisonRunner) Close() error          { return nil }
@@ -373,27 +378,8 @@ func TestRunCancelled(t *testing.T) {
 // flight neither fails nor changes the others' concurrent runs.
 func TestInferConcurrent(t *testing.T) {
 	x := loadTiny(t, Options{BatchSize: 4})
-	ents, err := os.ReadDir(imagesDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var prepared []*schema.Prepared
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(imagesDir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p, err := x.Prepare(e.Name(), data); err == nil {
-			prepared = append(prepared, p)
-			defer x.Release(p)
-		}
-	}
-	if len(prepared) < 8 {
-		t.Fatalf("only %d test images prepared", len(prepared))
-	}
+	prepared := prepareTestImages(t, x)
+	var err error
 	// Every worker has a batch of its own (different images in a different
 	// order), all of one size, so that any buffer shared between calls
 	// would be overwritten by another worker's images of the same size.
@@ -494,6 +480,34 @@ func TestInferConcurrent(t *testing.T) {
 	}
 }
 
+// prepareTestImages prepares every test image x can decode (at least 8),
+// released when the test ends.
+func prepareTestImages(t *testing.T, x *Extractor) []*schema.Prepared {
+	t.Helper()
+	ents, err := os.ReadDir(imagesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prepared []*schema.Prepared
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(imagesDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := x.Prepare(e.Name(), data); err == nil {
+			prepared = append(prepared, p)
+			t.Cleanup(func() { x.Release(p) })
+		}
+	}
+	if len(prepared) < 8 {
+		t.Fatalf("only %d test images prepared", len(prepared))
+	}
+	return prepared
+}
+
 func TestCUDAUnavailableIsClear(t *testing.T) {
 	requireRuntime(t)
 	m, err := LoadModel(context.Background(), tinyModel, "fc7", LoadOptions{})
@@ -555,6 +569,208 @@ func TestParseDevice(t *testing.T) {
 	for _, bad := range []string{"cpu:1", "cuda:-1", "cuda:x", "tpu"} {
 		if _, err := ParseDevice(bad); err == nil {
 			t.Errorf("ParseDevice(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseDevices(t *testing.T) {
+	for in, want := range map[string]string{"cpu": "cpu", "cpu,cpu": "cpu cpu", "cuda:0, cuda:1": "cuda:0 cuda:1", "gpu:1,cuda:0": "cuda:1 cuda:0", "trt:2": "tensorrt:2"} {
+		devs, err := ParseDevices(in)
+		var got []string
+		for _, d := range devs {
+			got = append(got, d.String())
+		}
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("ParseDevices(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for bad, why := range map[string]string{
+		"cuda:0,cuda:0":                    "listed twice",
+		"cuda,cuda:0":                      "listed twice",
+		"cpu,cuda:0":                       "different kinds",
+		"cuda:0,tensorrt:1":                "different kinds",
+		"cuda:0,":                          "entry 2 is empty",
+		"cuda:256":                         "0 to 255",
+		"cuda:0,npu":                       "want cpu, cuda",
+		strings.Repeat("cpu,", 16) + "cpu": "at most 16",
+	} {
+		if _, err := ParseDevices(bad); err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("ParseDevices(%q) = %v; want an error saying %q", bad, err, why)
+		}
+	}
+}
+
+// TestMultiDeviceBitIdentical: an Extractor on two CPU sessions runs
+// concurrent batches on both and gives, bit for bit, the vectors of one
+// session.
+func TestMultiDeviceBitIdentical(t *testing.T) {
+	one := loadTiny(t, Options{BatchSize: 4})
+	two := loadTiny(t, Options{BatchSize: 4, Devices: []Device{{Kind: "cpu"}, {Kind: "cpu"}}})
+	if one.InferConcurrency() != 1 || two.InferConcurrency() != 2 {
+		t.Fatalf("InferConcurrency %d and %d, want 1 and 2", one.InferConcurrency(), two.InferConcurrency())
+	}
+	prepared := prepareTestImages(t, one)
+	var batches [][]*schema.Prepared
+	for i := 0; i < len(prepared); i += 3 {
+		batches = append(batches, prepared[i:min(i+3, len(prepared))])
+	}
+	got := make([][]schema.VectorResult, len(batches))
+	errs := make([]error, len(batches))
+	var wg sync.WaitGroup
+	for i, b := range batches {
+		wg.Go(func() { got[i], errs[i] = two.Infer(context.Background(), b) })
+	}
+	wg.Wait()
+	for i, b := range batches {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		want, err := one.Infer(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range b {
+			if want[j].Err != nil || got[i][j].Err != nil {
+				t.Fatalf("%s: %v / %v", b[j].Key, want[j].Err, got[i][j].Err)
+			}
+			for k, v := range got[i][j].Vector {
+				if math.Float32bits(v) != math.Float32bits(want[j].Vector[k]) {
+					t.Fatalf("%s: vector[%d] = %v on two sessions, %v on one", b[j].Key, k, v, want[j].Vector[k])
+				}
+			}
+		}
+	}
+}
+
+// TestProviderOptionsTF32: the CUDA provider gets use_tf32=1 unless NoTF32,
+// and its device ordinal; TensorRT gets no CUDA-only option, the CPU none.
+func TestProviderOptionsTF32(t *testing.T) {
+	for _, tc := range []struct {
+		opts SessionOptions
+		want map[string]string
+	}{
+		{SessionOptions{Device: Device{Kind: "cuda", ID: 1}}, map[string]string{"device_id": "1", "use_tf32": "1"}},
+		{SessionOptions{Device: Device{Kind: "cuda"}, NoTF32: true}, map[string]string{"device_id": "0", "use_tf32": "0"}},
+		{SessionOptions{Device: Device{Kind: "tensorrt", ID: 2}}, map[string]string{"device_id": "2"}},
+		{SessionOptions{Device: Device{Kind: "cpu"}}, nil},
+	} {
+		if got := providerOptions(tc.opts); !maps.Equal(got, tc.want) {
+			t.Errorf("providerOptions(%+v) = %v, want %v", tc.opts, got, tc.want)
+		}
+	}
+}
+
+// oomRunner fails any run of more than fit images with ErrOutOfMemory, as
+// the CUDA provider does when a batch's tensors do not fit, and records
+// the size of every run.
+type oomRunner struct {
+	poisonRunner
+	fit  int
+	runs []int
+}
+
+func (r *oomRunner) Run(ctx context.Context, in []float32, n int, out []float32) error {
+	r.runs = append(r.runs, n)
+	if n > r.fit {
+		return fmt.Errorf("run batch of %d on cuda:0: %w: CUDA failure 2: out of memory", n, ErrOutOfMemory)
+	}
+	return r.poisonRunner.Run(ctx, in, n, out)
+}
+
+// TestInferHalvesOnOutOfMemory: a batch that does not fit is retried in
+// halves until the runs fit, every image once and in order; later batches
+// start at the size that fitted; a device that cannot hold one image is a
+// fatal error, not a failure of the images.
+func TestInferHalvesOnOutOfMemory(t *testing.T) {
+	model := &Model{Name: "fake", SHA256: strings.Repeat("a", 64), Layer: "fc7", Dim: 4, Spec: imaging.ImageNet}
+	r := &oomRunner{poisonRunner: poisonRunner{dim: 4}, fit: 3}
+	x, err := newExtractor(model, r, Options{BatchSize: 8, NoNormalize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]*schema.Prepared, 8)
+	for i := range batch {
+		ten := make([]float32, 3*224*224)
+		ten[0] = float32(i + 1)
+		batch[i] = &schema.Prepared{Key: fmt.Sprint(i), Tensor: ten}
+	}
+	check := func(res []schema.VectorResult) {
+		t.Helper()
+		for i, v := range res {
+			if v.Err != nil || v.Vector[0] != float32(i+1) {
+				t.Errorf("image %d: %v %v", i, v.Vector, v.Err)
+			}
+		}
+	}
+	res, err := x.Infer(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(res)
+	// 8 fails, 4 fails, then runs of 2.
+	if want := []int{8, 4, 2, 2, 2, 2}; !slices.Equal(r.runs, want) {
+		t.Errorf("runs %v, want %v", r.runs, want)
+	}
+	r.runs = nil
+	if res, err = x.Infer(context.Background(), batch[:5]); err != nil {
+		t.Fatal(err)
+	}
+	check(res)
+	if want := []int{2, 2, 1}; !slices.Equal(r.runs, want) {
+		t.Errorf("the next batch ran as %v, want %v", r.runs, want)
+	}
+
+	r.fit = 0
+	if _, err := x.Infer(context.Background(), batch[:3]); !errors.Is(err, ErrOutOfMemory) {
+		t.Errorf("no image fits: %v, want a fatal ErrOutOfMemory", err)
+	}
+}
+
+func TestOutOfMemoryMessages(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"CUDA failure 2: out of memory ; GPU=0":                                                        true,
+		"BFCArena::AllocateRawInternal Failed to allocate memory for requested buffer of size 1048576": true,
+		"CUBLAS failure 3: CUBLAS_STATUS_ALLOC_FAILED":                                                 true,
+		"CUDNN failure 4: CUDNN_STATUS_ALLOC_FAILED":                                                   true,
+		"Got invalid dimensions for input: data for the following indices":                             false,
+		"CUDA failure 700: an illegal memory access was encountered":                                   false,
+	} {
+		if got := outOfMemory(errors.New(msg)); got != want {
+			t.Errorf("outOfMemory(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}
+
+// TestPixelUploadBitIdentical: a model rewritten to take uint8 pixels and
+// normalise them in the graph gives, bit for bit, the vectors of the float
+// path, on every test image.
+func TestPixelUploadBitIdentical(t *testing.T) {
+	float := loadTiny(t, Options{BatchSize: 4})
+	pixels := loadTiny(t, Options{BatchSize: 4, PixelUpload: true})
+	if pixels.Identity() != float.Identity() {
+		t.Errorf("pixel upload changed the model identity: %+v vs %+v", pixels.Identity(), float.Identity())
+	}
+	want := prepareTestImages(t, float)
+	got := prepareTestImages(t, pixels)
+	if got[0].Tensor != nil || len(got[0].Pixels) != 3*224*224 {
+		t.Fatalf("pixel upload prepared %d floats, %d bytes; want 0 and %d", len(got[0].Tensor), len(got[0].Pixels), 3*224*224)
+	}
+	wantRes, err := float.Infer(context.Background(), want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotRes, err := pixels.Infer(context.Background(), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if wantRes[i].Err != nil || gotRes[i].Err != nil {
+			t.Fatalf("%s: %v / %v", want[i].Key, wantRes[i].Err, gotRes[i].Err)
+		}
+		for k, v := range gotRes[i].Vector {
+			if math.Float32bits(v) != math.Float32bits(wantRes[i].Vector[k]) {
+				t.Fatalf("%s: vector[%d] = %v from pixels, %v from floats", want[i].Key, k, v, wantRes[i].Vector[k])
+			}
 		}
 	}
 }

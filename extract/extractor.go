@@ -2,11 +2,15 @@ package extract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/imgvec/imgvec/extract/imaging"
+	"github.com/imgvec/imgvec/extract/onnxgraph"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -15,15 +19,54 @@ import (
 // concurrent use.
 type runner interface {
 	Run(ctx context.Context, input []float32, n int, output []float32) error
+	RunPixels(ctx context.Context, input []byte, n int, output []float32) error
 	InputSize() (height, width int)
 	Dim() int
 	Close() error
 }
 
+// Batch sizes of BatchSize 0 (auto): the CPU gains nothing from larger
+// batches; a GPU needs them to be busy, and halves GPUBatch on running out
+// of memory until a batch fits.
+const (
+	DefaultBatch = 16
+	GPUBatch     = 256
+)
+
+// Upload modes (--upload, upload:): float sends normalised float32 tensors
+// to the model; uint8 sends the 8-bit pixels and normalises in the graph
+// (Options.PixelUpload).
+const (
+	UploadFloat = "float"
+	UploadUint8 = "uint8"
+)
+
+// ParseUpload reads an --upload value ("" is float) and reports whether it
+// is uint8.
+func ParseUpload(mode string) (pixels bool, err error) {
+	return parseMode("upload", mode, UploadFloat, UploadUint8)
+}
+
 // Options configures an Extractor.
 type Options struct {
-	Session   SessionOptions
-	BatchSize int // images per inference batch; defaults to 16
+	Session SessionOptions
+	// Devices, when set, opens one session per device (Session.Device is
+	// ignored) and runs each batch on whichever is free; InferConcurrency
+	// says how many Infer calls keep them all busy. Several CPU sessions
+	// share the cores: without Session.IntraOpThreads each gets
+	// runtime.NumCPU()/len(Devices) threads.
+	Devices []Device
+	// BatchSize is the number of images per inference batch; 0 (auto) is
+	// DefaultBatch on the CPU and GPUBatch on a GPU. A run that fails with
+	// ErrOutOfMemory is retried in halves, and later runs stay at the size
+	// that fitted (see Infer).
+	BatchSize int
+	// PixelUpload rewrites the model to take uint8 pixels and normalise
+	// them in the graph (onnxgraph.PixelInput with the preprocessing's
+	// Levels): a quarter of the bytes go to the device, and the vectors are
+	// bit-identical (the model id does not change). It gains nothing on the
+	// CPU.
+	PixelUpload bool
 	// NoNormalize keeps raw activations; by default vectors are L2-normalised.
 	NoNormalize bool
 	Decode      imaging.DecodeOptions
@@ -36,27 +79,68 @@ type Options struct {
 // closes it, once no call is in flight.
 type Extractor struct {
 	sess     runner
+	sessions int // how many sessions sess runs on
+	// runLimit is the most images one run may take: BatchSize until a run
+	// ran out of device memory, then the half that fitted. Shared by
+	// concurrent calls; it only shrinks.
+	runLimit atomic.Int64
 	spec     imaging.Spec
 	opts     Options
 	identity schema.ModelIdentity
-	tensors  sync.Pool // *[]float32 of one image
-	inputs   sync.Pool // *[]float32: the input of one Run, owned by that call until it returns
+	// Pools of one image's tensor and of one run's input, owned by that
+	// call until it returns: *[]float32, or *[]byte with PixelUpload.
+	tensors sync.Pool
+	inputs  sync.Pool
 }
 
-// New opens a session on model and returns an Extractor for it.
+// New opens a session on model (one per device of opts.Devices) and
+// returns an Extractor for it.
 func New(model *Model, opts Options) (*Extractor, error) {
 	so := opts.Session
 	so.ExternalDataDir = model.DataDir
-	sess, err := NewSession(model.Bytes, so)
-	if err != nil {
-		return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+	devs := opts.Devices
+	if len(devs) == 0 {
+		devs = []Device{so.Device}
 	}
-	return newExtractor(model, sess, opts)
+	if opts.BatchSize <= 0 && devs[0].Kind != "cpu" {
+		opts.BatchSize = GPUBatch
+	}
+	if so.IntraOpThreads <= 0 && len(devs) > 1 && devs[0].Kind == "cpu" {
+		so.IntraOpThreads = max(1, runtime.NumCPU()/len(devs))
+	}
+	graph := model.Bytes
+	if opts.PixelUpload {
+		m, err := onnxgraph.Parse(graph)
+		if err == nil {
+			if m, err = m.PixelInput(model.Spec.Levels()); err == nil {
+				graph, err = m.Bytes()
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+		}
+	}
+	sessions := make([]runner, 0, len(devs))
+	for _, d := range devs {
+		so.Device = d
+		sess, err := NewSession(graph, so)
+		if err != nil {
+			for _, s := range sessions {
+				s.Close()
+			}
+			return nil, fmt.Errorf("open model %s: %w", model.Name, err)
+		}
+		sessions = append(sessions, sess)
+	}
+	if len(sessions) == 1 {
+		return newExtractor(model, sessions[0], opts)
+	}
+	return newExtractor(model, newSessionSet(sessions), opts)
 }
 
 func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	if opts.BatchSize <= 0 {
-		opts.BatchSize = 16
+		opts.BatchSize = DefaultBatch
 	}
 	spec := model.Spec
 	ph, pw := spec.OutputSize()
@@ -72,10 +156,19 @@ func newExtractor(model *Model, sess runner, opts Options) (*Extractor, error) {
 	// copy of the graph, and the model's bytes (over 500 MB for VGG19) can
 	// be collected.
 	opts.Decode.Spec = spec // decode only what the preprocessing reads
-	x := &Extractor{sess: sess, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
+	x := &Extractor{sess: sess, sessions: 1, spec: spec, opts: opts, identity: model.Identity(!opts.NoNormalize)}
+	if set, ok := sess.(*sessionSet); ok {
+		x.sessions = len(set.all)
+	}
+	x.runLimit.Store(int64(opts.BatchSize))
 	n := 3 * ph * pw
-	x.tensors.New = func() any { t := make([]float32, n); return &t }
-	x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
+	if opts.PixelUpload {
+		x.tensors.New = func() any { t := make([]byte, n); return &t }
+		x.inputs.New = func() any { t := make([]byte, opts.BatchSize*n); return &t }
+	} else {
+		x.tensors.New = func() any { t := make([]float32, n); return &t }
+		x.inputs.New = func() any { t := make([]float32, opts.BatchSize*n); return &t }
+	}
 	return x, nil
 }
 
@@ -84,6 +177,10 @@ func (x *Extractor) Identity() schema.ModelIdentity { return x.identity }
 
 // BatchSize is the configured number of images per Infer call.
 func (x *Extractor) BatchSize() int { return x.opts.BatchSize }
+
+// InferConcurrency is how many Infer calls keep every session busy: one
+// per device (connector.ConcurrentEmbedder).
+func (x *Extractor) InferConcurrency() int { return x.sessions }
 
 // Prepare decodes and preprocesses one image. Errors are *schema.ItemError.
 func (x *Extractor) Prepare(key string, data []byte) (*schema.Prepared, error) {
@@ -96,24 +193,36 @@ func (x *Extractor) Prepare(key string, data []byte) (*schema.Prepared, error) {
 	if !x.opts.Decode.IgnoreOrientation && info.Orientation >= 5 && info.Orientation <= 8 {
 		width, height = height, width
 	}
-	tp := x.tensors.Get().(*[]float32)
-	err = imaging.Preprocess(img, x.spec, *tp)
+	p := &schema.Prepared{Key: key, Width: width, Height: height, Format: info.Format}
+	tp := x.tensors.Get()
+	if x.opts.PixelUpload {
+		p.Pixels = *tp.(*[]byte)
+		err = imaging.PreprocessPixels(img, x.spec, p.Pixels)
+	} else {
+		p.Tensor = *tp.(*[]float32)
+		err = imaging.Preprocess(img, x.spec, p.Tensor)
+	}
 	img.Release() // the decoded pixels go back to imaging's pool for the next Decode
 	if err != nil {
 		x.tensors.Put(tp)
 		return nil, &schema.ItemError{Item: key, Stage: "preprocess", Class: schema.FailDecode, Reason: "preprocess failed", Err: err}
 	}
-	return &schema.Prepared{Key: key, Tensor: *tp, Width: width, Height: height, Format: info.Format}, nil
+	return p, nil
 }
 
 // Release returns p's tensor to the pool; p must not be used afterwards.
 func (x *Extractor) Release(p *schema.Prepared) {
-	if p == nil || p.Tensor == nil {
-		return
+	switch {
+	case p == nil:
+	case p.Tensor != nil:
+		t := p.Tensor
+		p.Tensor = nil
+		x.tensors.Put(&t)
+	case p.Pixels != nil:
+		t := p.Pixels
+		p.Pixels = nil
+		x.tensors.Put(&t)
 	}
-	t := p.Tensor
-	p.Tensor = nil
-	x.tensors.Put(&t)
 }
 
 // Infer runs one batch and returns one Result per input, in order. A batch
@@ -142,7 +251,9 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*schema.Prepared, re
 		}
 		return nil
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(err, ErrOutOfMemory) {
+		// run already halved down to single images: the device cannot
+		// hold one, which is no fault of the image.
 		return err
 	}
 	if len(batch) == 1 {
@@ -156,28 +267,65 @@ func (x *Extractor) inferRange(ctx context.Context, batch []*schema.Prepared, re
 	return x.inferRange(ctx, batch[mid:], results[mid:])
 }
 
+// run runs batch in runs of at most runLimit images and returns its
+// vectors. A run that fails with ErrOutOfMemory lowers runLimit to half of
+// it and is retried in runs of the new limit: every image runs once in the
+// end, and the vectors are in batch order. ErrOutOfMemory is returned only
+// when a single image does not fit.
 func (x *Extractor) run(ctx context.Context, batch []*schema.Prepared) ([]float32, error) {
+	if x.opts.PixelUpload {
+		return runBatch(ctx, x, batch, func(p *schema.Prepared) []byte { return p.Pixels }, x.sess.RunPixels)
+	}
+	return runBatch(ctx, x, batch, func(p *schema.Prepared) []float32 { return p.Tensor }, x.sess.Run)
+}
+
+// runBatch is run for one kind of input: image gives each image's values,
+// and runFn runs them.
+func runBatch[T float32 | byte](ctx context.Context, x *Extractor, batch []*schema.Prepared, image func(*schema.Prepared) []T,
+	runFn func(ctx context.Context, input []T, n int, output []float32) error) ([]float32, error) {
 	ph, pw := x.spec.OutputSize()
 	per := 3 * ph * pw
-	need := len(batch) * per
-	buf := x.inputs.Get().(*[]float32)
-	defer x.inputs.Put(buf)
-	if cap(*buf) < need {
-		*buf = make([]float32, need)
-	}
-	in := (*buf)[:need]
-	for i, p := range batch {
-		if len(p.Tensor) != per {
-			return nil, fmt.Errorf("infer %s: tensor has %d floats, want %d", p.Key, len(p.Tensor), per)
+	for _, p := range batch {
+		if len(image(p)) != per {
+			return nil, fmt.Errorf("infer %s: input has %d values, want %d", p.Key, len(image(p)), per)
 		}
-		copy(in[i*per:], p.Tensor)
 	}
+	buf := x.inputs.Get().(*[]T)
+	defer x.inputs.Put(buf)
 	// The output is handed to callers, so it is not reused.
-	out := make([]float32, len(batch)*x.identity.Dim)
-	if err := x.sess.Run(ctx, in, len(batch), out); err != nil {
-		return nil, err
+	dim := x.identity.Dim
+	out := make([]float32, len(batch)*dim)
+	for done := 0; done < len(batch); {
+		n := min(len(batch)-done, int(x.runLimit.Load()))
+		if cap(*buf) < n*per {
+			*buf = make([]T, n*per)
+		}
+		in := (*buf)[:n*per]
+		for i, p := range batch[done : done+n] {
+			copy(in[i*per:], image(p))
+		}
+		err := runFn(ctx, in, n, out[done*dim:(done+n)*dim])
+		switch {
+		case err == nil:
+			done += n
+		case errors.Is(err, ErrOutOfMemory) && n > 1 && ctx.Err() == nil:
+			x.lowerRunLimit(n / 2)
+		default:
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// lowerRunLimit sets runLimit to limit unless another run lowered it
+// further meanwhile.
+func (x *Extractor) lowerRunLimit(limit int) {
+	for {
+		cur := x.runLimit.Load()
+		if cur <= int64(limit) || x.runLimit.CompareAndSwap(cur, int64(limit)) {
+			return
+		}
+	}
 }
 
 // finish checks and normalises one vector.

@@ -64,13 +64,19 @@ const (
 // ParseDecode reads a --decode value ("" is exact) and reports whether it
 // is the fast mode.
 func ParseDecode(mode string) (fast bool, err error) {
+	return parseMode("decode", mode, DecodeExact, DecodeFast)
+}
+
+// parseMode reads a setting of two values: "" and off are false, on is
+// true.
+func parseMode(setting, mode, off, on string) (bool, error) {
 	switch mode {
-	case "", DecodeExact:
+	case "", off:
 		return false, nil
-	case DecodeFast:
+	case on:
 		return true, nil
 	}
-	return false, fmt.Errorf("decode %q: want %s or %s", mode, DecodeExact, DecodeFast)
+	return false, fmt.Errorf("%s %q: want %s or %s", setting, mode, off, on)
 }
 
 // ParsePreprocess resolves a --preprocess value: a recipe name or the path

@@ -2,8 +2,10 @@ package extract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -17,6 +19,13 @@ type SessionOptions struct {
 	// IntraOpThreads is ONNX Runtime's intra-op thread count. Defaults to
 	// runtime.NumCPU().
 	IntraOpThreads int
+	// NoTF32 turns off TensorFloat-32 on the CUDA provider (use_tf32=0).
+	// By default float32 convolutions and matrix products on an Ampere or
+	// newer GPU run in TF32 (10-bit mantissa inputs, float32 accumulation):
+	// faster and slightly less precise (make bench-gpu prints the cosine to
+	// float32). It changes nothing on the CPU, on TensorRT, or for float16
+	// models.
+	NoTF32 bool
 	// ExternalDataDir is the directory the model's external data files are
 	// relative to (Model.DataDir); ONNX Runtime reads them from there,
 	// whatever the working directory. "" when the model has none.
@@ -28,7 +37,9 @@ type SessionOptions struct {
 const externalDataDirKey = "session.model_external_initializers_file_folder_path"
 
 // Session runs one ONNX model whose single image input is [N,C,H,W] float32
-// and whose output is [N,Dim] float32 (a cut model). Run is safe for
+// (Run), or uint8 pixels [N,H,W,3] for a model that normalises in its graph
+// (onnxgraph.PixelInput; RunPixels), and whose output is [N,Dim] float32 (a
+// cut model). Run is safe for
 // concurrent use: ONNX Runtime allows concurrent runs of one session, and
 // every call has its own tensors and run options, so cancelling one call
 // never touches another. Close ends the session once no Run is in flight.
@@ -40,6 +51,7 @@ type Session struct {
 	height    int
 	width     int
 	dim       int
+	pixels    bool // the input is uint8 [N,H,W,3]
 	device    Device
 	closeOnce sync.Once
 }
@@ -64,8 +76,12 @@ func NewSession(model []byte, opts SessionOptions) (*Session, error) {
 	}
 	in, out := ins[0], outs[0]
 	inDims, outDims := dims(in.Shape), dims(out.Shape)
-	if len(inDims) != 4 || in.ElemType != "float" {
-		return nil, fmt.Errorf("model input %q is %s %v; want float [N,C,H,W]", in.Name, in.ElemType, inDims)
+	pixels := in.ElemType == "uint8"
+	if len(inDims) != 4 || (in.ElemType != "float" && !pixels) {
+		return nil, fmt.Errorf("model input %q is %s %v; want float [N,C,H,W] (or uint8 [N,H,W,3] pixels)", in.Name, in.ElemType, inDims)
+	}
+	if pixels { // as NCHW, for the checks and sizes below
+		inDims = []int64{inDims[0], inDims[3], inDims[1], inDims[2]}
 	}
 	if len(outDims) != 2 || outDims[1] <= 0 || out.ElemType != "float" {
 		return nil, fmt.Errorf("model output %q is %s %v; want float [N,dim]", out.Name, out.ElemType, outDims)
@@ -85,7 +101,7 @@ func NewSession(model []byte, opts SessionOptions) (*Session, error) {
 	s := &Session{
 		sess: sess, input: in.Name, output: out.Name,
 		channels: int(inDims[1]), height: int(inDims[2]), width: int(inDims[3]),
-		dim: int(outDims[1]), device: opts.Device,
+		dim: int(outDims[1]), pixels: pixels, device: opts.Device,
 	}
 	if s.channels != 3 {
 		s.Close()
@@ -125,14 +141,32 @@ func sessionOptions(opts SessionOptions) (*ort.SessionOptions, error) {
 			return nil, fmt.Errorf("set external data directory %s: %w", opts.ExternalDataDir, err)
 		}
 	}
-	if err := appendProvider(so, opts.Device); err != nil {
+	if err := appendProvider(so, opts); err != nil {
 		so.Destroy()
 		return nil, err
 	}
 	return so, nil
 }
 
-func appendProvider(so *ort.SessionOptions, d Device) error {
+// providerOptions are the execution provider's options for opts.Device
+// (nil on the CPU).
+func providerOptions(opts SessionOptions) map[string]string {
+	d := opts.Device
+	switch d.Kind {
+	case "cuda":
+		tf32 := "1"
+		if opts.NoTF32 {
+			tf32 = "0"
+		}
+		return map[string]string{"device_id": fmt.Sprint(d.ID), "use_tf32": tf32}
+	case "tensorrt":
+		return map[string]string{"device_id": fmt.Sprint(d.ID)}
+	}
+	return nil
+}
+
+func appendProvider(so *ort.SessionOptions, opts SessionOptions) error {
+	d := opts.Device
 	noProvider := func(err error) error {
 		return fmt.Errorf("device %s: this ONNX Runtime library has no usable %s execution provider "+
 			"(use --device cpu, or run `make setup-gpu`, or point IMGVEC_ORT_LIB at an onnxruntime-gpu %s build with its provider libraries, CUDA and cuDNN installed): %w",
@@ -148,7 +182,7 @@ func appendProvider(so *ort.SessionOptions, d Device) error {
 			return noProvider(err)
 		}
 		defer co.Destroy()
-		if err := co.Update(map[string]string{"device_id": fmt.Sprint(d.ID)}); err != nil {
+		if err := co.Update(providerOptions(opts)); err != nil {
 			return noProvider(err)
 		}
 		if err := so.AppendExecutionProviderCUDA(co); err != nil {
@@ -162,7 +196,7 @@ func appendProvider(so *ort.SessionOptions, d Device) error {
 			return noProvider(err)
 		}
 		defer to.Destroy()
-		if err := to.Update(map[string]string{"device_id": fmt.Sprint(d.ID)}); err != nil {
+		if err := to.Update(providerOptions(opts)); err != nil {
 			return noProvider(err)
 		}
 		if err := so.AppendExecutionProviderTensorRT(to); err != nil {
@@ -184,14 +218,29 @@ func (s *Session) Dim() int { return s.dim }
 // no other. Run is safe for concurrent use; input and output belong to the
 // caller and must not be shared with another call in flight.
 func (s *Session) Run(ctx context.Context, input []float32, n int, output []float32) error {
-	want := n * s.channels * s.height * s.width
-	if len(input) != want || len(output) != n*s.dim {
-		return fmt.Errorf("run batch of %d: input has %d floats (want %d), output %d (want %d)", n, len(input), want, len(output), n*s.dim)
+	if s.pixels {
+		return fmt.Errorf("run batch of %d: the model takes uint8 pixels (RunPixels)", n)
+	}
+	return run(ctx, s, ort.NewShape(int64(n), int64(s.channels), int64(s.height), int64(s.width)), input, n, output)
+}
+
+// RunPixels is Run for a model whose input is uint8 pixels: n images laid
+// out NHWC in input (len n*H*W*3).
+func (s *Session) RunPixels(ctx context.Context, input []byte, n int, output []float32) error {
+	if !s.pixels {
+		return fmt.Errorf("run batch of %d: the model takes float tensors (Run)", n)
+	}
+	return run(ctx, s, ort.NewShape(int64(n), int64(s.height), int64(s.width), int64(s.channels)), input, n, output)
+}
+
+func run[T float32 | byte](ctx context.Context, s *Session, shape ort.Shape, input []T, n int, output []float32) error {
+	if want := n * s.channels * s.height * s.width; len(input) != want || len(output) != n*s.dim {
+		return fmt.Errorf("run batch of %d: input has %d values (want %d), output %d (want %d)", n, len(input), want, len(output), n*s.dim)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(s.channels), int64(s.height), int64(s.width)), input)
+	in, err := ort.NewTensor(shape, input)
 	if err != nil {
 		return fmt.Errorf("run batch of %d: input tensor: %w", n, err)
 	}
@@ -221,9 +270,29 @@ func (s *Session) Run(ctx context.Context, input []float32, n int, output []floa
 		return fmt.Errorf("run batch of %d: %w", n, context.Cause(ctx))
 	}
 	if err != nil {
+		if outOfMemory(err) {
+			return fmt.Errorf("run batch of %d on %s: %w: %w", n, s.device, ErrOutOfMemory, err)
+		}
 		return fmt.Errorf("run batch of %d on %s: %w", n, s.device, err)
 	}
 	return nil
+}
+
+// ErrOutOfMemory is wrapped by a Run that failed because the device could
+// not allocate the batch's tensors: a smaller batch may fit.
+var ErrOutOfMemory = errors.New("out of device memory")
+
+// outOfMemory tells an allocation failure from ONNX Runtime's message (its
+// C API gives one error code for every failure of a run): the CUDA
+// runtime's, cuBLAS's and cuDNN's allocation errors and the arena's.
+func outOfMemory(err error) bool {
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"out of memory", "failed to allocate memory", "alloc_failed", "cudaerrormemoryallocation"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Close releases the session. It is safe to call more than once; it must

@@ -4,6 +4,7 @@
 //	go run ./cmd/imgvec-bench extract     # model-only, decode, end-to-end, Python baseline
 //	go run ./cmd/imgvec-bench connector   # no-op sync vs a bare walk, backfill overhead
 //	go run ./cmd/imgvec-bench all
+//	go run ./cmd/imgvec-bench gpu         # GPU img/s per precision and batch (make bench-gpu)
 //
 // Every ratio compares two numbers measured in the same run on the same
 // machine; rates are medians over the repetitions shown. The extract
@@ -50,6 +51,7 @@ type config struct {
 	workDir     string
 	strict      bool
 	verbose     bool
+	device      string // gpu: the --device list
 }
 
 // env holds what the sections share: the loaded model and the image sets.
@@ -127,6 +129,7 @@ type Report struct {
 	Reps      int              `json:"reps"`
 	Extract   *extractReport   `json:"extract,omitempty"`
 	Connector *connectorReport `json:"connector,omitempty"`
+	GPU       *gpuReport       `json:"gpu,omitempty"`
 	Targets   []target         `json:"targets"`
 	LoadAvg   float64          `json:"loadavg_1m_at_start"`
 	Load      []phaseLoad      `json:"load"`
@@ -160,6 +163,10 @@ const usage = `usage: imgvec-bench [flags] extract|connector|all [flags]
   connector  no-op sync of --files unchanged files vs filepath.WalkDir+Lstat,
              backfill into SQLite vs model-only
   all        both
+  gpu        model-only and end-to-end img/s at batch 32/64/128 on --device,
+             fp32/TF32/fp16 and uint8 upload, 640x480 and 12 MP JPEGs, and
+             each variant's cosine to fp32 (make bench-gpu); fails at once,
+             in one line, where the device cannot run a model
 
 flags:
 `
@@ -185,6 +192,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.workDir, "workdir", "", "keep generated images and the file tree here and reuse them (default: a temp dir, removed)")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit 1 when a target is missed")
 	fs.BoolVar(&cfg.verbose, "v", true, "progress on stderr")
+	fs.StringVar(&cfg.device, "device", "cuda:0", "gpu: the device (or list, cuda:0,cuda:1) to measure; cpu with --quick is the smoke test")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 
 	if err := fs.Parse(args); err != nil {
@@ -201,7 +209,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	switch cmd {
-	case "extract", "connector", "all":
+	case "extract", "connector", "all", "gpu":
 	case "":
 		fs.Usage()
 		return 2
@@ -293,6 +301,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "connector" || cmd == "all" {
 		if rep.Connector, err = runConnector(ctx, e); err != nil {
 			fmt.Fprintln(stderr, "imgvec-bench connector:", err)
+			return 1
+		}
+	}
+	if cmd == "gpu" {
+		if rep.GPU, err = runGPU(ctx, e); err != nil {
+			fmt.Fprintln(stderr, "imgvec-bench gpu:", err)
 			return 1
 		}
 	}

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgvec/imgvec/extract"
 )
@@ -18,33 +20,9 @@ func TestQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the benchmarks in quick mode (~15 s); skipped with -short")
 	}
-	if err := extract.InitRuntime(); err != nil {
-		if errors.Is(err, extract.ErrNoRuntime) && os.Getenv("CI") != "true" {
-			t.Skipf("ONNX Runtime not installed (make setup): %v", err)
-		}
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	jsonPath := filepath.Join(dir, "bench.json")
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"all", "--quick", "--model", "tiny", "--files", "500", "--workdir", dir, "--json", jsonPath, "-v=false"}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	out := stdout.String()
-	for _, want := range []string{"== extract ==", "model-only", "decode+preprocess", "end-to-end", "python baseline", "== connector ==", "no-op sync of 500", "backfill into SQLite", "targets:"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q:\n%s", want, out)
-		}
-	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	requireRuntime(t)
+	rep, b := runReport(t, []string{"all", "--quick", "--model", "tiny", "--files", "500"},
+		"== extract ==", "model-only", "decode+preprocess", "end-to-end", "python baseline", "== connector ==", "no-op sync of 500", "backfill into SQLite", "targets:")
 	x, c := rep.Extract, rep.Connector
 	if x == nil || c == nil || c.NoOp == nil || c.Backfill == nil {
 		t.Fatalf("json lacks sections: %s", b)
@@ -132,5 +110,108 @@ func TestNpyAndCompare(t *testing.T) {
 	}
 	if median([]float64{3, 1, 2}) != 2 || median([]float64{4, 1, 2, 3}) != 2.5 {
 		t.Fatal("median")
+	}
+}
+
+// TestGPUSmoke runs `imgvec-bench gpu --quick --device cpu`: every
+// measurement of make bench-gpu on the tiny model, on the CPU (the numbers
+// mean nothing), and the table.
+func TestGPUSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the GPU benchmark's CPU smoke test (~20 s); skipped with -short")
+	}
+	requireRuntime(t)
+	if _, err := exec.LookPath("nvidia-smi"); err != nil {
+		// No driver: one line, before generating anything.
+		var out, errb bytes.Buffer
+		if code := run([]string{"gpu", "-v=false"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no NVIDIA driver") ||
+			strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
+			t.Errorf("gpu on cuda:0 without a driver: exit %d, stderr:\n%s", code, errb.String())
+		}
+	}
+	rep, b := runReport(t, []string{"gpu", "--quick", "--device", "cpu", "--threads", "1"},
+		"== gpu: cpu ==", "fp32        tf32        fp16  tf32+uint8", "model-only", "end-to-end 640x480", "end-to-end 4000x3000", "cosine to fp32, fp16")
+	g := rep.GPU
+	if g == nil || len(g.Rows) != 3*3*4 || len(g.Cosines) != 3 {
+		t.Fatalf("gpu report: %s", b)
+	}
+	for _, r := range g.Rows {
+		if r.ImgPerSec <= 0 {
+			t.Errorf("row %+v", r)
+		}
+	}
+	for _, c := range g.Cosines {
+		// TF32 and the uint8 upload change nothing on the CPU.
+		if c.Min < 0.999 || (c.Variant != "fp16" && c.Min < 1-1e-6) {
+			t.Errorf("cosine %+v", c)
+		}
+	}
+}
+
+// TestBenchGPUScript runs make bench-gpu's script: without a GPU it fails
+// at once with one line saying so; BENCH_GPU_DEVICE=cpu runs the smoke test.
+func TestBenchGPUScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs imgvec-bench through .ci/bench-gpu.sh; skipped with -short")
+	}
+	requireRuntime(t)
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(root, ".ci", "bench-gpu.sh")
+	if _, err := exec.LookPath("nvidia-smi"); err != nil {
+		start := time.Now()
+		out, err := exec.Command(script).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "no NVIDIA GPU or driver") || strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+			t.Errorf("without a GPU: %v, want one line saying there is none:\n%s", err, out)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("without a GPU the script took %s to fail", time.Since(start))
+		}
+	}
+	cmd := exec.Command(script)
+	cmd.Env = append(os.Environ(), "BENCH_GPU_DEVICE=cpu")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "== gpu: cpu ==") || !strings.Contains(string(out), "cosine to fp32, fp16") {
+		t.Errorf("BENCH_GPU_DEVICE=cpu: %v\n%s", err, out)
+	}
+}
+
+// runReport runs imgvec-bench with args (and a work dir and --json of its
+// own), checks it succeeds and its text report has every want, and returns
+// the JSON report and its bytes.
+func runReport(t *testing.T, args []string, wants ...string) (Report, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "bench.json")
+	var stdout, stderr bytes.Buffer
+	if code := run(append(args, "--workdir", dir, "--json", jsonPath, "-v=false"), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, want := range wants {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, b
+}
+
+// requireRuntime skips without ONNX Runtime (a failure with CI=true).
+func requireRuntime(t *testing.T) {
+	t.Helper()
+	if err := extract.InitRuntime(); err != nil {
+		if errors.Is(err, extract.ErrNoRuntime) && os.Getenv("CI") != "true" {
+			t.Skipf("ONNX Runtime not installed (make setup): %v", err)
+		}
+		t.Fatal(err)
 	}
 }

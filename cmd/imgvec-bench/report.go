@@ -185,6 +185,9 @@ func writeText(w io.Writer, r *Report) {
 			p("  ratio %.3f (target >=0.9 %s)", b.Ratio, ok(b.Ratio >= 0.9))
 		}
 	}
+	if r.GPU != nil {
+		writeGPU(w, r.GPU)
+	}
 
 	p("")
 	pass := 0

@@ -78,6 +78,27 @@ jobs:
 	}
 }
 
+// TestBatchAuto: --batch auto and batch: auto are Job.Batch 0 (the
+// extractor sizes batches by device); anything else is a number in range.
+func TestBatchAuto(t *testing.T) {
+	if j := parseJob(t, "jobs:\n  - name: a\n    source: /a\n    batch: auto\n"); j.Batch != 0 {
+		t.Errorf("batch: auto gave %d, want 0", j.Batch)
+	}
+	var j config.Job
+	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
+	registerRunFlags(fs, &j, connector.KindSync)
+	if j.Batch != config.DefaultBatch {
+		t.Errorf("--batch defaults to %d, want %d", j.Batch, config.DefaultBatch)
+	}
+	if err := fs.Parse([]string{"--batch", "auto"}); err != nil || j.Batch != 0 || fs.Lookup("batch").Value.String() != "auto" {
+		t.Errorf("--batch auto: %v, batch %d", err, j.Batch)
+	}
+	err := fs.Parse([]string{"--batch", "lots"})
+	if err == nil || !strings.Contains(err.Error(), "want a whole number from 1 to 512, or auto") {
+		t.Errorf("--batch lots: %v", err)
+	}
+}
+
 // The one-shot commands run a config job; flags given explicitly win.
 func TestE2EConfig(t *testing.T) {
 	needBinary(t)

@@ -75,7 +75,7 @@ func printConfig(w io.Writer, f *config.File, now time.Time) {
 		if j.Layer != "" {
 			model += " (layer " + j.Layer + ")"
 		}
-		fmt.Fprintf(tw, "  model\t%s, batch %d, device %s\n", model, j.Batch, j.Device)
+		fmt.Fprintf(tw, "  model\t%s, batch %s, device %s\n", model, config.FormatBatch(j.Batch), j.Device)
 		sched, err := j.CronSchedule()
 		switch {
 		case err != nil:

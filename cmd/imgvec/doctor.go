@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -38,7 +37,7 @@ func newDoctorCmd() *cobra.Command {
 			}
 			fmt.Fprintf(w, "onnx runtime  %s, version %s (imgvec is tested with %s)\n", lib, extract.RuntimeVersion(), extract.ORTVersion)
 			fmt.Fprintf(w, "cpu           %d cores, %s, VNNI %t\n", runtime.NumCPU(), runtime.GOARCH, cpu.X86.HasAVX512VNNI || cpu.X86.HasAVXVNNI)
-			if gpus := nvidiaGPUs(); gpus != "" {
+			if gpus := extract.NVIDIAGPUs(); gpus != "" {
 				fmt.Fprintf(w, "gpus          %s\n", gpus)
 			} else {
 				fmt.Fprintf(w, "gpus          none found (no nvidia-smi)\n")
@@ -66,15 +65,6 @@ func newDoctorCmd() *cobra.Command {
 	cmd.Flags().Float64Var(&seconds, "seconds", 10, "length of each device's img/s probe")
 	cmd.Flags().StringVar(&devices, "device", "cpu,cuda:0", "devices to probe, comma-separated")
 	return cmd
-}
-
-// nvidiaGPUs lists the NVIDIA GPUs and their memory, "" without nvidia-smi.
-func nvidiaGPUs() string {
-	out, err := exec.Command("nvidia-smi", "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader").Output()
-	if err != nil {
-		return ""
-	}
-	return strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")), " ")
 }
 
 // probeModel is the tiny VGG19 (random weights) cut at fc7: it needs no

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -760,6 +761,65 @@ func TestE2EDeviceCUDA(t *testing.T) {
 	r := mustCode(t, exitUsage, tmp, "embed", img, "--model", e2eModel, "--device", "npu", "--out", "v.npy")
 	if !strings.Contains(r.stderr, "cuda") {
 		t.Errorf("--device npu: message should list the devices: %s", r)
+	}
+}
+
+// TestE2EMultiDevice: --device cpu,cpu runs one session per device, and
+// --upload uint8 sends pixels normalised in the graph; both store, bit for
+// bit, the vectors of a plain one-device run (and the vector oracle's). A
+// bad device list or upload mode is a usage error naming the flag, on the
+// command line and in a config file.
+func TestE2EMultiDevice(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	runs := map[string][]string{
+		"plain":   {"--device", "cpu"},
+		"two cpu": {"--device", "cpu,cpu"},
+		"uint8":   {"--device", "cpu,cpu", "--upload", "uint8"},
+	}
+	states := map[string]dbState{}
+	for name, flags := range runs {
+		db := filepath.Join(tmp, strings.ReplaceAll(name, " ", "-")+".db")
+		mustCode(t, exitOK, tmp, append([]string{"sync", "-q", "--source", e2eImages, "--exclude", "bad/**", "--sink", "sqlite://" + db,
+			"--model", e2eModel, "--batch", "2"}, flags...)...)
+		states[name] = readDB(t, db)
+	}
+	plain := states["plain"]
+	if len(plain.Items) < 8 {
+		t.Fatalf("%d rows", len(plain.Items))
+	}
+	for name, st := range states {
+		if len(st.Items) != len(plain.Items) {
+			t.Errorf("%s: %d rows, want %d", name, len(st.Items), len(plain.Items))
+		}
+		for id, it := range st.Items {
+			if want, ok := plain.Items[id]; !ok || !slices.Equal(want.Vector, it.Vector) || want.ModelID != it.ModelID {
+				t.Errorf("%s: %s: the stored vector or model id differs from a plain run's", name, it.Key)
+			}
+		}
+		var model string
+		for _, it := range st.Items {
+			model = it.ModelID
+		}
+		checkOracleSQLite(t, st, e2eImages, model)
+	}
+
+	for _, bad := range [][]string{
+		{"--device", "cuda:0,cuda:0"}, {"--device", "cpu,cuda:0"}, {"--device", "cuda:256"}, {"--device", "cpu,"},
+		{"--upload", "int8"},
+	} {
+		r := mustCode(t, exitUsage, tmp, append([]string{"embed", filepath.Join(e2eImages, "small.jpg"), "--model", e2eModel, "--out", "v.npy"}, bad...)...)
+		if !strings.Contains(r.stderr, bad[0]) {
+			t.Errorf("%s %s: the message does not name %s: %s", bad[0], bad[1], bad[0], r)
+		}
+	}
+	cfg := filepath.Join(tmp, "imgvec.yaml")
+	if err := os.WriteFile(cfg, []byte("jobs:\n  - name: a\n    source: "+e2eImages+"\n    device: cuda:1,cuda:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustCode(t, exitUsage, tmp, "config", "check", "--config", cfg)
+	if !strings.Contains(r.stdout+r.stderr, "jobs[0].device") || !strings.Contains(r.stdout+r.stderr, "listed twice") {
+		t.Errorf("config check of a duplicate device: %s", r)
 	}
 }
 

@@ -74,6 +74,9 @@ type Embedder struct {
 	// OnInfer, if set, is called at the start of each Infer with the keys
 	// of the batch.
 	OnInfer func(keys []string)
+	// Concurrency is what InferConcurrency returns (0: the pipeline's
+	// default, one Infer at a time).
+	Concurrency int
 
 	mu         sync.Mutex
 	prepared   int
@@ -83,11 +86,15 @@ type Embedder struct {
 	batches    [][]string
 	inInfer    int
 	overlaps   int
+	maxInInfer int
 	live       map[*schema.Prepared]bool
 	doubleFree int
 }
 
-var _ connector.Embedder = (*Embedder)(nil)
+var (
+	_ connector.Embedder           = (*Embedder)(nil)
+	_ connector.ConcurrentEmbedder = (*Embedder)(nil)
+)
 
 // NewEmbedder returns a fake with the given model and batch size.
 func NewEmbedder(model schema.ModelIdentity, batch int) *Embedder {
@@ -100,6 +107,9 @@ func (e *Embedder) Identity() schema.ModelIdentity {
 	}
 	return e.Model
 }
+
+// InferConcurrency is Concurrency.
+func (e *Embedder) InferConcurrency() int { return e.Concurrency }
 
 func (e *Embedder) BatchSize() int {
 	if e.Batch == 0 {
@@ -143,6 +153,7 @@ func (e *Embedder) Infer(ctx context.Context, batch []*schema.Prepared) ([]schem
 	if e.inInfer > 1 {
 		e.overlaps++
 	}
+	e.maxInInfer = max(e.maxInInfer, e.inInfer)
 	e.inferCalls++
 	e.batches = append(e.batches, keys)
 	e.mu.Unlock()
@@ -208,7 +219,8 @@ type EmbedderStats struct {
 	InferCalls         int
 	Inferred           int        // items in successful Infer calls
 	Batches            [][]string // keys of every Infer call, in order
-	Overlaps           int        // Infer calls that overlapped another (allowed; one run's pipeline makes none)
+	Overlaps           int        // Infer calls that overlapped another (allowed; one run's pipeline makes none unless Concurrency > 1)
+	MaxInFlight        int        // the most Infer calls in flight at once
 	BadReleases        int        // Release of a value not live (double release or foreign)
 }
 
@@ -218,7 +230,7 @@ func (e *Embedder) Stats() EmbedderStats {
 	defer e.mu.Unlock()
 	b := make([][]string, len(e.batches))
 	copy(b, e.batches)
-	return EmbedderStats{e.prepared, e.released, e.inferCalls, e.inferred, b, e.overlaps, e.doubleFree}
+	return EmbedderStats{e.prepared, e.released, e.inferCalls, e.inferred, b, e.overlaps, e.maxInInfer, e.doubleFree}
 }
 
 // InferredKeys returns every key that went through Infer, sorted by call.
@@ -233,7 +245,7 @@ func (s EmbedderStats) InferredKeys() []string {
 // String is a summary for test failures.
 func (s EmbedderStats) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "prepared %d, released %d, infer calls %d, inferred %d, overlaps %d, bad releases %d",
-		s.Prepared, s.Released, s.InferCalls, s.Inferred, s.Overlaps, s.BadReleases)
+	fmt.Fprintf(&b, "prepared %d, released %d, infer calls %d, inferred %d, overlaps %d, most in flight %d, bad releases %d",
+		s.Prepared, s.Released, s.InferCalls, s.Inferred, s.Overlaps, s.MaxInFlight, s.BadReleases)
 	return b.String()
 }

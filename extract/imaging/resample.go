@@ -536,8 +536,7 @@ func vertical(dst, tmp []byte, stride, x0, rowLo int, c *coeffs, cw, ch int) {
 
 // Preprocess writes the normalised 3×H×W CHW float32 tensor of img
 // (H×W = s.OutputSize()) into dst (len(dst) >= 3*H*W): ResizeCrop, then
-// x = float32(v)/255 (torchvision's ToTensor) or float32(float64(v)*Rescale)
-// (transformers' rescale), then (x - Mean[c]) / Std[c] in float32.
+// each pixel through s.Levels.
 func Preprocess(img RGB, s Spec, dst []float32) error {
 	if err := s.validate(); err != nil {
 		return err
@@ -552,7 +551,38 @@ func Preprocess(img RGB, s Spec, dst []float32) error {
 	if err := resizeCrop(img, s, buf); err != nil {
 		return err
 	}
-	var lut [3][256]float32
+	lut := s.Levels()
+	r, g, b := dst[:n], dst[n:2*n], dst[2*n:3*n]
+	for i := 0; i < n; i++ {
+		p := buf[3*i : 3*i+3 : 3*i+3]
+		r[i] = lut[p[0]]
+		g[i] = lut[256+int(p[1])]
+		b[i] = lut[512+int(p[2])]
+	}
+	return nil
+}
+
+// PreprocessPixels writes the H×W×3 RGB crop of img (before
+// normalisation; H×W = s.OutputSize()) into dst (len(dst) >= 3*H*W): what
+// Preprocess normalises, for a model that normalises in its graph
+// (onnxgraph.PixelInput with s.Levels).
+func PreprocessPixels(img RGB, s Spec, dst []byte) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	h, w := s.OutputSize()
+	if len(dst) < 3*h*w {
+		return fmt.Errorf("imaging: dst has %d bytes, want %d", len(dst), 3*h*w)
+	}
+	return resizeCrop(img, s, dst[:3*h*w])
+}
+
+// Levels is the normalised value of every 8-bit level of each channel:
+// Levels()[256*c+v] is x = float32(v)/255 (torchvision's ToTensor) or
+// float32(float64(v)*Rescale) (transformers' rescale), then
+// (x - Mean[c]) / Std[c] in float32.
+func (s Spec) Levels() []float32 {
+	lut := make([]float32, 3*256)
 	for c := 0; c < 3; c++ {
 		m, sd := s.Mean[c], s.Std[c]
 		for v := 0; v < 256; v++ {
@@ -560,15 +590,8 @@ func Preprocess(img RGB, s Spec, dst []float32) error {
 			if s.Rescale != 0 {
 				x = float32(float64(v) * s.Rescale)
 			}
-			lut[c][v] = (x - m) / sd
+			lut[256*c+v] = (x - m) / sd
 		}
 	}
-	r, g, b := dst[:n], dst[n:2*n], dst[2*n:3*n]
-	for i := 0; i < n; i++ {
-		p := buf[3*i : 3*i+3 : 3*i+3]
-		r[i] = lut[0][p[0]]
-		g[i] = lut[1][p[1]]
-		b[i] = lut[2][p[2]]
-	}
-	return nil
+	return lut
 }

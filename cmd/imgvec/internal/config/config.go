@@ -101,11 +101,17 @@ type Job struct {
 	Preprocess string
 	// Decode is the decode mode: exact (default) or fast (JPEG at a
 	// reduced DCT scale; part of the model id).
-	Decode    string
-	Schedule  string
-	TimeZone  string // time_zone
-	Batch     int
-	Device    string
+	Decode   string
+	Schedule string
+	TimeZone string // time_zone
+	Batch    int
+	Device   string
+	// TF32 (tf32) lets the CUDA provider run float32 in TensorFloat-32
+	// (default true).
+	TF32 bool
+	// Upload (upload) is what goes to the device: float (default) or
+	// uint8 pixels normalised in the graph.
+	Upload    string
 	Threads   int
 	Workers   int
 	MaxDelete string // max_delete
@@ -151,7 +157,7 @@ type Job struct {
 func DefaultJob() Job {
 	return Job{
 		Sink: DefaultSink, Model: DefaultModel, Decode: extract.DecodeExact, TimeZone: DefaultTimeZone, Batch: DefaultBatch,
-		Device: DefaultDevice, Grace: DefaultGrace, MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels,
+		Device: DefaultDevice, TF32: true, Upload: extract.UploadFloat, Grace: DefaultGrace, MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels,
 		S3Concurrency: DefaultS3Concurrency, URLConcurrency: DefaultURLConcurrency, URLPerHost: DefaultURLPerHost,
 		URLTimeout: DefaultURLTimeout, UserAgent: DefaultUserAgent,
 	}

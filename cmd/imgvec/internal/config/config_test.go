@@ -65,6 +65,8 @@ jobs:
     time_zone: Europe/Berlin
     batch: 32
     device: cuda:1
+    tf32: false
+    upload: uint8
     threads: 4
     workers: 2
     max_delete: 10%
@@ -103,7 +105,7 @@ jobs:
 	}
 	a := Job{
 		Name: "a_1", Sources: []string{"/data/a", "file:///data/b"}, Sink: "sqlite://./a.db", Model: "./m.onnx", Layer: "fc6", Decode: "fast",
-		Schedule: "30 */5 * * * *", TimeZone: "Europe/Berlin", Batch: 32, Device: "cuda:1", Threads: 4, Workers: 2,
+		Schedule: "30 */5 * * * *", TimeZone: "Europe/Berlin", Batch: 32, Device: "cuda:1", Upload: "uint8", Threads: 4, Workers: 2,
 		MaxDelete: "10%", RetryFailed: true, Grace: 0, Index: "exact", Include: []string{"**/*.jpg"},
 		Exclude: []string{"tmp/**", "*.bak"}, Extensions: []string{"jpg", "png"}, FollowSymlinks: true,
 		MaxBytes: 1_000_000, MaxPixels: 40_000_000, NoNormalize: true, IgnoreExifOrientation: true, Download: true,

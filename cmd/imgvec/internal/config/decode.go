@@ -141,8 +141,10 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"decode":                  d.str(&j.Decode, checkDecode),
 		"schedule":                d.str(&j.Schedule, checkSchedule),
 		"time_zone":               d.str(&j.TimeZone, checkTimeZone),
-		"batch":                   number(d, &j.Batch, BatchRange),
+		"batch":                   d.batch(&j.Batch),
 		"device":                  d.str(&j.Device, checkDevice),
+		"tf32":                    d.boolean(&j.TF32),
+		"upload":                  d.str(&j.Upload, checkUpload),
 		"threads":                 number(d, &j.Threads, ThreadsRange),
 		"workers":                 number(d, &j.Workers, WorkersRange),
 		"max_delete":              d.str(&j.MaxDelete, checkMaxDelete),
@@ -326,6 +328,22 @@ func number[T int | int64 | time.Duration](d *decoder, dst *T, r Range[T]) handl
 	}
 }
 
+// batch decodes a batch size or auto (ParseBatch).
+func (d *decoder) batch(dst *int) handler {
+	return func(n *yaml.Node, field string) {
+		v, ok := d.scalar(n, field)
+		if !ok {
+			return
+		}
+		x, err := ParseBatch(v)
+		if err != nil {
+			d.addf(n, field, "%q: %v", n.Value, err)
+			return
+		}
+		*dst = x
+	}
+}
+
 func (d *decoder) boolean(dst *bool) handler {
 	return func(n *yaml.Node, field string) {
 		v, ok := d.scalar(n, field)
@@ -411,7 +429,12 @@ func checkTimeZone(s string) error {
 }
 
 func checkDevice(s string) error {
-	_, err := extract.ParseDevice(s)
+	_, err := extract.ParseDevices(s)
+	return err
+}
+
+func checkUpload(s string) error {
+	_, err := extract.ParseUpload(s)
 	return err
 }
 

@@ -60,6 +60,32 @@ var (
 	MapNeighboursRange = Range[int]{0, 15}
 )
 
+// BatchAuto (batch: auto, --batch auto; Job.Batch 0) lets the extractor
+// size batches: extract.DefaultBatch on the CPU, extract.GPUBatch on a GPU,
+// halved whenever a batch runs out of device memory.
+const BatchAuto = "auto"
+
+// ParseBatch reads a batch size: a whole number in BatchRange, or
+// BatchAuto (0).
+func ParseBatch(s string) (int, error) {
+	if s == BatchAuto {
+		return 0, nil
+	}
+	n, err := BatchRange.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("%v, or %s", err, BatchAuto)
+	}
+	return n, nil
+}
+
+// FormatBatch is the batch size as ParseBatch reads it.
+func FormatBatch(n int) string {
+	if n == 0 {
+		return BatchAuto
+	}
+	return strconv.Itoa(n)
+}
+
 // String is "MIN to MAX".
 func (r Range[T]) String() string { return formatLimit(r.Min) + " to " + formatLimit(r.Max) }
 

@@ -25,7 +25,7 @@ import (
 // ExtractorSettings is the part of j that OpenExtractor reads: jobs that
 // agree on it can share one extractor (one copy of the weights).
 func ExtractorSettings(j config.Job) config.Job {
-	return config.Job{Model: j.Model, Layer: j.Layer, Preprocess: j.Preprocess, Decode: j.Decode, Pool: j.Pool, Batch: j.Batch, Device: j.Device, Threads: j.Threads,
+	return config.Job{Model: j.Model, Layer: j.Layer, Preprocess: j.Preprocess, Decode: j.Decode, Pool: j.Pool, Batch: j.Batch, Device: j.Device, TF32: j.TF32, Upload: j.Upload, Threads: j.Threads,
 		NoNormalize: j.NoNormalize, IgnoreExifOrientation: j.IgnoreExifOrientation, MaxPixels: j.MaxPixels, Download: j.Download}
 }
 
@@ -40,16 +40,22 @@ func LoadModel(ctx context.Context, j config.Job) (*extract.Model, error) {
 
 // OpenExtractor loads j's model and opens an ONNX Runtime session on it.
 func OpenExtractor(ctx context.Context, j config.Job) (*extract.Extractor, error) {
-	dev, err := extract.ParseDevice(j.Device)
+	devs, err := extract.ParseDevices(j.Device)
 	if err != nil {
-		return nil, Usage(err)
+		return nil, Usagef("--device: %v", err)
+	}
+	pixels, err := extract.ParseUpload(j.Upload)
+	if err != nil {
+		return nil, Usagef("--upload: %v", err)
 	}
 	m, err := LoadModel(ctx, j)
 	if err != nil {
 		return nil, err
 	}
 	x, err := extract.New(m, extract.Options{
-		Session:     extract.SessionOptions{Device: dev, IntraOpThreads: j.Threads},
+		Session:     extract.SessionOptions{IntraOpThreads: j.Threads, NoTF32: !j.TF32},
+		Devices:     devs,
+		PixelUpload: pixels,
 		BatchSize:   j.Batch,
 		NoNormalize: j.NoNormalize,
 		Decode:      imaging.DecodeOptions{MaxPixels: j.MaxPixels, IgnoreOrientation: j.IgnoreExifOrientation},
