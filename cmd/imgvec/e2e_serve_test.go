@@ -202,9 +202,10 @@ func TestE2EServeMetricsAndTrigger(t *testing.T) {
 	if got := m[`imgvec_batch_items_sum{job="photos",stage="write"}`]; got != float64(genGood+genDups+len(genBadClasses)) {
 		t.Errorf("items committed %v", got)
 	}
-	// Every batch closed for a reason, and the run's last one at the end
-	// of its input.
-	if m[`imgvec_batches_total{job="photos",reason="end"}`] < 1 ||
+	// Every batch closed for a reason. The run's last batch usually closes
+	// at the end of its input, but on a loaded machine it may linger out
+	// first: either way one batch closed for a reason other than size.
+	if m[`imgvec_batches_total{job="photos",reason="end"}`]+m[`imgvec_batches_total{job="photos",reason="linger"}`] < 1 ||
 		m[`imgvec_batches_total{job="photos",reason="size"}`]+m[`imgvec_batches_total{job="photos",reason="linger"}`]+
 			m[`imgvec_batches_total{job="photos",reason="end"}`] != m[`imgvec_batch_items_count{job="photos",stage="write"}`] {
 		t.Errorf("batches by reason (size %v, linger %v, end %v) do not add up to the %v commits",
