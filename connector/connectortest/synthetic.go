@@ -40,6 +40,9 @@ var _ connector.Source = SyntheticSource{}
 
 func (s SyntheticSource) Name() string { return s.Source }
 
+// ListsInKeyOrder is true: index order is key order.
+func (s SyntheticSource) ListsInKeyOrder() bool { return true }
+
 func (s SyntheticSource) List(ctx context.Context, fn func(connector.Entry) error) error {
 	for i := range s.N {
 		if i%1024 == 0 {

@@ -171,15 +171,16 @@ func (s *Sorter[T]) start() error {
 		if s.cfg.Compare != nil {
 			slices.SortFunc(s.mem, s.cfg.Compare)
 		}
-		i := 0
+		mem, i := s.mem, 0
+		s.mem = nil
 		s.next = func() (T, bool, error) {
 			var zero T
-			if i == len(s.mem) {
-				s.mem = nil
+			if i == len(mem) {
+				mem, i = nil, 0
 				return zero, false, nil
 			}
-			v := s.mem[i]
-			s.mem[i] = zero
+			v := mem[i]
+			mem[i] = zero
 			i++
 			return v, true, nil
 		}

@@ -60,6 +60,10 @@ func readAll(t *testing.T, s *Sorter[rec]) []rec {
 			t.Fatal(err)
 		}
 		if !ok {
+			// The end stays the end.
+			if _, ok, err := s.Next(); ok || err != nil {
+				t.Fatalf("Next after the end = %v, %v", ok, err)
+			}
 			return got
 		}
 		got = append(got, v)
