@@ -492,10 +492,16 @@ func encodeStored(b []byte, st StoredItem) []byte {
 
 func decodeStored(b []byte) (StoredItem, error) {
 	d := extsort.NewDecoder(b)
+	st := readStored(d)
+	return st, d.Err()
+}
+
+// readStored reads what encodeStored wrote.
+func readStored(d *extsort.Decoder) StoredItem {
 	st := StoredItem{ID: d.String(), Key: d.String()}
 	st.Size, st.MTime, st.ETag, st.SHA256 = d.Int(), d.Time(), d.String(), d.String()
 	st.ModelID, st.Failed, st.Class = d.String(), d.Int() != 0, schema.FailureClass(d.String())
-	return st, d.Err()
+	return st
 }
 
 func storedSize(st StoredItem) int {

@@ -46,8 +46,17 @@
 //     "Storage"; CHECK vector_dims = dim). The column is unconstrained
 //     `vector`, not vector(4096): rows of several models (and dimensions)
 //     share the table while a sync re-embeds stale rows. Indexes:
-//     (model_id, sha256), (source).
-//   - T_failures: the failure ledger. T_runs: one row per run.
+//     (model_id, sha256), (source, key COLLATE "C", id COLLATE "C")
+//     INCLUDE (the fingerprint columns, model_id).
+//   - T_failures: the failure ledger, indexed the same way by source and
+//     key. T_runs: one row per run.
+//
+// Stored streams a source's rows and row-less ledger entries from one
+// snapshot (REPEATABLE READ) by key then id, comparing bytes: one query
+// whose two index scans are merged (migration 0005), so that nothing is
+// sorted or held. The stream keeps one pooled connection (and ACCESS SHARE
+// locks) while a sync's diff consumes it, which is why the pool has at
+// least two connections: the pipeline writes meanwhile.
 //   - imgvec_migrations: the migration ledger, one row per (table,
 //     version), so several item tables can share a schema.
 //

@@ -16,39 +16,19 @@ import (
 	"github.com/imgvec/imgvec/schema"
 )
 
-// Stored streams, from one snapshot (REPEATABLE READ, read only), every row
-// of source and then every ledger entry of source that has no row. fn's
-// error stops the stream and is returned as is.
+// Stored streams, from one snapshot (REPEATABLE READ, read only), every
+// row of source and every ledger entry of source that has no row, by key
+// then id comparing bytes (COLLATE "C"): one query that merges two index
+// scans (migration 0005), so that nothing is sorted or held. It holds one
+// pooled connection while the stream lasts (the pool has at least two, so
+// that a sync's writes go on meanwhile). fn's error stops the stream and
+// is returned as is.
 func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.StoredItem) error) error {
 	pool, _, err := s.state(false)
 	if err != nil {
 		return err
 	}
 	var fnErr error
-	stream := func(tx pgx.Tx, q string, failed bool) error {
-		rows, err := tx.Query(ctx, q, source)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var it connector.StoredItem
-			var mt *int64
-			var class string
-			if err := rows.Scan(&it.ID, &it.Key, &it.Size, &mt, &it.ETag, &it.SHA256, &it.ModelID, &class); err != nil {
-				return err
-			}
-			it.MTime = mtimeFromNS(mt)
-			if failed {
-				it.Failed, it.Class = true, schema.FailureClass(class)
-			}
-			if err := fn(it); err != nil {
-				fnErr = err
-				return err
-			}
-		}
-		return rows.Err()
-	}
 	items, failures := s.names.Qualified(""), s.names.Qualified("_failures")
 	// Both tables are locked first, so that a lock timeout (retried by
 	// waitLocks) comes before fn has seen any item, and the snapshot is
@@ -58,11 +38,33 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 			if _, err := tx.Exec(ctx, `LOCK TABLE `+items+`, `+failures+` IN ACCESS SHARE MODE`); err != nil {
 				return err
 			}
-			if err := stream(tx, `SELECT id, key, size, mtime_ns, etag, sha256, model_id, '' FROM `+items+` WHERE source = $1`, false); err != nil {
+			rows, err := tx.Query(ctx, `SELECT id COLLATE "C" AS id, key COLLATE "C" AS key, size, mtime_ns, etag, sha256, model_id, '' AS class, false AS failed
+				FROM `+items+` WHERE source = $1
+				UNION ALL
+				SELECT f.id COLLATE "C", f.key COLLATE "C", f.size, f.mtime_ns, f.etag, f.sha256, f.model_id, f.class, true
+				FROM `+failures+` f WHERE f.source = $1 AND NOT EXISTS (SELECT 1 FROM `+items+` i WHERE i.id = f.id)
+				ORDER BY key, id`, source)
+			if err != nil {
 				return err
 			}
-			return stream(tx, `SELECT f.id, f.key, f.size, f.mtime_ns, f.etag, f.sha256, f.model_id, f.class FROM `+failures+` f
-			WHERE f.source = $1 AND NOT EXISTS (SELECT 1 FROM `+items+` i WHERE i.id = f.id)`, true)
+			defer rows.Close()
+			for rows.Next() {
+				var it connector.StoredItem
+				var mt *int64
+				var class string
+				if err := rows.Scan(&it.ID, &it.Key, &it.Size, &mt, &it.ETag, &it.SHA256, &it.ModelID, &class, &it.Failed); err != nil {
+					return err
+				}
+				it.MTime = mtimeFromNS(mt)
+				if it.Failed {
+					it.Class = schema.FailureClass(class)
+				}
+				if err := fn(it); err != nil {
+					fnErr = err
+					return err
+				}
+			}
+			return rows.Err()
 		})
 	})
 	if fnErr != nil {
