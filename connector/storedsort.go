@@ -48,7 +48,9 @@ func NewStoredSorter(dir string) *StoredSorter {
 }
 
 // Add adds one item with its rank.
-func (s *StoredSorter) Add(st StoredItem, rank int) error { return s.s.Add(rankedStored{st: st, rank: int64(rank)}) }
+func (s *StoredSorter) Add(st StoredItem, rank int) error {
+	return s.s.Add(rankedStored{st: st, rank: int64(rank)})
+}
 
 // Emit calls fn for each id once, in Stored's order. fn's error is
 // returned as is; a cancelled ctx returns its error.
