@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
@@ -13,22 +14,23 @@ import (
 	"github.com/imgvec/imgvec/schema"
 )
 
+// checkEvery is how many items a loop that does not block handles between
+// checks of its context.
+const checkEvery = 1024
+
 // The diff's memory does not grow with the collection: it is the sum of
-// these budgets (and the two Bloom filters), whatever the number of items.
-const (
-	// diffChunk is how many entries or stored items travel together
-	// between the diff's goroutines.
-	diffChunk = 1024
-	// chunksAhead is how many chunks of listed entries may wait for the
-	// stored items they are diffed against, and stored items for the
-	// listing (an Entry is ~100 bytes, a StoredItem ~300).
-	chunksAhead = 32
-	// Memory of the spills: entries listed out of key order, stored items
-	// the listing passed without a match, ids of vanished items, sizes of
-	// the items a dry run would read.
-	lateRunBytes   = 32 << 20
-	passedRunBytes = 8 << 20
-	idRunBytes     = 4 << 20
+// the budgets below, the chunkers' buffers (bufferedAhead) and the Bloom
+// filters, whatever the number of items.
+//
+// Memory of the spills (variables: tests make them tiny, so that
+// everything goes through the disk): entries listed out of key order,
+// stored items the listing passed without a match, ids of vanished items
+// and sizes of the items a dry run would read, a StoredSorter's items.
+var (
+	lateRunBytes       = 32 << 20
+	passedRunBytes     = 8 << 20
+	idRunBytes         = 4 << 20
+	storedSortRunBytes = 32 << 20
 )
 
 // differ diffs a source's listing against the sink's stored items of the
@@ -132,7 +134,7 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 			// Every listed entry enters the diff here.
 			return listed.add(e)
 		})
-		return listed.flush()
+		return nil
 	})
 	g.Go(func() error {
 		defer stored.close()
@@ -148,9 +150,6 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 			}
 			return stored.add(st)
 		})
-		if err == nil {
-			err = stored.flush()
-		}
 		if err != nil {
 			return fmt.Errorf("read stored items of %s: %w", d.source, err)
 		}
@@ -291,7 +290,7 @@ func (m *merge) matchLate() error {
 		return err
 	}
 	for n := 0; lok || sok; n++ {
-		if n%diffChunk == 0 && m.ctx.Err() != nil {
+		if n%checkEvery == 0 && m.ctx.Err() != nil {
 			return m.ctx.Err()
 		}
 		c := 0
@@ -382,72 +381,101 @@ func (c *storedCursor) pop() {
 	c.lastKey, c.lastID, c.started = st.Key, st.ID, true
 }
 
-// chunker carries values from one goroutine to another in chunks of up to
-// diffChunk, to spare a channel operation per value, without delaying
-// them: a chunk goes as soon as the receiver is idle (the channel empty),
-// so that a slow producer's values are not held back. Chunks are
-// recycled. All operations watch ctx.
+// chunker carries values from one goroutine to another without a channel
+// operation per value and without delaying any: the sender appends to a
+// buffer of up to bufferedAhead values, and the receiver takes the whole
+// buffer at once whenever it is not empty, so that a slow (or blocked)
+// sender's values are never held back. The two buffers alternate. Waits
+// watch ctx.
 type chunker[T any] struct {
 	ctx   context.Context
-	ch    chan []T
-	free  chan []T
-	chunk []T
+	mu    sync.Mutex
+	buf   []T // the sender's side: values not taken yet
+	spare []T // the buffer the receiver gave back
+	ended bool
+	wake  chan struct{} // the receiver may find values (or the end)
+	room  chan struct{} // the sender may find room
 }
+
+// bufferedAhead is how many values a chunker holds: listed entries that
+// wait for the stored items they are diffed against, and stored items
+// that wait for the listing (an Entry is ~100 bytes, a StoredItem ~300).
+const bufferedAhead = 1 << 15
 
 func newChunker[T any](ctx context.Context) *chunker[T] {
-	return &chunker[T]{ctx: ctx, ch: make(chan []T, chunksAhead), free: make(chan []T, chunksAhead+2)}
+	return &chunker[T]{ctx: ctx, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
-// add queues v; the sender's side.
-func (c *chunker[T]) add(v T) error {
-	if c.chunk == nil {
-		select {
-		case c.chunk = <-c.free:
-		default:
-			c.chunk = make([]T, 0, diffChunk)
-		}
-	}
-	c.chunk = append(c.chunk, v)
-	if len(c.chunk) < diffChunk && len(c.ch) > 0 {
-		return nil
-	}
-	return c.flush()
-}
-
-// flush sends what is queued; the sender's side.
-func (c *chunker[T]) flush() error {
-	if len(c.chunk) == 0 {
-		return nil
-	}
+func signal(c chan struct{}) {
 	select {
-	case c.ch <- c.chunk:
-		c.chunk = nil
-		return nil
-	case <-c.ctx.Done():
-		return c.ctx.Err()
+	case c <- struct{}{}:
+	default:
 	}
+}
+
+// add queues v; the sender's side. It waits while the buffer is full.
+func (c *chunker[T]) add(v T) error {
+	c.mu.Lock()
+	for len(c.buf) >= bufferedAhead {
+		c.mu.Unlock()
+		select {
+		case <-c.room:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+		c.mu.Lock()
+	}
+	if c.buf == nil {
+		c.buf, c.spare = c.spare, nil
+	}
+	c.buf = append(c.buf, v)
+	first := len(c.buf) == 1
+	c.mu.Unlock()
+	if first {
+		signal(c.wake)
+	}
+	return nil
 }
 
 // close ends the stream; the sender's side, once.
-func (c *chunker[T]) close() { close(c.ch) }
+func (c *chunker[T]) close() {
+	c.mu.Lock()
+	c.ended = true
+	c.mu.Unlock()
+	signal(c.wake)
+}
 
-// next returns the next chunk; ok is false at the end.
+// next returns every value queued, waiting for one; ok is false at the
+// end. The receiver gives the chunk back with recycle when done with it.
 func (c *chunker[T]) next() ([]T, bool, error) {
-	select {
-	case chunk, ok := <-c.ch:
-		return chunk, ok, nil
-	case <-c.ctx.Done():
-		return nil, false, c.ctx.Err()
+	for {
+		c.mu.Lock()
+		if len(c.buf) > 0 {
+			chunk := c.buf
+			c.buf = nil
+			c.mu.Unlock()
+			signal(c.room)
+			return chunk, true, nil
+		}
+		ended := c.ended
+		c.mu.Unlock()
+		if ended {
+			return nil, false, nil
+		}
+		select {
+		case <-c.wake:
+		case <-c.ctx.Done():
+			return nil, false, c.ctx.Err()
+		}
 	}
 }
 
 // recycle gives a chunk the receiver is done with back to the sender.
 func (c *chunker[T]) recycle(chunk []T) {
 	clear(chunk)
-	select {
-	case c.free <- chunk[:0]:
-	default:
-	}
+	c.mu.Lock()
+	c.spare = chunk[:0]
+	c.mu.Unlock()
 }
 
 // lateEntry is a listed entry matched after the listing: key is the key it

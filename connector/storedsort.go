@@ -8,9 +8,6 @@ import (
 	"github.com/imgvec/imgvec/connector/extsort"
 )
 
-// storedSortRunBytes is the memory a StoredSorter holds before it spills.
-const storedSortRunBytes = 32 << 20
-
 // StoredSorter puts stored items into the order Sink.Stored promises, for
 // a sink that cannot order its reads (Milvus): Add them in any order,
 // each with a rank, then Emit streams them by key, then id, each id once —
@@ -57,7 +54,7 @@ func (s *StoredSorter) Add(st StoredItem, rank int) error {
 func (s *StoredSorter) Emit(ctx context.Context, fn func(StoredItem) error) error {
 	var last string
 	for n := 0; ; n++ {
-		if n%diffChunk == 0 && ctx.Err() != nil {
+		if n%checkEvery == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		r, ok, err := s.s.Next()
