@@ -52,9 +52,10 @@
 //     key. T_runs: one row per run.
 //
 // Stored streams a source's rows and row-less ledger entries from one
-// snapshot (REPEATABLE READ) by key then id, comparing bytes: one query
-// whose two index scans are merged (migration 0005), so that nothing is
-// sorted or held. The stream keeps one pooled connection (and ACCESS SHARE
+// snapshot (REPEATABLE READ) by key then id, comparing bytes: two cursors
+// read in index order (migration 0005; as a cursor, the planner prefers
+// the index-only scans to a sort) are fetched in pages of 2000 and merged
+// by the sink, so that nothing is sorted or held. The stream keeps one pooled connection (and ACCESS SHARE
 // locks) while a sync's diff consumes it, which is why the pool has at
 // least two connections: the pipeline writes meanwhile.
 //   - imgvec_migrations: the migration ledger, one row per (table,
