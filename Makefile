@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/imgvec
 export CGO_ENABLED := 1
 
-.PHONY: setup setup-gpu build test test-short services services-stop bench bench-fullscale bench-quantize bench-extract bench-connector bench-postgres bench-milvus bench-sources bench-gpu demo fuzz lint clean
+.PHONY: setup setup-gpu build test test-short services services-stop bench bench-scale bench-fullscale bench-quantize bench-extract bench-connector bench-postgres bench-milvus bench-sources bench-gpu demo fuzz lint clean
 
 setup: .cache/.setup-done
 
@@ -49,7 +49,7 @@ fuzz: setup
 
 # Benchmarks generate the full-size VGG19 (random weights, ~575 MB) on demand
 # into testdata/models/generated/ (git-ignored).
-bench: bench-fullscale bench-quantize bench-extract bench-connector bench-postgres bench-milvus bench-sources
+bench: bench-fullscale bench-quantize bench-extract bench-connector bench-scale bench-postgres bench-milvus bench-sources
 
 # The full-size VGG19 (~575 MB, random weights) in each naming: generate,
 # find and cut fc7, run the cut model (build tag fullscale; minutes).
@@ -80,6 +80,13 @@ bench-extract: setup
 
 bench-connector: setup
 	$(GO) run ./cmd/imgvec-bench connector
+
+# Peak RSS and time of a no-op sync (and dry run) over 1M and 10M stored
+# items (synthetic source and sink that hold nothing), each in its own
+# process, one after the other, against the bare listing and the bare read
+# of the stored items (issue 14; README "Memory of a sync").
+bench-scale: setup
+	$(GO) run ./connector/internal/scalebench -n 1000000,10000000
 
 # 100k 4096-d rows on a private server with durable settings (started by
 # the test from the services' binaries): upsert vs COPY vs row-by-row, index

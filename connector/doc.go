@@ -32,10 +32,20 @@
 //
 // # Incremental rules
 //
-// The sink's stored items for the source (rows and ledger entries, of any
-// model id) are read once into memory, keyed by item id
-// (schema.ItemID(source name, key)); the sha256s of the rows of the current
-// model are kept in a set. Then, for each listed entry (Classify):
+// The diff (diff.go) never holds the sink's stored items for the source:
+// it merges two streams in key order (bytewise), the listing and
+// Sink.Stored (rows and ledger entries of any model id, by key then id).
+// A listed entry matches the stored item of its key; an entry that comes
+// out of key order (or every entry of a Source that is not a
+// KeyOrderedSource), and every key that is not valid UTF-8, is sorted on
+// disk (connector/extsort, in Options.TempDir) and matched after the
+// listing, by stored key and id, against the stored items the listing
+// passed and the rest of the stream; what is left unmatched has vanished
+// (counted, and its ids spilled for the deletes). The sha256s of the
+// current model's rows go into a fixed-size Bloom filter (bloom.go).
+// Every listed entry enters the diff in one place and every stored item
+// in one (the callbacks of differ.diff): a per-item filter belongs there.
+// Then, for each listed entry (Classify):
 //
 //   - new key: read, hash, extract and insert.
 //   - row of the current model with the same size, mtime and ETag:
@@ -48,10 +58,13 @@
 //     current model id (or none): skipped without reading and counted as
 //     failed, unless Options.RetryFailed. A changed fingerprint or another
 //     model id retries it.
-//   - whenever an item is read, its sha256 is looked up in the set of
+//   - whenever an item is read, its sha256 is looked up in the filter of
 //     sha256s stored under the current model (copies, moved files, and
 //     items committed earlier in this run): on a hit the stored vector is
-//     copied (Sink.VectorsBySHA256) and the model does not run.
+//     copied (Sink.VectorsBySHA256) and the model does not run. A false
+//     positive costs a query that finds nothing; until the stored stream
+//     has been read to its end the filter is incomplete, and every read
+//     item is looked up.
 //   - an entry to revalidate (Entry.Revalidate: URL lists, whose listing
 //     has no fingerprint) is never skipped unread: a row of the current
 //     model is Changed and its ItemReader is given the stored fingerprint,
@@ -123,7 +136,15 @@
 //     error is fatal.
 //
 // Memory is bounded by the channel capacities: at most R+P raw images and
-// about P+(2+I)B preprocessed tensors are alive at once.
+// about P+(2+I)B preprocessed tensors are alive at once. The diff's memory is
+// fixed whatever the collection size: two buffers of 32k values between
+// its goroutines, the Bloom filters (16 MiB; a dry run adds 8 MiB for
+// sizes) and the spills' in-memory budgets (diff.go).
+//
+// The lister and Sink.Stored run together: the stored stream is consumed
+// as the listing advances, while the pipeline reads, writes and looks up
+// vectors (the Sink contract allows one Stored stream beside the other
+// calls).
 //
 // Ownership: each stage closes its output channel when it returns (a
 // worker pool when its last worker returns); an item belongs to one stage

@@ -3,72 +3,38 @@ package connector
 import (
 	"context"
 	"unicode/utf8"
-
-	"golang.org/x/sync/errgroup"
 )
 
-// listAhead is how many listed entries may wait while the sink's stored
-// items load (an Entry is ~100 bytes).
-const listAhead = 1 << 16
-
-// lister lists the source, classifies each entry and sends the items to
+// lister lists the source, diffs each entry against the sink's stored
+// items (differ.diff, which streams both at once) and sends the items to
 // read. It stops at a soft stop (softCtx).
-//
-// The sink's stored items load while the source lists, since neither
-// needs the other until an entry is classified: the listing runs ahead by
-// up to listAhead entries. Both goroutines belong to the lister, which
-// waits for them.
 func (rs *runState) lister(gctx, softCtx context.Context, out chan<- *item) error {
 	defer close(out)
-	entries := make(chan Entry, listAhead)
-	var listErr error
-	g, lctx := errgroup.WithContext(softCtx)
-	g.Go(func() error {
-		defer close(entries)
-		listErr = rs.src.List(lctx, func(e Entry) error {
-			select {
-			case entries <- e:
-				return nil
-			case <-lctx.Done():
-				return lctx.Err()
-			}
-		})
-		return nil
-	})
-	g.Go(func() error {
-		d, err := loadStored(gctx, rs.sink, rs.source, rs.modelID, rs.s.opts.RetryFailed)
-		if err != nil {
-			return err
+	listErr, err := rs.d.diff(softCtx, rs.src, rs.sink, func(e Entry, c Category, st StoredItem, found bool) error {
+		rs.t.listed(c)
+		if !c.needsRead() {
+			return nil
 		}
-		rs.d = d
-		rs.t.setStored(d.storedCount)
-		for e := range entries {
-			c, it := rs.d.visit(e)
-			rs.t.listed(c)
-			if it == nil {
-				continue
-			}
-			if !utf8.ValidString(e.Key) {
-				it.refuseKey()
-			}
-			rs.t.queued(1)
-			select {
-			case out <- it:
-			case <-lctx.Done():
-				rs.t.queued(-1)
-				return nil
-			}
+		it := &item{entry: e, id: rs.d.itemID(e, st, found), cat: c, stored: st, found: found}
+		if !utf8.ValidString(e.Key) {
+			it.refuseKey()
 		}
-		return nil
+		rs.t.queued(1)
+		select {
+		case out <- it:
+			return nil
+		case <-softCtx.Done():
+			rs.t.queued(-1)
+			return softCtx.Err()
+		}
 	})
-	if err := g.Wait(); err != nil {
-		return err
-	}
 	switch {
 	case gctx.Err() != nil:
 		return gctx.Err()
 	case softCtx.Err() != nil:
 		return nil // stopped: the listing is incomplete, Run deletes nothing
+	case err != nil:
+		return err
 	case listErr != nil:
 		rs.listErr = listErr
 		rs.s.log.Warn("listing incomplete; processing what was listed, deleting nothing", "source", rs.source, "err", listErr)

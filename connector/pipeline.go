@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imgvec/imgvec/connector/extsort"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -24,9 +25,9 @@ type runState struct {
 	listErr error // set by the lister; read after the pipeline ended
 	// deleteAlso are ids deleted with the vanished ones, under the same
 	// rules: items gone on this run and the last (ErrGone), and items
-	// that vanished between the listing and their read. Set by the writer
-	// once committed; read after the pipeline ended.
-	deleteAlso []string
+	// that vanished between the listing and their read. Added to by the
+	// writer once committed; read after the pipeline ended.
+	deleteAlso *extsort.Sorter[string]
 
 	// sinkMu serialises calls into the sink (the Sink contract allows one
 	// at a time): the readers' VectorsBySHA256, the writer's Write and

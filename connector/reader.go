@@ -60,8 +60,10 @@ func (rs *runState) read(ctx context.Context, it *item) error {
 		it.kind = kindMeta
 		return nil
 	}
-	// The same bytes are stored under another key (a copy or a move).
-	if rs.d.shas.has(it.sha) {
+	// The same bytes may be stored under another key (a copy or a move):
+	// the filter may say so falsely (a lookup that finds nothing), and
+	// says so for every item until the stored stream has been read.
+	if rs.d.shas.mayHaveString(it.sha) {
 		vec, err := rs.lookup(ctx, it.sha)
 		if err != nil {
 			return err

@@ -50,9 +50,11 @@ type Hit struct {
 // error names the command that fixes it. Close releases everything; the
 // caller that called Open calls Close.
 //
-// Concurrency: after Open, Stored, Write, Delete and VectorsBySHA256 may be
-// called from one goroutine at a time (the pipeline's writer); searches and
-// status reads may run concurrently with it.
+// Concurrency: after Open, Write, Delete and VectorsBySHA256 may be
+// called from one goroutine at a time (the pipeline's writer); one Stored
+// stream may run concurrently with them (a sync's diff consumes it while
+// the pipeline writes what the diff has passed), and so may searches and
+// status reads.
 //
 // Errors: every method honours ctx. Write is all-or-nothing and idempotent:
 // rerunning a batch whose commit reply was lost converges to the same state.
@@ -60,7 +62,15 @@ type Hit struct {
 // I/O with an error naming the item.
 type Sink interface {
 	Open(ctx context.Context, model schema.ModelIdentity) error
-	// Stored streams every row and ledger entry of source, of any model id.
+	// Stored streams every row and ledger entry of source, of any model
+	// id, each id once (its row when it has both), in key order: by Key,
+	// then ID, comparing bytes, so that a sync merges it with the listing
+	// in bounded memory (a stream out of order fails the run). It holds a
+	// bounded number of items in memory whatever the number stored (an
+	// ORDER BY over an index, or StoredSorter), calls fn from the calling
+	// goroutine, and returns fn's error as is. Items written or deleted
+	// while it streams may or may not be seen at the keys it has not
+	// reached yet (the SQL sinks stream one snapshot).
 	Stored(ctx context.Context, source string, fn func(StoredItem) error) error
 	// VectorsBySHA256 returns stored vectors under modelID for those hashes
 	// (hashes not found are absent from the map).

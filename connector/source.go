@@ -92,3 +92,16 @@ type Content struct {
 type ConcurrentSource interface {
 	ReadConcurrency() int
 }
+
+// KeyOrderedSource is an optional interface of a Source whose List calls
+// fn in key order (bytewise, as Go compares strings): a folder walked in
+// key order, an S3 listing. The diff then matches each entry against the
+// sink's stored items as it is listed, and the pipeline starts reading at
+// once. The order is a promise about speed, not correctness: entries out
+// of order (a directory reached through a symbolic link, a server that
+// lists differently) are sorted on disk and matched after the listing.
+// A Source that is not one (a URL manifest, a file list) has its whole
+// listing sorted on disk before anything is read.
+type KeyOrderedSource interface {
+	ListsInKeyOrder() bool
+}

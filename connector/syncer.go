@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/imgvec/imgvec/connector/extsort"
 	"github.com/imgvec/imgvec/schema"
 )
 
@@ -77,6 +77,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now (tests override it).
 	Now func() time.Time
+	// TempDir is where a run spills what does not fit the diff's fixed
+	// memory (entries listed out of key order, ids of vanished items).
+	// Defaults to os.TempDir() ($TMPDIR). The files are removed when the
+	// run ends (on Unix they have no name from the start).
+	TempDir string
 	// StartedAt, if set, is the run's start instead of Run's: when the
 	// caller's preparation for it (the sink's Open, which may wait for a
 	// locked table or a migration) belongs to the run's duration.
@@ -179,14 +184,16 @@ func NewSyncer(opts Options) (*Syncer, error) {
 func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 	src := s.opts.Source
 	p := Plan{Source: src.Name(), ModelID: s.modelID, Kind: s.opts.Kind}
-	d, err := loadStored(ctx, s.opts.Sink, p.Source, s.modelID, s.opts.RetryFailed)
-	if err != nil {
-		return p, err
-	}
-	p.Stored = d.storedCount
-	listErr := src.List(ctx, func(e Entry) error {
+	d := newDiffer(p.Source, s.modelID, s.opts.RetryFailed, s.opts.TempDir)
+	defer d.close()
+	d.sizes = newBloom(sizeFilterBytes, sizeFilterProbes)
+	// The sizes of the items to read, checked against the sizes of the
+	// stored rows once all of those are known.
+	toRead := extsort.New(extsort.Config[int64]{Encode: extsort.AppendInt, Decode: decodeInt,
+		Size: func(int64) int { return 8 }, RunBytes: idRunBytes, Dir: s.opts.TempDir})
+	defer toRead.Close()
+	listErr, err := d.diff(ctx, src, s.opts.Sink, func(e Entry, c Category, _ StoredItem, _ bool) error {
 		p.Listed++
-		c, _ := d.visit(e)
 		if c.needsRead() && !utf8.ValidString(e.Key) {
 			p.InvalidKeys++ // refused into the ledger unread
 			return nil
@@ -205,21 +212,39 @@ func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 		case FailedKnown:
 			p.FailedKnown++
 		}
-		if c.needsRead() && d.reuseCandidate(e) {
-			p.ReuseCandidates++
+		if c.needsRead() {
+			return toRead.Add(e.Size)
 		}
 		return nil
 	})
 	if ctx.Err() != nil {
 		return p, ctx.Err()
 	}
+	if err != nil {
+		return p, err
+	}
+	for {
+		size, ok, err := toRead.Next()
+		if err != nil {
+			return p, fmt.Errorf("plan %s: count reuse candidates: %w", p.Source, err)
+		}
+		if !ok {
+			break
+		}
+		if d.sizes.hasInt(size) {
+			p.ReuseCandidates++
+		}
+	}
+	p.Stored = d.storedCount
 	if listErr != nil {
 		p.ListErr = listErr
 	}
-	vanished := d.vanished()
-	p.Vanished = int64(len(vanished))
-	ids, note, derr := deleteDecision(s.opts.Kind, listErr, false, p.Listed, vanished, s.opts.MaxDelete, p.Source, p.Stored)
-	p.ToDelete, p.DeleteNote, p.DeleteErr = int64(len(ids)), note, derr
+	p.Vanished = d.vanishedCount
+	del, note, derr := deleteDecision(s.opts.Kind, listErr, false, p.Listed, p.Vanished, s.opts.MaxDelete, p.Source, p.Stored)
+	if del {
+		p.ToDelete = p.Vanished
+	}
+	p.DeleteNote, p.DeleteErr = note, derr
 	if listErr != nil {
 		return p, fmt.Errorf("list %s: %w: %w", p.Source, ErrIncompleteListing, listErr)
 	}
@@ -317,7 +342,13 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		model:   s.model,
 		modelID: s.modelID,
 		t:       newTally(run, s.opts.Now),
+		d:       newDiffer(run.Source, s.modelID, s.opts.RetryFailed, s.opts.TempDir),
 	}
+	rs.d.keepVanished()
+	defer rs.d.close()
+	rs.d.onStoredCount = rs.t.setStored
+	rs.deleteAlso = newIDSpill(s.opts.TempDir)
+	defer rs.deleteAlso.Close()
 
 	s.closeDeadRuns(hardCtx, run.Runner)
 	// The first run row: `status` shows the run while it is in progress.
@@ -350,8 +381,8 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 			err = s.classify(ctx, hardCtx, err)
 		}
 	}
-	if note != "" && rs.d != nil && len(rs.d.stored) > 0 {
-		s.log.Warn("stored items missing from the listing were kept", "source", rs.source, "items", len(rs.d.stored), "reason", note)
+	if note != "" && rs.d.vanishedCount > 0 {
+		s.log.Warn("stored items missing from the listing were kept", "source", rs.source, "items", rs.d.vanishedCount, "reason", note)
 	}
 
 	final := rs.t.snapshot(delta{})
@@ -404,30 +435,63 @@ func outcomeOf(ctx context.Context, err error) schema.RunOutcome {
 	}
 }
 
-// deletes removes the ids whose keys vanished, when the rules allow it.
-// It returns why nothing was deleted (a note) or the error that stopped it.
+// deletes removes the ids whose keys vanished (and those the pipeline
+// found gone), when the rules allow it, streaming them from their spills
+// in chunks. It returns why nothing was deleted (a note) or the error
+// that stopped it.
 func (rs *runState) deletes(ctx context.Context) (string, error) {
 	s := rs.s
 	snap := rs.t.snapshot(delta{})
-	vanished := append(rs.d.vanished(), rs.deleteAlso...)
-	ids, note, err := deleteDecision(s.opts.Kind, rs.listErr, s.isStopped(), snap.Listed, vanished, s.opts.MaxDelete, rs.source, rs.d.storedCount)
-	if err != nil || len(ids) == 0 {
+	n := rs.d.vanishedCount + rs.deleteAlso.Len()
+	del, note, err := deleteDecision(s.opts.Kind, rs.listErr, s.isStopped(), snap.Listed, n, s.opts.MaxDelete, rs.source, rs.d.storedCount)
+	if err != nil || !del {
 		return note, err
 	}
-	slices.Sort(ids)
-	for chunk := range slices.Chunk(ids, deleteChunk) {
+	chunk := make([]string, 0, deleteChunk)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
 		if s.isStopped() {
-			return "the run was stopped", ErrStopped
+			return ErrStopped
 		}
 		rs.sinkMu.Lock()
 		err := rs.sink.Delete(ctx, rs.source, chunk)
 		rs.sinkMu.Unlock()
 		if err != nil {
-			return "", fmt.Errorf("delete %d vanished items of %s: %w", len(chunk), rs.source, err)
+			return fmt.Errorf("delete %d vanished items of %s (first %s): %w", len(chunk), rs.source, chunk[0], err)
 		}
 		rs.t.deleted(int64(len(chunk)))
+		chunk = chunk[:0]
+		return nil
+	}
+	for _, ids := range []*extsort.Sorter[string]{rs.d.vanished, rs.deleteAlso} {
+		for {
+			id, ok, err := ids.Next()
+			if err != nil {
+				return "", fmt.Errorf("delete vanished items of %s: %w", rs.source, err)
+			}
+			if !ok {
+				break
+			}
+			if chunk = append(chunk, id); len(chunk) == deleteChunk {
+				if err := flush(); err != nil {
+					return deleteNote(err), err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return deleteNote(err), err
 	}
 	return "", nil
+}
+
+func deleteNote(err error) string {
+	if errors.Is(err, ErrStopped) {
+		return "the run was stopped"
+	}
+	return ""
 }
 
 func newRunID(t time.Time) string {

@@ -60,7 +60,7 @@ func newEnv(t *testing.T, n int) *env {
 
 func (e *env) opts(mods ...func(*connector.Options)) connector.Options {
 	o := connector.Options{
-		Source:         e.src,
+		Source:         listing(e.src),
 		Sink:           e.sink,
 		Embedder:       e.emb,
 		ReadWorkers:    3,

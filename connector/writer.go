@@ -128,9 +128,13 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 		o.Committed(b.len(), classes)
 	}
 	rs.t.apply(dl)
-	rs.deleteAlso = append(rs.deleteAlso, gone...)
+	for _, id := range gone {
+		if err := rs.deleteAlso.Add(id); err != nil {
+			return fmt.Errorf("keep the ids to delete after the run: %w", err)
+		}
+	}
 	for _, sha := range shas {
-		rs.d.shas.add(sha)
+		rs.d.shas.addString(sha)
 	}
 	return nil
 }

@@ -523,7 +523,7 @@ func TestE2ESync(t *testing.T) {
 
 	// 13. migrate status / up on the migrated database.
 	r = mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI)
-	if !strings.Contains(r.stdout, "schema version 3 of 3") || !strings.Contains(r.stdout, "applied  0001") {
+	if m := regexp.MustCompile(`schema version (\d+) of (\d+)`).FindStringSubmatch(r.stdout); m == nil || m[1] != m[2] || !strings.Contains(r.stdout, "applied  0001") {
 		t.Errorf("migrate status:\n%s", r)
 	}
 	r = mustCode(t, exitOK, tmp, "migrate", "up", "--sink", sinkURI)
@@ -542,11 +542,11 @@ func TestE2EMigrate(t *testing.T) {
 	tmp := t.TempDir()
 	sinkURI := "sqlite://" + filepath.Join(tmp, "m.db")
 	r := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI)
-	if !strings.Contains(r.stdout, "schema version 0 of 3") || !strings.Contains(r.stdout, "pending  0001") {
+	if !regexp.MustCompile(`schema version 0 of [1-9]`).MatchString(r.stdout) || !strings.Contains(r.stdout, "pending  0001") {
 		t.Errorf("migrate status of a new database:\n%s", r)
 	}
 	r = mustCode(t, exitOK, tmp, "migrate", "up", "--dry-run", "--sink", sinkURI)
-	if r2 := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI); !strings.Contains(r2.stdout, "schema version 0 of 3") {
+	if r2 := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI); !regexp.MustCompile(`schema version 0 of [1-9]`).MatchString(r2.stdout) {
 		t.Errorf("migrate up --dry-run applied something:\n%s", r2)
 	}
 	r = mustCode(t, exitOK, tmp, "migrate", "up", "--sink", sinkURI)

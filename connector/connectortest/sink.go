@@ -117,8 +117,10 @@ func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, r
 	return n, nil
 }
 
+// Stored streams a snapshot of source's rows and ledger entries in key
+// order, then id. It is not counted by Overlaps: the contract lets it run
+// while the other methods are called.
 func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.StoredItem) error) error {
-	defer s.enter()()
 	if s.StoredErr != nil {
 		return s.StoredErr
 	}
@@ -135,6 +137,9 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 		}
 	}
 	s.mu.Unlock()
+	slices.SortFunc(items, func(a, b connector.StoredItem) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.ID, b.ID))
+	})
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			return err

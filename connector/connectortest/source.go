@@ -109,6 +109,9 @@ func (s *Source) TotalReads() int {
 
 func (s *Source) Name() string { return s.name }
 
+// ListsInKeyOrder is true: List lists the keys sorted.
+func (s *Source) ListsInKeyOrder() bool { return true }
+
 func (s *Source) List(ctx context.Context, fn func(connector.Entry) error) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -2,9 +2,11 @@
 // mounted file system.
 //
 // Keys are slash-separated paths relative to the root ("2024/trip/a.jpg").
-// The listing is recursive: the tree first, in lexical order per
-// directory, then (with Options.FollowSymlinks) the directories reached
-// through symbolic links that were not already walked. It skips:
+// The listing is recursive: the tree first, in key order (bytewise, a
+// directory sorting as its name followed by "/"; the source is a
+// connector.KeyOrderedSource), then (with Options.FollowSymlinks) the
+// directories reached through symbolic links that were not already
+// walked. It skips:
 //   - hidden files and directories (names starting with ".");
 //   - files whose extension is not in Options.Extensions (by default jpg,
 //     jpeg, png, gif, webp, bmp, tif, tiff; compared case-insensitively);
@@ -240,6 +242,7 @@ func (w *walker) walk(dir, rel string) error {
 		// Keep what was read: the listing is incomplete either way.
 		w.problem(rel, err)
 	}
+	inKeyOrder(entries)
 	for _, de := range entries {
 		if err := w.ctx.Err(); err != nil {
 			return err
@@ -305,6 +308,25 @@ func (w *walker) walk(dir, rel string) error {
 	}
 	return nil
 }
+
+// inKeyOrder sorts a directory's entries so that the walk lists keys in
+// byte order (ListsInKeyOrder): a directory sorts as its name followed by
+// "/", which every key below it starts with ("a-c" before "a/b", "a0"
+// after). os.ReadDir sorts by name alone.
+func inKeyOrder(entries []fs.DirEntry) {
+	sortKey := func(de fs.DirEntry) string {
+		if de.IsDir() {
+			return de.Name() + "/"
+		}
+		return de.Name()
+	}
+	slices.SortStableFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(sortKey(a), sortKey(b)) })
+}
+
+// ListsInKeyOrder is true: the walk lists keys in byte order, except
+// those below directories reached through symbolic links (walked last),
+// which the diff sorts after the listing.
+func (s *Source) ListsInKeyOrder() bool { return true }
 
 // readChunk is how much Read reads between checks of ctx.
 const readChunk = 1 << 20

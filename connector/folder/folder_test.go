@@ -423,3 +423,33 @@ func TestConformance(t *testing.T) {
 		}
 	}})
 }
+
+// The walk lists keys in byte order, as ListsInKeyOrder promises, although
+// os.ReadDir sorts a directory by name alone ("a" before "a-c", whose key
+// sorts before "a/b").
+func TestListsInKeyOrder(t *testing.T) {
+	dir := t.TempDir()
+	for _, k := range []string{"a/b.jpg", "a-c.jpg", "a.jpg", "a0.jpg", "a/b/c.jpg", "a/b-d.jpg", "B.jpg", "z.jpg", "a b/x.jpg"} {
+		p := filepath.Join(dir, filepath.FromSlash(k))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(k), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := New(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !src.ListsInKeyOrder() {
+		t.Error("ListsInKeyOrder is false")
+	}
+	var keys []string
+	if err := src.List(context.Background(), func(e connector.Entry) error { keys = append(keys, e.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(keys) || len(keys) != 9 {
+		t.Errorf("listed %q, want 9 keys in byte order", keys)
+	}
+}

@@ -20,8 +20,8 @@
 //
 // # Listing
 //
-// Paginated ListObjectsV2 under the prefix. Keys are the object keys
-// below the prefix; keys ending in "/" (folder markers) and keys the
+// Paginated ListObjectsV2 under the prefix, in key order (the source is a
+// connector.KeyOrderedSource). Keys are the object keys below the prefix; keys ending in "/" (folder markers) and keys the
 // extension/include/exclude filter (connector/keyfilter) rejects are not
 // listed. Each entry carries the size, LastModified (UTC) and the ETag as
 // the server gives it: ETags are opaque (a multipart ETag is no MD5), only

@@ -287,6 +287,12 @@ func (s *Source) List(ctx context.Context, fn func(connector.Entry) error) error
 	}
 }
 
+// ListsInKeyOrder is true: ListObjectsV2 returns keys in UTF-8 binary
+// order (AWS S3 general-purpose buckets; servers that list otherwise only
+// make the diff sort the keys out of order after the listing), and
+// removing the common prefix keeps that order.
+func (s *Source) ListsInKeyOrder() bool { return true }
+
 // Read returns the object's bytes.
 func (s *Source) Read(ctx context.Context, key string) ([]byte, error) {
 	c, err := s.get(ctx, key, "")

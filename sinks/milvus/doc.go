@@ -128,7 +128,12 @@
 // # Reads
 //
 // Stored iterates (query iterator, primary-key pages of 2000) the open
-// model's collection, then older ones, then the ledger; each id once.
+// model's collection, then older ones, then the ledger, into a
+// connector.StoredSorter (Milvus cannot order a query): an external sort
+// that holds 32 MiB and spills the rest to a temporary file ($TMPDIR,
+// removed when Stored returns, unlinked at once on Unix), then streams
+// each id once (the open model's row, else an older one, else the ledger
+// entry) by key, then id.
 // VectorsBySHA256 and the merges query by `in` lists of 500. Search runs
 // an ANN search on the model's collection (HNSW ef = max(k, 64)) and
 // reports distance = 1 - cosine similarity. ScanVectors

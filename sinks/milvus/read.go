@@ -135,19 +135,24 @@ func (r row) run() schema.Run {
 		Reused: r.int(fReused), Unchanged: r.int(fUnchanged), Failed: r.int(fFailed), Deleted: r.int(fDeleted)}
 }
 
-// Stored streams the rows of source, the open model's collection first,
-// then older ones, then the ledger; each id once (its row wins).
+// Stored streams the rows of source and its ledger entries by key, then
+// id, each id once: the open model's row, else an older collection's,
+// else the ledger entry. Milvus cannot order a query, so everything is
+// read first into a connector.StoredSorter (bounded memory, spilled to a
+// temporary file and removed on return), then emitted in order; the
+// stream is the state when the reading ended, and Writes during the
+// emitting are not seen.
 func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.StoredItem) error) error {
 	c, items, model, err := s.state()
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
+	sorted := connector.NewStoredSorter("")
+	defer sorted.Close()
 	fields := []string{fID, fKey, fSize, fMTime, fETag, fSHA256, fModelID}
-	var stop error // fn's error, returned as is
-	// read streams coll's rows of source not seen yet; failed marks the
-	// ledger, whose rows also carry their class.
-	read := func(coll string, failed bool) error {
+	// read adds coll's rows of source at rank; failed marks the ledger,
+	// whose rows also carry their class.
+	read := func(coll string, rank int, failed bool) error {
 		fs := fields
 		if failed {
 			fs = append(fs[:len(fs):len(fs)], fClass)
@@ -155,35 +160,31 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 		err := scan(ctx, c, coll, eq(fSource, source), fs, func(rs client.ResultSet) error {
 			for i := range rs.Len() {
 				r := row{rs, i}
-				id := r.str(fID)
-				if seen[id] {
-					continue
-				}
-				seen[id] = true
-				it := connector.StoredItem{ID: id, Key: r.str(fKey), Fingerprint: r.fingerprint(), ModelID: r.str(fModelID), Failed: failed}
+				it := connector.StoredItem{ID: r.str(fID), Key: r.str(fKey), Fingerprint: r.fingerprint(), ModelID: r.str(fModelID), Failed: failed}
 				if failed {
 					it.Class = schema.FailureClass(r.str(fClass))
 				}
-				if stop = fn(it); stop != nil {
-					return stop
+				if err := sorted.Add(it, rank); err != nil {
+					return err
 				}
 			}
 			return nil
 		})
-		if stop != nil {
-			return stop
-		}
 		if err != nil {
 			return fmt.Errorf("read stored items of %s from %s: %w", source, coll, err)
 		}
 		return nil
 	}
-	for _, ic := range ordered(items, model) {
-		if err := read(ic.name, false); err != nil {
+	collections := ordered(items, model)
+	for rank, ic := range collections {
+		if err := read(ic.name, rank, false); err != nil {
 			return err
 		}
 	}
-	return read(s.cfg.failuresName(), true)
+	if err := read(s.cfg.failuresName(), len(collections), true); err != nil {
+		return err
+	}
+	return sorted.Emit(ctx, fn)
 }
 
 // lookupChunk bounds the values of one `in [...]` filter.

@@ -46,8 +46,18 @@
 //     "Storage"; CHECK vector_dims = dim). The column is unconstrained
 //     `vector`, not vector(4096): rows of several models (and dimensions)
 //     share the table while a sync re-embeds stale rows. Indexes:
-//     (model_id, sha256), (source).
-//   - T_failures: the failure ledger. T_runs: one row per run.
+//     (model_id, sha256), (source, key COLLATE "C", id COLLATE "C")
+//     INCLUDE (the fingerprint columns, model_id).
+//   - T_failures: the failure ledger, indexed the same way by source and
+//     key. T_runs: one row per run.
+//
+// Stored streams a source's rows and row-less ledger entries from one
+// snapshot (REPEATABLE READ) by key then id, comparing bytes: two cursors
+// read in index order (migration 0005; as a cursor, the planner prefers
+// the index-only scans to a sort) are fetched in pages of 2000 and merged
+// by the sink, so that nothing is sorted or held. The stream keeps one pooled connection (and ACCESS SHARE
+// locks) while a sync's diff consumes it, which is why the pool has at
+// least two connections: the pipeline writes meanwhile.
 //   - imgvec_migrations: the migration ledger, one row per (table,
 //     version), so several item tables can share a schema.
 //

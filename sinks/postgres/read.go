@@ -16,39 +16,21 @@ import (
 	"github.com/imgvec/imgvec/schema"
 )
 
-// Stored streams, from one snapshot (REPEATABLE READ, read only), every row
-// of source and then every ledger entry of source that has no row. fn's
-// error stops the stream and is returned as is.
+// Stored streams, from one snapshot (REPEATABLE READ, read only), every
+// row of source and every ledger entry of source that has no row, by key
+// then id comparing bytes (COLLATE "C"). Two cursors, one over the rows
+// and one over the ledger, each read in key order from its index
+// (migration 0005; a cursor makes the planner prefer the index to a sort),
+// are fetched in pages and merged here, so that nothing is sorted or held.
+// It holds one pooled connection while the stream lasts (the pool has at
+// least two, so that a sync's writes go on meanwhile). fn's error stops
+// the stream and is returned as is.
 func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.StoredItem) error) error {
 	pool, _, err := s.state(false)
 	if err != nil {
 		return err
 	}
 	var fnErr error
-	stream := func(tx pgx.Tx, q string, failed bool) error {
-		rows, err := tx.Query(ctx, q, source)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var it connector.StoredItem
-			var mt *int64
-			var class string
-			if err := rows.Scan(&it.ID, &it.Key, &it.Size, &mt, &it.ETag, &it.SHA256, &it.ModelID, &class); err != nil {
-				return err
-			}
-			it.MTime = mtimeFromNS(mt)
-			if failed {
-				it.Failed, it.Class = true, schema.FailureClass(class)
-			}
-			if err := fn(it); err != nil {
-				fnErr = err
-				return err
-			}
-		}
-		return rows.Err()
-	}
 	items, failures := s.names.Qualified(""), s.names.Qualified("_failures")
 	// Both tables are locked first, so that a lock timeout (retried by
 	// waitLocks) comes before fn has seen any item, and the snapshot is
@@ -58,17 +40,97 @@ func (s *Sink) Stored(ctx context.Context, source string, fn func(connector.Stor
 			if _, err := tx.Exec(ctx, `LOCK TABLE `+items+`, `+failures+` IN ACCESS SHARE MODE`); err != nil {
 				return err
 			}
-			if err := stream(tx, `SELECT id, key, size, mtime_ns, etag, sha256, model_id, '' FROM `+items+` WHERE source = $1`, false); err != nil {
+			if _, err := tx.Exec(ctx, `DECLARE stored_rows NO SCROLL CURSOR FOR
+				SELECT id, key, size, mtime_ns, etag, sha256, model_id, '' FROM `+items+` WHERE source = $1
+				ORDER BY key COLLATE "C", id COLLATE "C"`, source); err != nil {
 				return err
 			}
-			return stream(tx, `SELECT f.id, f.key, f.size, f.mtime_ns, f.etag, f.sha256, f.model_id, f.class FROM `+failures+` f
-			WHERE f.source = $1 AND NOT EXISTS (SELECT 1 FROM `+items+` i WHERE i.id = f.id)`, true)
+			if _, err := tx.Exec(ctx, `DECLARE stored_ledger NO SCROLL CURSOR FOR
+				SELECT f.id, f.key, f.size, f.mtime_ns, f.etag, f.sha256, f.model_id, f.class FROM `+failures+` f
+				WHERE f.source = $1 AND NOT EXISTS (SELECT 1 FROM `+items+` i WHERE i.id = f.id)
+				ORDER BY f.key COLLATE "C", f.id COLLATE "C"`, source); err != nil {
+				return err
+			}
+			rows, ledger := &storedCursor{tx: tx, name: "stored_rows"}, &storedCursor{tx: tx, name: "stored_ledger", failed: true}
+			r, rok, err := rows.next(ctx)
+			if err != nil {
+				return err
+			}
+			l, lok, err := ledger.next(ctx)
+			if err != nil {
+				return err
+			}
+			for rok || lok {
+				// An id is in one stream only (NOT EXISTS): no ties.
+				if rok && (!lok || r.Key < l.Key || r.Key == l.Key && r.ID < l.ID) {
+					if fnErr = fn(r); fnErr != nil {
+						return fnErr
+					}
+					if r, rok, err = rows.next(ctx); err != nil {
+						return err
+					}
+					continue
+				}
+				if fnErr = fn(l); fnErr != nil {
+					return fnErr
+				}
+				if l, lok, err = ledger.next(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	})
 	if fnErr != nil {
 		return fnErr
 	}
 	return s.wrap("stored "+source, err)
+}
+
+// storedFetch is the page size of Stored's cursors.
+const storedFetch = 2000
+
+// storedCursor reads one of Stored's cursors page by page.
+type storedCursor struct {
+	tx     pgx.Tx
+	name   string
+	failed bool
+	page   []connector.StoredItem
+	done   bool
+}
+
+func (c *storedCursor) next(ctx context.Context) (connector.StoredItem, bool, error) {
+	if len(c.page) == 0 && !c.done {
+		rows, err := c.tx.Query(ctx, fmt.Sprintf("FETCH %d FROM %s", storedFetch, c.name))
+		if err != nil {
+			return connector.StoredItem{}, false, err
+		}
+		for rows.Next() {
+			var it connector.StoredItem
+			var mt *int64
+			var class string
+			if err := rows.Scan(&it.ID, &it.Key, &it.Size, &mt, &it.ETag, &it.SHA256, &it.ModelID, &class); err != nil {
+				rows.Close()
+				return connector.StoredItem{}, false, err
+			}
+			it.MTime = mtimeFromNS(mt)
+			if c.failed {
+				it.Failed, it.Class = true, schema.FailureClass(class)
+			}
+			c.page = append(c.page, it)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return connector.StoredItem{}, false, err
+		}
+		c.done = len(c.page) < storedFetch
+	}
+	if len(c.page) == 0 {
+		return connector.StoredItem{}, false, nil
+	}
+	it := c.page[0]
+	c.page = c.page[1:]
+	return it, true, nil
 }
 
 // VectorsBySHA256 returns one stored vector of modelID per hash found.

@@ -45,8 +45,9 @@ func WithAutoMigrate(mode migrations.AutoMigrate) Option {
 	return func(s *Sink) { s.autoMigrate = mode }
 }
 
-// WithMaxConns caps the connection pool. Defaults to 4.
-func WithMaxConns(n int32) Option { return func(s *Sink) { s.maxConns = max(n, 1) } }
+// WithMaxConns caps the connection pool. Defaults to 4; at least 2, so
+// that a sync's writes go on while Stored streams over one connection.
+func WithMaxConns(n int32) Option { return func(s *Sink) { s.maxConns = max(n, 2) } }
 
 // Sink is the PostgreSQL + pgvector sink. See the package documentation.
 type Sink struct {

@@ -44,8 +44,10 @@
 //   - Delete(source, ids) removes rows and ledger entries of those ids in
 //     that source only, in one commit.
 //   - Stored(source) yields each id once: its row if it has one (with its
-//     fingerprint and model id), else its ledger entry (Failed, Class). An
-//     error from fn is returned as is.
+//     fingerprint and model id), else its ledger entry (Failed, Class), in
+//     key order then id, comparing bytes, across rows of every model and
+//     the ledger; fn may call Write meanwhile. An error from fn is
+//     returned as is.
 //   - VectorsBySHA256 returns exact vectors of the given model id only.
 //   - Model ids never mix: Search returns only the asked model's rows,
 //     Status counts rows per model id, rows of another model id with another

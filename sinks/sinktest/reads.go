@@ -1,9 +1,12 @@
 package sinktest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,5 +172,75 @@ func testRoundTrip4096(t *testing.T, e *env) {
 	vs, err := e.s.VectorsBySHA256(e.ctx, m.ID(), []string{recs[2].SHA256})
 	if err != nil || !e.sameVector(vs[recs[2].SHA256], recs[2].Vector) {
 		t.Errorf("VectorsBySHA256 of a 4096-d vector: %v", err)
+	}
+}
+
+// Stored streams in key order, then id, comparing bytes: the sync's diff
+// merges the stream with the listing and would take an item out of order
+// for a vanished one. Rows of every model and ledger entries interleave;
+// an id with both is reported once, as its row. The escaped key of an
+// invalid-key ledger entry may equal a valid key: then the ids order them.
+// The pipeline writes while the stream goes on, so fn may call Write.
+func testStoredKeyOrder(t *testing.T, e *env) {
+	ma, mb := testModel("a", 8), testModel("b", 8)
+	keys := []string{"z", "a", "a b", "a-c", "a/b", "a/b/c", "a.jpg", "B", "b", "é.jpg", "日本.png", "~", `x\xff.jpg`}
+	var want []connector.StoredItem
+	// Rows of another model first (its own collection, where the sink has
+	// them), then of the open one, then ledger entries.
+	e.open(mb)
+	var old []schema.Record
+	for i, k := range keys[:4] {
+		r := rec(mb, src, "old/"+k, k, vecOf(8, i))
+		old = append(old, r)
+		want = append(want, connector.StoredItem{ID: r.ID, Key: r.Key, ModelID: mb.ID()})
+	}
+	e.write(connector.Batch{Upserts: old})
+	e.reopen(ma)
+	var rows []schema.Record
+	for i, k := range keys {
+		r := rec(ma, src, k, k, vecOf(8, 10+i))
+		rows = append(rows, r)
+		want = append(want, connector.StoredItem{ID: r.ID, Key: r.Key, ModelID: ma.ID()})
+	}
+	var fails []schema.Failure
+	for _, k := range []string{"a/a", "a,b", "m", "ü"} {
+		f := failure(ma, src, k, schema.FailDecode, baseTime)
+		fails = append(fails, f)
+		want = append(want, connector.StoredItem{ID: f.ID, Key: f.Key, ModelID: ma.ID(), Failed: true})
+	}
+	raw := "x\xff.jpg"
+	inv := failure(ma, src, schema.EscapeKey(raw), schema.FailInvalidKey, baseTime)
+	inv.ID = schema.ItemID(src, raw)
+	fails = append(fails, inv, failure(ma, src, "a", schema.FailDecode, baseTime)) // "a" has a row too
+	want = append(want, connector.StoredItem{ID: inv.ID, Key: inv.Key, ModelID: ma.ID(), Failed: true})
+	e.write(connector.Batch{Upserts: rows, Failures: fails})
+	slices.SortFunc(want, func(a, b connector.StoredItem) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.ID, b.ID))
+	})
+
+	var got []connector.StoredItem
+	err := e.s.Stored(e.ctx, src, func(it connector.StoredItem) error {
+		if len(got) == 0 {
+			// The stream goes on while the pipeline writes.
+			late := rec(ma, src, "0-written-during-the-stream", "late", vecOf(8, 99))
+			if err := e.s.Write(e.ctx, connector.Batch{Upserts: []schema.Record{late}}); err != nil {
+				return fmt.Errorf("write during Stored: %w", err)
+			}
+		}
+		got = append(got, it)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Stored: %v", err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Stored yielded %d items, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.ID != w.ID || g.Key != w.Key || g.ModelID != w.ModelID || g.Failed != w.Failed {
+			t.Errorf("item %d = key %q id %s model %s failed %v; want key %q id %s model %s failed %v",
+				i, g.Key, g.ID, g.ModelID, g.Failed, w.Key, w.ID, w.ModelID, w.Failed)
+		}
 	}
 }

@@ -63,6 +63,7 @@ func Run(t *testing.T, newSink func(t *testing.T) connector.Sink, opts ...Option
 		{"LedgerAttemptsAndClear", testLedger},
 		{"Delete", testDelete},
 		{"StoredStreams", testStored},
+		{"StoredKeyOrder", testStoredKeyOrder},
 		{"VectorsBySHA256", testVectorsBySHA256},
 		{"ModelIsolation", testModelIsolation},
 		{"DimensionMismatchAtOpen", func(t *testing.T, e *env) { testDimensionMismatch(t, e, cfg.forgeDim) }},

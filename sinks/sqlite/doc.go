@@ -97,6 +97,10 @@
 // transaction back. Delete removes rows and ledger entries of ids within
 // one source in one transaction.
 //
-// Stored reads rows and then row-less ledger entries of a source from one
-// snapshot; VectorsBySHA256 looks hashes up 500 at a time.
+// Stored streams rows and row-less ledger entries of a source from one
+// snapshot, by key then id: one query merging two covering indexes
+// (source, key, id, fingerprint columns; migration 0004), so that nothing
+// is sorted or held in memory. It reads through the reader pool, so the
+// writer commits while a sync's diff consumes the stream.
+// VectorsBySHA256 looks hashes up 500 at a time.
 package sqlite
