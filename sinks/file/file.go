@@ -43,9 +43,10 @@ type Sink struct {
 	closed   bool
 }
 
-// npyHeaderLen is the fixed length of the header we write, large enough for
-// any row count, so the final shape can be rewritten in place at Close.
-const npyHeaderLen = 128
+// NPYHeaderLen is the fixed length of the header NPYHeader writes, large
+// enough for any row count, so that the final shape can be rewritten in
+// place once the rows are written (here at Close; `imgvec export` too).
+const NPYHeaderLen = 128
 
 // New returns a sink writing to path: a .npy or .jsonl/.json file, or "-"
 // for JSON Lines on stdout. It does no I/O.
@@ -77,7 +78,7 @@ func (s *Sink) Open(_ context.Context, model schema.ModelIdentity) error {
 	}
 	s.w = bufio.NewWriterSize(s.out, 1<<20)
 	if s.format == NPY {
-		if _, err := s.w.Write(npyHeader(0, s.dim)); err != nil {
+		if _, err := s.w.Write(NPYHeader(0, s.dim)); err != nil {
 			return fmt.Errorf("write %s: %w", s.path, err)
 		}
 		if s.ids, err = os.CreateTemp(filepath.Dir(s.path), "."+filepath.Base(idsPath(s.path))+".*.tmp"); err != nil {
@@ -90,15 +91,15 @@ func (s *Sink) Open(_ context.Context, model schema.ModelIdentity) error {
 
 func idsPath(npy string) string { return strings.TrimSuffix(npy, filepath.Ext(npy)) + ".ids.txt" }
 
-// npyHeader is a version 1.0 .npy header for a float32 rows×dim matrix,
-// padded to npyHeaderLen bytes.
-func npyHeader(rows int64, dim int) []byte {
+// NPYHeader is a version 1.0 .npy header for a float32 rows×dim matrix,
+// padded to NPYHeaderLen bytes.
+func NPYHeader(rows int64, dim int) []byte {
 	dict := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, dim)
-	h := make([]byte, 0, npyHeaderLen)
+	h := make([]byte, 0, NPYHeaderLen)
 	h = append(h, "\x93NUMPY\x01\x00"...)
-	h = binary.LittleEndian.AppendUint16(h, uint16(npyHeaderLen-10))
+	h = binary.LittleEndian.AppendUint16(h, uint16(NPYHeaderLen-10))
 	h = append(h, dict...)
-	for len(h) < npyHeaderLen-1 {
+	for len(h) < NPYHeaderLen-1 {
 		h = append(h, ' ')
 	}
 	return append(h, '\n')
@@ -189,7 +190,7 @@ func (s *Sink) Close() error {
 		return err
 	}
 	if err == nil && s.format == NPY {
-		_, err = s.out.WriteAt(npyHeader(s.rows, s.dim), 0)
+		_, err = s.out.WriteAt(NPYHeader(s.rows, s.dim), 0)
 		if err == nil {
 			err = s.idw.Flush()
 		}

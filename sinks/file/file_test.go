@@ -47,15 +47,15 @@ func TestNPYRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(data, []byte("\x93NUMPY\x01\x00")) || len(data) != npyHeaderLen+6*4 {
+	if !bytes.HasPrefix(data, []byte("\x93NUMPY\x01\x00")) || len(data) != NPYHeaderLen+6*4 {
 		t.Fatalf("npy of %d bytes: %q", len(data), data[:min(len(data), 80)])
 	}
-	hdr := string(data[10:npyHeaderLen])
+	hdr := string(data[10:NPYHeaderLen])
 	if !strings.Contains(hdr, "'shape': (2, 3)") || !strings.HasSuffix(hdr, "\n") {
 		t.Fatalf("header %q", hdr)
 	}
 	for i, want := range []float32{1, 2, 3, 4, 5, 6} {
-		got := math.Float32frombits(binary.LittleEndian.Uint32(data[npyHeaderLen+4*i:]))
+		got := math.Float32frombits(binary.LittleEndian.Uint32(data[NPYHeaderLen+4*i:]))
 		if got != want {
 			t.Fatalf("value %d = %v, want %v", i, got, want)
 		}
