@@ -19,6 +19,7 @@ import (
 	xdraw "golang.org/x/image/draw"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/export"
+	"github.com/imgvec/imgvec/schema"
 	"github.com/imgvec/imgvec/schema/testenv"
 )
 
@@ -404,4 +405,37 @@ func TestE2EDupesServers(t *testing.T) {
 		mustCode(t, exitOK, tmp, "sync", "-q", "--source", src, "--sink", sinkURI, "--model", e2eModel)
 		check(t, sinkURI, "through the sink's index")
 	})
+}
+
+// TestE2EEmbedInputOrder: embed writes rows in the order of its
+// arguments, a folder's images in listing order, the same on every run
+// (small batches finish out of order); a plain-file argument's id is
+// ItemID("files:", the path as given, cleaned).
+func TestE2EEmbedInputOrder(t *testing.T) {
+	needBinary(t)
+	tmp := t.TempDir()
+	copyTree(t, e2eImages, filepath.Join(tmp, "imgs"))
+	abs, _ := filepath.EvalSymlinks(tmp) // the binary's working directory, as os.Getwd gives it
+	want := []string{"imgs/small.jpg"}
+	for _, k := range goodImages(t) { // sorted, as the folder lists them
+		want = append(want, filepath.Join(abs, "imgs", k))
+	}
+	want = append(want, "imgs/landscape.jpg", "imgs/gray.jpg")
+	args := []string{"embed", "-q", "--model", e2eModel, "--batch", "2", "./imgs/../imgs/small.jpg", "imgs", "imgs/landscape.jpg", "imgs/gray.jpg"}
+	for run := range 3 {
+		mustCode(t, exitItemFailures, tmp, append(args, "--out", "x.npy")...)
+		b, err := os.ReadFile(filepath.Join(tmp, "x.ids.txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		if !slices.Equal(got, want) {
+			t.Fatalf("run %d: rows\n%s\nwant\n%s", run+1, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	r := mustCode(t, exitOK, tmp, "embed", "-q", "--model", e2eModel, "--out", "-", "./imgs/../imgs/small.jpg")
+	rows := parseJSONL(t, []byte(r.stdout))
+	if len(rows) != 1 || rows[0].ID != schema.ItemID("files:", "imgs/small.jpg") || rows[0].Path != "imgs/small.jpg" {
+		t.Errorf("a plain-file argument's row: %+v", rows)
+	}
 }
