@@ -36,11 +36,8 @@ func newDupesCmd() *cobra.Command {
 			if !(threshold >= 0 && threshold <= 2) {
 				return wiring.Usagef("dupes: --threshold %v: want a cosine distance from 0 to 2", threshold)
 			}
-			if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			sink, m, err := openScan(cmd, sinkURI, modelID)
+			sink, m, err := openScan(cmd, &cf, sinkURI, modelID)
 			if err != nil {
 				return err
 			}

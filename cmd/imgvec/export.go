@@ -30,11 +30,8 @@ func newExportCmd() *cobra.Command {
 			if err != nil {
 				return wiring.Usagef("export: %v", err)
 			}
-			if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			sink, m, err := openScan(cmd, sinkURI, modelID)
+			sink, m, err := openScan(cmd, &cf, sinkURI, modelID)
 			if err != nil {
 				return err
 			}
@@ -61,10 +58,14 @@ func newExportCmd() *cobra.Command {
 	return cmd
 }
 
-// openScan opens the sink read-only and picks the model id whose rows a
-// scan reads: want, or the only one stored. The caller closes the sink.
-func openScan(cmd *cobra.Command, sinkURI, want string) (sinks.Sink, connector.ModelCount, error) {
+// openScan opens the sink (sinkURI, or the --config job's unless --sink
+// was given) read-only and picks the model id whose rows a scan reads:
+// want, or the only one stored. The caller closes the sink.
+func openScan(cmd *cobra.Command, cf *configFlags, sinkURI, want string) (sinks.Sink, connector.ModelCount, error) {
 	ctx := cmd.Context()
+	if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
+		return nil, connector.ModelCount{}, err
+	}
 	sink, err := wiring.NewSink(sinkURI, false, "")
 	if err != nil {
 		return nil, connector.ModelCount{}, err
