@@ -75,3 +75,14 @@ type IndexManager interface {
 	// deferred. The command calls it after every run, stopped ones too.
 	BuildDeferredIndex(ctx context.Context, o IndexOptions) (info IndexInfo, built bool, err error)
 }
+
+// IndexedSearcher is implemented by sinks whose Search can go through a
+// vector index, so that one query costs far less than a scan of the
+// model's rows (PostgreSQL with a valid binary index, Milvus always).
+// SearchIndexed reports whether Search for modelID does so now; a sink
+// without the capability searches by scanning. `imgvec dupes` asks it to
+// choose between a k-NN query per image and an exact comparison of every
+// pair. The sink must be open (OpenRead is enough).
+type IndexedSearcher interface {
+	SearchIndexed(ctx context.Context, modelID string) (bool, error)
+}

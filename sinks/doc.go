@@ -14,7 +14,8 @@
 //   - Redact masks the secrets of any sink or lock URI (connector/redact); a
 //     URI appears in no output unredacted.
 //   - Capabilities, each a small interface a sink may implement:
-//     connector.IndexManager (vector indexes), connector.RunAbandoner
+//     connector.IndexManager (vector indexes), connector.IndexedSearcher
+//     (whether Search goes through an index now), connector.RunAbandoner
 //     (closes runs a dead runner left open), LeaseKeeper (keeps job leases
 //     itself), lease.Fenceable (checks the lease inside each commit),
 //     Migrator (owns schema migrations), Prober (answers readiness without

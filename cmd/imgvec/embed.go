@@ -51,7 +51,14 @@ func newEmbedCmd(g *globalFlags) *cobra.Command {
 			}()
 			var listed, failed int64
 			job := jobrun.Job{
-				Sources: refs, Open: open,
+				Sources: refs,
+				Open: func(ref string) (connector.Source, error) {
+					src, err := open(ref)
+					if err != nil {
+						return nil, err
+					}
+					return sink.Track(src), nil // rows in input order
+				},
 				Template: connector.Options{Sink: sink, Embedder: x, Kind: connector.KindBackfill},
 				Progress: func(string) func(connector.Progress) {
 					return newProgress(cmd.ErrOrStderr(), g.quiet || out == "-", "embed")

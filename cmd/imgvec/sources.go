@@ -31,29 +31,36 @@ func registerSourceFlags(fs *pflag.FlagSet, j *config.Job) {
 	rangeVar(fs, &j.MaxBytes, "max-bytes", "", config.DefaultMaxBytes, config.MaxBytesRange, "refuse files larger than this many bytes")
 }
 
-// embedSources splits PATHS into one folder source per directory and one
-// file list for the plain files: the job's source references (folders by
-// path, the list by its name) and their opener.
+// embedSources turns PATHS into the job's sources, in the order given: a
+// folder source per directory, a file list per run of consecutive plain
+// files (named "files:" like every list, so that a file's id does not
+// depend on its neighbours). It returns their references (folders by path,
+// lists by a reference no path can be: it holds a NUL) and their opener.
 func embedSources(j config.Job, paths []string) ([]string, func(string) (connector.Source, error), error) {
 	var refs, files []string
+	lists := map[string]connector.Source{}
+	endList := func() {
+		if len(files) > 0 {
+			ref := fmt.Sprintf("files:\x00%d", len(lists))
+			lists[ref] = filelist.New(files)
+			refs, files = append(refs, ref), nil
+		}
+	}
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return nil, nil, fmt.Errorf("embed %s: %w", p, err)
 		}
 		if fi.IsDir() {
+			endList()
 			refs = append(refs, p)
 		} else {
 			files = append(files, p)
 		}
 	}
-	var list connector.Source
-	if len(files) > 0 {
-		list = filelist.New(files)
-		refs = append(refs, list.Name())
-	}
+	endList()
 	open := func(ref string) (connector.Source, error) {
-		if list != nil && ref == list.Name() {
+		if list, ok := lists[ref]; ok {
 			return list, nil
 		}
 		return folder.New(ref, wiring.FolderOptions(j))

@@ -21,7 +21,7 @@ func addConnectorCommands(root *cobra.Command, g *globalFlags) {
 	root.AddCommand(
 		newRunCmd(g, connector.KindSync, "sync", "One incremental pass: extract new and changed images, delete vanished ones"),
 		newRunCmd(g, connector.KindBackfill, "backfill", "One-shot full load (resumable; never deletes)"),
-		newSearchCmd(g), newMapCmd(), newStatusCmd(), newMigrateCmd(), newIndexCmd(), newConfigCmd(),
+		newSearchCmd(g), newMapCmd(), newStatusCmd(), newMigrateCmd(), newIndexCmd(), newConfigCmd(), newExportCmd(), newDupesCmd(),
 	)
 }
 

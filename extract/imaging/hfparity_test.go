@@ -19,23 +19,6 @@ const hfDir = "../../testdata/models/hf"
 // downscale of each orientation, an upscale, gray and alpha sources.
 var parityImages = []string{"landscape.jpg", "portrait.jpg", "small.jpg", "gray.jpg", "rgba.png", "yuv420_odd.jpg"}
 
-// referencePython is the reference environment (.ci/lib/install-python.sh)
-// or $IMGVEC_PYTHON; tests that need it skip without it (fail under CI=true).
-func referencePython(t *testing.T) string {
-	t.Helper()
-	py := os.Getenv("IMGVEC_PYTHON")
-	if py == "" {
-		py, _ = filepath.Abs("../../.cache/venv/bin/python")
-	}
-	if _, err := os.Stat(py); err != nil {
-		testenv.Skip(t, "python reference env not installed (run .ci/lib/install-python.sh): %v", err)
-	}
-	if err := exec.Command(py, "-c", "import transformers").Run(); err != nil {
-		testenv.Skip(t, "python reference env lacks transformers (run .ci/lib/install-python.sh): %v", err)
-	}
-	return py
-}
-
 type refCase struct {
 	Image  string `json:"image"`
 	Filter string `json:"filter,omitempty"`
@@ -47,7 +30,7 @@ type refCase struct {
 // runReference runs testdata/reference/processors_ref.py on cases.
 func runReference(t *testing.T, cases []refCase) []byte {
 	t.Helper()
-	py := referencePython(t)
+	py := testenv.Python(t, "transformers")
 	req, err := json.Marshal(cases)
 	if err != nil {
 		t.Fatal(err)

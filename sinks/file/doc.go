@@ -1,7 +1,14 @@
 // Package file is the sink behind `imgvec embed`: it writes vectors to a
-// NumPy .npy matrix (float32, rows in arrival order) with a sidecar
-// <name>.ids.txt naming each row's key, or to JSON Lines (one
-// {"id","path","vector"} object per line; "-" is standard output).
+// NumPy .npy matrix (float32) with a sidecar <name>.ids.txt naming each
+// row's key, or to JSON Lines (one {"id","path","vector"} object per line;
+// "-" is standard output).
+//
+// Rows come in input order: the order the sources given to Track list
+// their items (the sources one after the other), whatever order the
+// pipeline's batches finish in. A row ready before an item listed earlier
+// is held until that item's row or failure arrives (in practice, the
+// pipeline's window of items in flight); rows of untracked sources go in
+// arrival order.
 //
 // It implements connector.Sink for a one-shot extraction: it stores no
 // fingerprints (Stored yields nothing, so every listed item is extracted),

@@ -11,7 +11,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
@@ -41,16 +43,34 @@ type Sink struct {
 	idw      *bufio.Writer
 	failures []schema.Failure
 	closed   bool
+
+	// The order rows go out in (Track): each listed item's ordinal, the
+	// rows and failures that arrived before an earlier item was resolved,
+	// and the next ordinal to write.
+	mu      sync.Mutex // guards order and listed (the lister records while the writer writes)
+	order   map[string]int
+	listed  int
+	pending map[int]pendingRow
+	next    int
 }
 
-// npyHeaderLen is the fixed length of the header we write, large enough for
-// any row count, so the final shape can be rewritten in place at Close.
-const npyHeaderLen = 128
+// pendingRow is one resolved item waiting for the items listed before it:
+// its encoded row (npy bytes and ids line, or a JSON line), or none for a
+// failure.
+type pendingRow struct {
+	row, idLine []byte
+	failed      bool
+}
+
+// NPYHeaderLen is the fixed length of the header NPYHeader writes, large
+// enough for any row count, so that the final shape can be rewritten in
+// place once the rows are written (here at Close; `imgvec export` too).
+const NPYHeaderLen = 128
 
 // New returns a sink writing to path: a .npy or .jsonl/.json file, or "-"
 // for JSON Lines on stdout. It does no I/O.
 func New(path string, stdout io.Writer) (*Sink, error) {
-	s := &Sink{path: path, stdout: stdout}
+	s := &Sink{path: path, stdout: stdout, order: map[string]int{}, pending: map[int]pendingRow{}}
 	switch ext := strings.ToLower(filepath.Ext(path)); {
 	case path == "-":
 		s.format = JSONL
@@ -77,7 +97,7 @@ func (s *Sink) Open(_ context.Context, model schema.ModelIdentity) error {
 	}
 	s.w = bufio.NewWriterSize(s.out, 1<<20)
 	if s.format == NPY {
-		if _, err := s.w.Write(npyHeader(0, s.dim)); err != nil {
+		if _, err := s.w.Write(NPYHeader(0, s.dim)); err != nil {
 			return fmt.Errorf("write %s: %w", s.path, err)
 		}
 		if s.ids, err = os.CreateTemp(filepath.Dir(s.path), "."+filepath.Base(idsPath(s.path))+".*.tmp"); err != nil {
@@ -90,15 +110,15 @@ func (s *Sink) Open(_ context.Context, model schema.ModelIdentity) error {
 
 func idsPath(npy string) string { return strings.TrimSuffix(npy, filepath.Ext(npy)) + ".ids.txt" }
 
-// npyHeader is a version 1.0 .npy header for a float32 rows×dim matrix,
-// padded to npyHeaderLen bytes.
-func npyHeader(rows int64, dim int) []byte {
+// NPYHeader is a version 1.0 .npy header for a float32 rows×dim matrix,
+// padded to NPYHeaderLen bytes.
+func NPYHeader(rows int64, dim int) []byte {
 	dict := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, dim)
-	h := make([]byte, 0, npyHeaderLen)
+	h := make([]byte, 0, NPYHeaderLen)
 	h = append(h, "\x93NUMPY\x01\x00"...)
-	h = binary.LittleEndian.AppendUint16(h, uint16(npyHeaderLen-10))
+	h = binary.LittleEndian.AppendUint16(h, uint16(NPYHeaderLen-10))
 	h = append(h, dict...)
-	for len(h) < npyHeaderLen-1 {
+	for len(h) < NPYHeaderLen-1 {
 		h = append(h, ' ')
 	}
 	return append(h, '\n')
@@ -123,40 +143,120 @@ type jsonRow struct {
 	Vector []float32 `json:"vector"`
 }
 
-// Write appends the batch's vectors and remembers its failures. The batch
-// is checked first (connector.Batch.Normalize, as every sink does), so a
-// bad vector fails the batch before anything of it is written.
+// Track returns src with its listing recorded, so that rows are written
+// in the order the tracked sources list their items (sources run one after
+// the other): a row that is ready before an item listed earlier waits for
+// it (its row or its failure). Only src's Source methods are kept (the
+// sources of `imgvec embed`, folder and filelist, have no others).
+func (s *Sink) Track(src connector.Source) connector.Source { return &tracked{Source: src, sink: s} }
+
+type tracked struct {
+	connector.Source
+	sink *Sink
+}
+
+func (t *tracked) List(ctx context.Context, fn func(connector.Entry) error) error {
+	name := t.Name()
+	return t.Source.List(ctx, func(e connector.Entry) error {
+		t.sink.mu.Lock()
+		t.sink.order[schema.ItemID(name, e.Key)] = t.sink.listed
+		t.sink.listed++
+		t.sink.mu.Unlock()
+		return fn(e)
+	})
+}
+
+// ordinal is id's place in the listing; an untracked id goes after every
+// item listed so far.
+func (s *Sink) ordinal(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ord, ok := s.order[id]
+	if !ok {
+		ord = s.listed
+		s.listed++
+	}
+	delete(s.order, id)
+	return ord
+}
+
+// Write encodes the batch's vectors and writes them, in listing order, as
+// far as every earlier listed item is resolved; it remembers the
+// failures. The batch is checked first (connector.Batch.Normalize, as
+// every sink does), so a bad vector fails the batch before anything of it
+// is written.
 func (s *Sink) Write(_ context.Context, b connector.Batch) error {
 	b, err := b.Normalize(s.model, time.Now())
 	if err != nil {
 		return fmt.Errorf("write to %s: %w", s.path, err)
 	}
 	for _, r := range b.Upserts {
+		var p pendingRow
 		path := pathOf(r)
 		switch s.format {
 		case NPY:
-			var buf [4]byte
-			for _, f := range r.Vector {
-				binary.LittleEndian.PutUint32(buf[:], math.Float32bits(f))
-				if _, err := s.w.Write(buf[:]); err != nil {
-					return fmt.Errorf("write %s: %w", s.path, err)
-				}
+			p.row = make([]byte, 4*len(r.Vector))
+			for i, f := range r.Vector {
+				binary.LittleEndian.PutUint32(p.row[4*i:], math.Float32bits(f))
 			}
-			if _, err := fmt.Fprintln(s.idw, path); err != nil {
-				return fmt.Errorf("write ids of %s: %w", s.path, err)
-			}
+			p.idLine = []byte(path + "\n")
 		case JSONL:
 			line, err := json.Marshal(jsonRow{ID: r.ID, Path: path, Vector: r.Vector})
 			if err != nil {
 				return fmt.Errorf("encode %s: %w", r.Key, err)
 			}
-			if _, err := s.w.Write(append(line, '\n')); err != nil {
-				return fmt.Errorf("write %s: %w", s.path, err)
-			}
+			p.row = append(line, '\n')
 		}
-		s.rows++
+		s.pending[s.ordinal(r.ID)] = p
+	}
+	for _, f := range b.Failures {
+		s.pending[s.ordinal(f.ID)] = pendingRow{failed: true}
 	}
 	s.failures = append(s.failures, b.Failures...)
+	for {
+		p, ok := s.pending[s.next]
+		if !ok {
+			return nil
+		}
+		delete(s.pending, s.next)
+		s.next++
+		if err := s.emit(p); err != nil {
+			return err
+		}
+	}
+}
+
+// emit writes one resolved item.
+func (s *Sink) emit(p pendingRow) error {
+	if p.failed {
+		return nil
+	}
+	if _, err := s.w.Write(p.row); err != nil {
+		return fmt.Errorf("write %s: %w", s.path, err)
+	}
+	if p.idLine != nil {
+		if _, err := s.idw.Write(p.idLine); err != nil {
+			return fmt.Errorf("write ids of %s: %w", s.path, err)
+		}
+	}
+	s.rows++
+	return nil
+}
+
+// flushPending writes the rows still waiting (behind items listed but
+// never resolved, such as files that vanished), in listing order.
+func (s *Sink) flushPending() error {
+	ords := make([]int, 0, len(s.pending))
+	for o := range s.pending {
+		ords = append(ords, o)
+	}
+	slices.Sort(ords)
+	for _, o := range ords {
+		if err := s.emit(s.pending[o]); err != nil {
+			return err
+		}
+		delete(s.pending, o)
+	}
 	return nil
 }
 
@@ -172,7 +272,8 @@ func pathOf(r schema.Record) string {
 // Failures returns the failures written so far.
 func (s *Sink) Failures() []schema.Failure { return s.failures }
 
-// Rows returns the number of vectors written so far.
+// Rows returns the number of vectors written so far (rows waiting for an
+// item listed before them are not counted until Close writes them).
 func (s *Sink) Rows() int64 { return s.rows }
 
 // Close flushes, fixes the .npy shape and renames the files into place.
@@ -184,12 +285,15 @@ func (s *Sink) Close() error {
 	if s.w == nil {
 		return nil
 	}
-	err := s.w.Flush()
+	err := s.flushPending()
+	if err == nil {
+		err = s.w.Flush()
+	}
 	if s.out == nil {
 		return err
 	}
 	if err == nil && s.format == NPY {
-		_, err = s.out.WriteAt(npyHeader(s.rows, s.dim), 0)
+		_, err = s.out.WriteAt(NPYHeader(s.rows, s.dim), 0)
 		if err == nil {
 			err = s.idw.Flush()
 		}

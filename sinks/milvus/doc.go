@@ -136,12 +136,14 @@
 // entry) by key, then id.
 // VectorsBySHA256 and the merges query by `in` lists of 500. Search runs
 // an ANN search on the model's collection (HNSW ef = max(k, 64)) and
-// reports distance = 1 - cosine similarity. ScanVectors
-// (connector.VectorScanner) pages through the model's collection for
-// (source, key, id), sorts them in memory (Milvus has no ORDER BY: about
-// 150 MB at 1M rows, the one part of a scan that grows with the
-// collection), then reads the rows with their vectors by id, 500 at a time. Status counts rows per item
-// collection with Strong count(*) and reads the ledger and runs whole.
+// reports distance = 1 - cosine similarity; SearchIndexed
+// (connector.IndexedSearcher) is true for every model with a collection.
+// Status counts rows per item collection with Strong count(*) and reads
+// the ledger and runs whole. ScanVectors (connector.VectorScanner) pages
+// through the model's collection for (source, key, id), sorts them in
+// memory (Milvus has no ORDER BY: about 150 MB at 1M rows, the one part
+// of a scan that grows with the collection), then reads the rows with
+// their vectors by id, 500 at a time.
 //
 // # Milvus Lite
 //

@@ -404,3 +404,16 @@ func (s *Sink) ScanVectors(ctx context.Context, modelID string, fn func(schema.R
 	}
 	return connector.ScanByIDs(ctx, lookupChunk, list, fetch, fn, wrap)
 }
+
+var _ connector.IndexedSearcher = (*Sink)(nil)
+
+// SearchIndexed reports whether modelID has a collection: every item
+// collection is indexed (HNSW by default) and Search goes through it.
+func (s *Sink) SearchIndexed(_ context.Context, modelID string) (bool, error) {
+	_, items, _, err := s.state()
+	if err != nil {
+		return false, err
+	}
+	_, ok := items[modelID]
+	return ok, nil
+}

@@ -173,7 +173,8 @@
 //
 // CreateIndex, DropIndex and IndexStatus serve `imgvec index
 // create|drop|status`; they work on a sink opened with Open or OpenRead.
-// Search uses a valid index when there is one, whoever made it.
+// Search uses a valid index when there is one, whoever made it;
+// SearchIndexed (connector.IndexedSearcher) reports whether it does.
 //
 // WithIndexStrategy(connector.IndexBinary) makes the sink maintain the index of the
 // model it is opened with: if Open finds it, it stays live (incremental

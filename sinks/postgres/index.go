@@ -321,3 +321,20 @@ func (s *Sink) BuildDeferredIndex(ctx context.Context, o connector.IndexOptions)
 	s.mu.Unlock()
 	return info, true, nil
 }
+
+var _ connector.IndexedSearcher = (*Sink)(nil)
+
+// SearchIndexed reports whether modelID has a valid binary index, which
+// Search then uses.
+func (s *Sink) SearchIndexed(ctx context.Context, modelID string) (bool, error) {
+	var info connector.IndexInfo
+	var ok bool
+	err := withRetries(ctx, s.retryPolicy, func() (err error) {
+		info, ok, err = s.indexInfo(ctx, s.indexName(modelID))
+		return err
+	})
+	if err != nil {
+		return false, s.wrap("index of "+modelID, err)
+	}
+	return ok && info.Valid, nil
+}
