@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/imgvec/imgvec/schema"
 )
 
 // listAhead is how many listed entries may wait while the sink's stored
@@ -36,13 +38,16 @@ func (rs *runState) lister(gctx, softCtx context.Context, out chan<- *item) erro
 		return nil
 	})
 	g.Go(func() error {
-		d, err := loadStored(gctx, rs.sink, rs.source, rs.modelID, rs.s.opts.RetryFailed)
+		d, err := loadStored(gctx, rs.sink, rs.source, rs.modelID, rs.s.opts.RetryFailed, rs.s.opts.Shard)
 		if err != nil {
 			return err
 		}
 		rs.d = d
 		rs.t.setStored(d.storedCount)
 		for e := range entries {
+			if !rs.s.opts.Shard.Contains(schema.ItemID(rs.source, e.Key)) {
+				continue // another shard's item: not listed by this run
+			}
 			c, it := rs.d.visit(e)
 			rs.t.listed(c)
 			if it == nil {

@@ -36,6 +36,13 @@ type Options struct {
 	Kind string
 	// Job names the job in the run row. Defaults to "" (ad-hoc run).
 	Job string
+	// Shard restricts the run to one slice of the source's items (by item
+	// id; see Shard): it lists, reads, writes and deletes only within it,
+	// and its run row records it. The zero Shard is the whole source.
+	Shard Shard
+	// Reshard lets a run use another shard count than the job's unfinished
+	// runs (see ShardLayoutError). Defaults to false: refused.
+	Reshard bool
 	// RetryFailed retries every ledger entry, even those whose size, mtime
 	// and ETag did not change. Defaults to false.
 	RetryFailed bool
@@ -169,12 +176,15 @@ func NewSyncer(opts Options) (*Syncer, error) {
 func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 	src := s.opts.Source
 	p := Plan{Source: src.Name(), ModelID: s.modelID, Kind: s.opts.Kind}
-	d, err := loadStored(ctx, s.opts.Sink, p.Source, s.modelID, s.opts.RetryFailed)
+	d, err := loadStored(ctx, s.opts.Sink, p.Source, s.modelID, s.opts.RetryFailed, s.opts.Shard)
 	if err != nil {
 		return p, err
 	}
 	p.Stored = d.storedCount
 	listErr := src.List(ctx, func(e Entry) error {
+		if !s.opts.Shard.Contains(schema.ItemID(p.Source, e.Key)) {
+			return nil // another shard's item
+		}
 		p.Listed++
 		c, _ := d.visit(e)
 		if c.needsRead() && !utf8.ValidString(e.Key) {
@@ -194,6 +204,8 @@ func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 			p.Retry++
 		case FailedKnown:
 			p.FailedKnown++
+		case SkippedKnown:
+			p.SkippedKnown++
 		}
 		if c.needsRead() && d.reuseCandidate(e) {
 			p.ReuseCandidates++
@@ -266,6 +278,7 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		Job:       s.opts.Job,
 		Kind:      s.opts.Kind,
 		Source:    src.Name(),
+		Shard:     s.opts.Shard.String(),
 		ModelID:   s.modelID,
 		StartedAt: cmp.Or(s.opts.StartedAt.UTC(), now),
 		Outcome:   schema.RunRunning,
@@ -310,6 +323,9 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 	}
 
 	s.closeDeadRuns(hardCtx, run.Runner)
+	if err := s.checkShardLayout(hardCtx, run.Source); err != nil {
+		return schema.Run{}, err // refused before its first row: no run
+	}
 	// The first run row: `status` shows the run while it is in progress.
 	if err := rs.sink.Write(hardCtx, Batch{Run: &run}); err != nil {
 		err = fmt.Errorf("write run row: %w", err)
@@ -424,6 +440,22 @@ func newRunID(t time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// checkShardLayout refuses the run when the job's runs over source are
+// split another number of ways and unfinished (ShardLayoutError), unless
+// Options.Reshard. A sink that keeps no run history (no LatestRunReader)
+// constrains nothing.
+func (s *Syncer) checkShardLayout(ctx context.Context, source string) error {
+	lr, ok := s.opts.Sink.(LatestRunReader)
+	if !ok || s.opts.Reshard {
+		return nil
+	}
+	latest, err := lr.LatestRuns(ctx, s.opts.Job, source)
+	if err != nil {
+		return fmt.Errorf("read the latest runs of job %q over %s: %w", s.opts.Job, source, err)
+	}
+	return checkLayout(s.opts.Job, source, s.opts.Shard, latest)
 }
 
 // deadRunnerReason is the error recorded on runs whose process is gone.

@@ -21,7 +21,7 @@ var _ connector.RunAbandoner = (*Sink)(nil)
 // "running" are read at Strong consistency and upserted closed. Milvus has
 // no transactions; a crash in between leaves some open, and the next
 // holder of the job's lease closes them.
-func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
+func (s *Sink) AbandonRuns(ctx context.Context, job, shard string, endedAt time.Time, reason string) (int64, error) {
 	c, _, model, err := s.state()
 	if err != nil {
 		return 0, err
