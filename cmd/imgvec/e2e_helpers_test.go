@@ -208,11 +208,11 @@ func mustCode(t *testing.T, want int, dir string, args ...string) result {
 
 // runLine is the summary a sync or backfill prints on stderr.
 type runLine struct {
-	Kind, Source, Outcome                                          string
-	Listed, Written, Extracted, Reused, Unchanged, Failed, Deleted int64
+	Kind, Source, Shard, Outcome                                            string
+	Listed, Written, Extracted, Reused, Unchanged, Failed, Skipped, Deleted int64
 }
 
-var runLineRE = regexp.MustCompile(`(?m)^(sync|backfill) (\S+): (\w+) in \S+ — listed (\d+), written (\d+) \(extracted (\d+), reused (\d+)\), unchanged (\d+), failed (\d+), deleted (\d+)$`)
+var runLineRE = regexp.MustCompile(`(?m)^(sync|backfill) (\S+)(?: shard (\d+/\d+))?: (\w+) in \S+ — listed (\d+), written (\d+) \(extracted (\d+), reused (\d+)\), unchanged (\d+), failed (\d+), skipped (\d+), deleted (\d+)$`)
 
 // parseRunLine finds the (last) run summary in r's stderr.
 func parseRunLine(t *testing.T, r result) runLine {
@@ -226,8 +226,8 @@ func parseRunLine(t *testing.T, r result) runLine {
 		v, _ := strconv.ParseInt(m[i], 10, 64)
 		return v
 	}
-	return runLine{Kind: m[1], Source: m[2], Outcome: m[3], Listed: n(4), Written: n(5), Extracted: n(6),
-		Reused: n(7), Unchanged: n(8), Failed: n(9), Deleted: n(10)}
+	return runLine{Kind: m[1], Source: m[2], Shard: m[3], Outcome: m[4], Listed: n(5), Written: n(6), Extracted: n(7),
+		Reused: n(8), Unchanged: n(9), Failed: n(10), Skipped: n(11), Deleted: n(12)}
 }
 
 // copyTree copies the regular files under src into dst.
