@@ -109,8 +109,9 @@ func (e *ShardLayoutError) Error() string {
 // maxNamed bounds the unfinished shards a ShardLayoutError names.
 const maxNamed = 10
 
-// newerRun orders runs by start, then id (ids start with the start time).
-func newerRun(a, b schema.Run) bool {
+// NewerRun reports whether run a started after b (by StartedAt, then ID:
+// ids start with the start time): the order of LatestRunReader.
+func NewerRun(a, b schema.Run) bool {
 	return a.StartedAt.After(b.StartedAt) || (a.StartedAt.Equal(b.StartedAt) && a.ID > b.ID)
 }
 
@@ -125,7 +126,7 @@ func checkLayout(job, source string, s Shard, latest []schema.Run) error {
 	}
 	newest := latest[0]
 	for _, r := range latest[1:] {
-		if newerRun(r, newest) {
+		if NewerRun(r, newest) {
 			newest = r
 		}
 	}
@@ -137,7 +138,7 @@ func checkLayout(job, source string, s Shard, latest []schema.Run) error {
 	byIndex := make(map[int]schema.Run, m)
 	for _, r := range latest {
 		sh, err := ParseShard(r.Shard)
-		if old, seen := byIndex[sh.I]; err == nil && sh.layout() == m && (!seen || newerRun(r, old)) {
+		if old, seen := byIndex[sh.I]; err == nil && sh.layout() == m && (!seen || NewerRun(r, old)) {
 			byIndex[sh.I] = r // "" and "0/1" are both shard 0 of 1
 		}
 	}

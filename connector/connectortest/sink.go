@@ -129,7 +129,7 @@ func (s *Sink) LatestRuns(ctx context.Context, job, source string) ([]schema.Run
 		if r.Job != job || r.Source != source {
 			continue
 		}
-		if l, ok := latest[r.Shard]; !ok || r.StartedAt.After(l.StartedAt) || (r.StartedAt.Equal(l.StartedAt) && r.ID > l.ID) {
+		if l, ok := latest[r.Shard]; !ok || connector.NewerRun(r, l) {
 			latest[r.Shard] = r
 		}
 	}
