@@ -97,8 +97,10 @@
 // uint64, modulo N (the id is a sha256, so shards are even; the same on
 // every platform). The filter applies where items enter the diff: each
 // listed entry (the lister's loop, Plan's listing) and each stored item
-// (loadStored's callback). Everything after follows: a sharded run
-// classifies, reads, writes and counts only its slice, and the vanished
+// (loadStored's callback, after it noted the sha256s of every shard's
+// rows, so that a copy reuses a vector another shard stored). Everything
+// after follows: a sharded run classifies, reads, writes and counts only
+// its slice, and the vanished
 // ids it may delete are its slice's stored ids that its slice's listing
 // lacked, so N runs with shards 0/N … N-1/N cover a source once and never
 // touch each other's items. The run row records the shard (Run.Shard,

@@ -194,6 +194,10 @@ func loadStored(ctx context.Context, sink Sink, source, modelID string, retryFai
 		shas:        newSHASet(),
 	}
 	err := sink.Stored(ctx, source, func(st StoredItem) error {
+		if !st.Failed && st.ModelID == modelID {
+			d.sizes[st.Size] = struct{}{}
+			d.shas.add(st.SHA256) // of every shard: a copy reuses a vector stored by another
+		}
 		if !shard.Contains(st.ID) {
 			return nil // another shard's: never classified, never deleted here
 		}
@@ -201,10 +205,6 @@ func loadStored(ctx context.Context, sink Sink, source, modelID string, retryFai
 			d.storedCount++
 		}
 		d.stored[st.ID] = st
-		if !st.Failed && st.ModelID == modelID {
-			d.sizes[st.Size] = struct{}{}
-			d.shas.add(st.SHA256)
-		}
 		return nil
 	})
 	if err != nil {

@@ -113,6 +113,21 @@ func TestShardedSyncs(t *testing.T) {
 			t.Errorf("%s (shard %d/%d): kept = %v after shard 0's sync", k, o, n, kept)
 		}
 	}
+	// A copy, in shard 0, of an item another shard stored reuses its
+	// vector: the sha256s of every shard are known.
+	copyKey := ""
+	for k := 0; copyKey == ""; k++ {
+		if c := fmt.Sprintf("copies/%03d.jpg", k); owner(c) == 0 {
+			copyKey = c
+		}
+	}
+	var other int
+	for other = 0; owner(key(other)) == 0 || removed[owner(key(other))] == key(other); other++ {
+	}
+	e.src.Put(copyKey, data(other), t0)
+	if run := e.mustRun(shard(0)); run.Reused != 1 || run.Extracted != 0 {
+		t.Errorf("sync of shard 0 with a copy of shard %d's %s: %+v; want it reused", owner(key(other)), key(other), run)
+	}
 	// The dry run sees the same slice.
 	p, err := e.syncer(shard(1)).Plan(t.Context())
 	if err != nil || p.Listed+1 != e.sink.Runs()[firstRunOf(e, "1/3")].Listed || p.Vanished != 1 {
