@@ -215,6 +215,19 @@ type runLine struct {
 
 var runLineRE = regexp.MustCompile(`(?m)^(sync|backfill) (\S+)(?: shard (\d+/\d+))?: (\w+) in \S+ — listed (\d+), written (\d+) \(extracted (\d+), reused (\d+)\), unchanged (\d+), failed (\d+), skipped (\d+), deleted (\d+)$`)
 
+// schemaVersion reads "schema version V of LATEST" from `migrate status`
+// (LATEST ≥ 1), so that tests need no change when a migration is added.
+func schemaVersion(t *testing.T, r result) (v, latest int) {
+	t.Helper()
+	m := regexp.MustCompile(`schema version (\d+) of ([1-9]\d*)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no schema version in migrate status:\n%s", r)
+	}
+	v, _ = strconv.Atoi(m[1])
+	latest, _ = strconv.Atoi(m[2])
+	return v, latest
+}
+
 // parseRunLine finds the (last) run summary in r's stderr.
 func parseRunLine(t *testing.T, r result) runLine {
 	t.Helper()

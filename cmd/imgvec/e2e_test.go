@@ -522,7 +522,7 @@ func TestE2ESync(t *testing.T) {
 
 	// 13. migrate status / up on the migrated database.
 	r = mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI)
-	if !strings.Contains(r.stdout, "schema version 3 of 3") || !strings.Contains(r.stdout, "applied  0001") {
+	if v, latest := schemaVersion(t, r); v != latest || !strings.Contains(r.stdout, "applied  0001") {
 		t.Errorf("migrate status:\n%s", r)
 	}
 	r = mustCode(t, exitOK, tmp, "migrate", "up", "--sink", sinkURI)
@@ -541,11 +541,11 @@ func TestE2EMigrate(t *testing.T) {
 	tmp := t.TempDir()
 	sinkURI := "sqlite://" + filepath.Join(tmp, "m.db")
 	r := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI)
-	if !strings.Contains(r.stdout, "schema version 0 of 3") || !strings.Contains(r.stdout, "pending  0001") {
+	if v, _ := schemaVersion(t, r); v != 0 || !strings.Contains(r.stdout, "pending  0001") {
 		t.Errorf("migrate status of a new database:\n%s", r)
 	}
 	r = mustCode(t, exitOK, tmp, "migrate", "up", "--dry-run", "--sink", sinkURI)
-	if r2 := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI); !strings.Contains(r2.stdout, "schema version 0 of 3") {
+	if r2 := mustCode(t, exitOK, tmp, "migrate", "status", "--sink", sinkURI); func() bool { v, _ := schemaVersion(t, r2); return v != 0 }() {
 		t.Errorf("migrate up --dry-run applied something:\n%s", r2)
 	}
 	r = mustCode(t, exitOK, tmp, "migrate", "up", "--sink", sinkURI)
