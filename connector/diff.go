@@ -59,6 +59,7 @@ type differ struct {
 	source      string
 	modelID     string
 	retryFailed bool
+	shard       Shard  // the slice of the source this diff sees (the zero Shard: all)
 	tempDir     string // where the spills go ("": os.TempDir())
 
 	// shas holds the sha256s of the source's rows of the current model and
@@ -78,9 +79,9 @@ type differ struct {
 	vanished *extsort.Sorter[string]
 }
 
-func newDiffer(source, modelID string, retryFailed bool, tempDir string) *differ {
+func newDiffer(source, modelID string, retryFailed bool, shard Shard, tempDir string) *differ {
 	return &differ{
-		source: source, modelID: modelID, retryFailed: retryFailed, tempDir: tempDir,
+		source: source, modelID: modelID, retryFailed: retryFailed, shard: shard, tempDir: tempDir,
 		shas: newBloom(shaFilterBytes, shaFilterProbes),
 	}
 }
@@ -132,6 +133,9 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 		defer listed.close()
 		listErr = src.List(gctx, func(e Entry) error {
 			// Every listed entry enters the diff here.
+			if !d.shard.Contains(schema.ItemID(d.source, e.Key)) {
+				return nil // another shard's item: not listed by this run
+			}
 			return listed.add(e)
 		})
 		return nil
@@ -141,13 +145,17 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 		var n int64
 		err := sink.Stored(gctx, d.source, func(st StoredItem) error {
 			// Every stored item enters the diff here.
-			n++
 			if !st.Failed && st.ModelID == d.modelID {
+				// Of every shard: a copy reuses a vector another shard stored.
 				d.shas.addString(st.SHA256)
 				if d.sizes != nil {
 					d.sizes.addInt(st.Size)
 				}
 			}
+			if !d.shard.Contains(st.ID) {
+				return nil // another shard's: never classified, never deleted here
+			}
+			n++
 			return stored.add(st)
 		})
 		if err != nil {

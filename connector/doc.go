@@ -56,8 +56,10 @@
 //   - row of another model id: stale, read and re-embedded.
 //   - ledger entry with the same size, mtime and ETag, recorded under the
 //     current model id (or none): skipped without reading and counted as
-//     failed, unless Options.RetryFailed. A changed fingerprint or another
-//     model id retries it.
+//     failed (SkippedKnown and counted as skipped when its class is a
+//     policy skip, schema.FailureClass.PolicySkip), unless
+//     Options.RetryFailed. A changed fingerprint or another model id
+//     retries it.
 //   - whenever an item is read, its sha256 is looked up in the filter of
 //     sha256s stored under the current model (copies, moved files, and
 //     items committed earlier in this run): on a hit the stored vector is
@@ -97,8 +99,30 @@
 //     *DeleteGuardError that names the numbers and --max-delete.
 //
 // Per-item problems never fail the run: they become ledger entries with
-// the stage ("list", "read", "decode", "preprocess", "infer") and a class. At the
-// end of a run that was not stopped, Written + Unchanged + Failed == Listed.
+// the stage ("list", "read", "decode", "preprocess", "infer") and a class.
+// Policy skips (schema.FailOptedOut: the source says the item must not be
+// used) are ledger entries too but count as Run.Skipped, not Run.Failed:
+// a run whose only problems are policy skips is RunOK. At the end of a run
+// that was not stopped, Written + Unchanged + Failed + Skipped == Listed.
+//
+// # Shards
+//
+// Options.Shard (Shard, shard.go) restricts a run to the items whose id
+// falls in shard I of N: the id's first 16 hex digits as a big-endian
+// uint64, modulo N (the id is a sha256, so shards are even; the same on
+// every platform). The filter applies where items enter the diff: each
+// listed entry (the lister's loop, Plan's listing) and each stored item
+// (loadStored's callback, after it noted the sha256s of every shard's
+// rows, so that a copy reuses a vector another shard stored). Everything
+// after follows: a sharded run classifies, reads, writes and counts only
+// its slice, and the vanished
+// ids it may delete are its slice's stored ids that its slice's listing
+// lacked, so N runs with shards 0/N … N-1/N cover a source once and never
+// touch each other's items. The run row records the shard (Run.Shard,
+// "I/N"). A sink that implements LatestRunReader lets Run refuse a shard
+// count that differs from the job's unfinished runs (ShardLayoutError,
+// unless Options.Reshard); the caller takes the lease of the job's shard
+// (Shard.LeaseName), and RunAbandoner closes the runs of that shard only.
 //
 // # Stages
 //

@@ -44,9 +44,12 @@ const (
 	// the current or no model id). Skipped without reading and counted as
 	// failed.
 	FailedKnown
+	// SkippedKnown: FailedKnown for a ledger entry of a policy-skip class
+	// (schema.FailureClass.PolicySkip): counted as skipped, not failed.
+	SkippedKnown
 )
 
-var categoryNames = [...]string{"new", "changed", "unchanged", "stale", "retry", "failed-known"}
+var categoryNames = [...]string{"new", "changed", "unchanged", "stale", "retry", "failed-known", "skipped-known"}
 
 func (c Category) String() string {
 	if int(c) >= 0 && int(c) < len(categoryNames) {
@@ -75,6 +78,9 @@ func Classify(e Entry, st StoredItem, found bool, modelID string, retryFailed bo
 	if st.Failed {
 		sameModel := st.ModelID == "" || st.ModelID == modelID
 		if !retryFailed && sameModel && st.Fingerprint.SameCheap(cheap) {
+			if st.Class.PolicySkip() {
+				return SkippedKnown
+			}
 			return FailedKnown
 		}
 		return Retry
@@ -89,7 +95,7 @@ func Classify(e Entry, st StoredItem, found bool, modelID string, retryFailed bo
 }
 
 // needsRead reports whether items of category c go through the pipeline.
-func (c Category) needsRead() bool { return c != Unchanged && c != FailedKnown }
+func (c Category) needsRead() bool { return c != Unchanged && c != FailedKnown && c != SkippedKnown }
 
 // Plan is what a run would do, computed from one read of the sink and one
 // listing, without reading any item and without writing anything
@@ -107,7 +113,10 @@ type Plan struct {
 	Stale       int64 // stored under another model id: re-embed
 	Retry       int64 // ledger entries to try again
 	FailedKnown int64 // ledger entries skipped (same fingerprint)
-	InvalidKeys int64 // keys that are not valid UTF-8: to the ledger (invalid_key), unread
+	// SkippedKnown counts ledger entries of policy skips (opted_out) with
+	// the same fingerprint: skipped again, not failures.
+	SkippedKnown int64
+	InvalidKeys  int64 // keys that are not valid UTF-8: to the ledger (invalid_key), unread
 	// ReuseCandidates counts items to read whose size equals that of a
 	// stored row of the current model: copies and moved files are among
 	// them. Those whose sha256 matches a stored row reuse its vector
@@ -142,6 +151,9 @@ func (p Plan) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s of %s (model %s): %d listed, %d stored; %d new, %d changed, %d unchanged, %d stale, %d to retry, %d known failures; %d reuse candidates; ",
 		p.Kind, p.Source, p.ModelID, p.Listed, p.Stored, p.New, p.Changed, p.Unchanged, p.Stale, p.Retry, p.FailedKnown, p.ReuseCandidates)
+	if p.SkippedKnown > 0 {
+		fmt.Fprintf(&b, "%d known policy skips; ", p.SkippedKnown)
+	}
 	if p.InvalidKeys > 0 {
 		fmt.Fprintf(&b, "%d keys not valid UTF-8 (to the ledger as invalid_key); ", p.InvalidKeys)
 	}

@@ -26,8 +26,8 @@ type Progress struct {
 
 // delta is what one committed batch adds to the counters.
 type delta struct {
-	written, extracted, reused, failed, unchanged, done int64
-	unlisted                                            int64 // vanished between listing and read
+	written, extracted, reused, failed, skipped, unchanged, done int64
+	unlisted                                                     int64 // vanished between listing and read
 }
 
 // tally holds a run's counters. The lister, the writer and the deleter
@@ -60,6 +60,8 @@ func (t *tally) listed(c Category) {
 		t.run.Unchanged++
 	case FailedKnown:
 		t.run.Failed++
+	case SkippedKnown:
+		t.run.Skipped++
 	}
 	t.mu.Unlock()
 }
@@ -91,6 +93,7 @@ func (t *tally) snapshot(d delta) schema.Run {
 	r.Extracted += d.extracted
 	r.Reused += d.reused
 	r.Failed += d.failed
+	r.Skipped += d.skipped
 	r.Unchanged += d.unchanged
 	r.Listed -= d.unlisted
 	return r
@@ -102,6 +105,7 @@ func (t *tally) apply(d delta) {
 	t.run.Extracted += d.extracted
 	t.run.Reused += d.reused
 	t.run.Failed += d.failed
+	t.run.Skipped += d.skipped
 	t.run.Unchanged += d.unchanged
 	t.run.Listed -= d.unlisted
 	t.done += d.done

@@ -112,12 +112,15 @@ type StatusReader interface {
 }
 
 // RunAbandoner is implemented by sinks that can close the run rows a dead
-// runner left in progress. The caller must hold the job's lease (so no run
-// of job is in progress anywhere): AbandonRuns then marks every run of job
-// still RunRunning as schema.RunAbandoned, ended at endedAt, with reason as
-// its error, and returns how many it marked.
+// runner left in progress. The caller must hold the lease of the job's
+// shard (Shard.LeaseName; so no run of that job and shard is in progress
+// anywhere): AbandonRuns then marks every run of job whose Run.Shard is
+// shard ("" for unsharded runs) still RunRunning as schema.RunAbandoned,
+// ended at endedAt, with reason as its error, and returns how many it
+// marked. Runs of the job's other shards are left alone: their own
+// runners may be alive.
 type RunAbandoner interface {
-	AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error)
+	AbandonRuns(ctx context.Context, job, shard string, endedAt time.Time, reason string) (int64, error)
 }
 
 // DeadRunAbandoner is implemented by sinks that store each run's

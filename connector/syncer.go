@@ -36,6 +36,13 @@ type Options struct {
 	Kind string
 	// Job names the job in the run row. Defaults to "" (ad-hoc run).
 	Job string
+	// Shard restricts the run to one slice of the source's items (by item
+	// id; see Shard): it lists, reads, writes and deletes only within it,
+	// and its run row records it. The zero Shard is the whole source.
+	Shard Shard
+	// Reshard lets a run use another shard count than the job's unfinished
+	// runs (see ShardLayoutError). Defaults to false: refused.
+	Reshard bool
 	// RetryFailed retries every ledger entry, even those whose size, mtime
 	// and ETag did not change. Defaults to false.
 	RetryFailed bool
@@ -184,7 +191,7 @@ func NewSyncer(opts Options) (*Syncer, error) {
 func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 	src := s.opts.Source
 	p := Plan{Source: src.Name(), ModelID: s.modelID, Kind: s.opts.Kind}
-	d := newDiffer(p.Source, s.modelID, s.opts.RetryFailed, s.opts.TempDir)
+	d := newDiffer(p.Source, s.modelID, s.opts.RetryFailed, s.opts.Shard, s.opts.TempDir)
 	defer d.close()
 	d.sizes = newBloom(sizeFilterBytes, sizeFilterProbes)
 	// The sizes of the items to read, checked against the sizes of the
@@ -211,6 +218,8 @@ func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 			p.Retry++
 		case FailedKnown:
 			p.FailedKnown++
+		case SkippedKnown:
+			p.SkippedKnown++
 		}
 		if c.needsRead() {
 			return toRead.Add(e.Size)
@@ -301,6 +310,7 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		Job:       s.opts.Job,
 		Kind:      s.opts.Kind,
 		Source:    src.Name(),
+		Shard:     s.opts.Shard.String(),
 		ModelID:   s.modelID,
 		StartedAt: cmp.Or(s.opts.StartedAt.UTC(), now),
 		Outcome:   schema.RunRunning,
@@ -342,7 +352,7 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 		model:   s.model,
 		modelID: s.modelID,
 		t:       newTally(run, s.opts.Now),
-		d:       newDiffer(run.Source, s.modelID, s.opts.RetryFailed, s.opts.TempDir),
+		d:       newDiffer(run.Source, s.modelID, s.opts.RetryFailed, s.opts.Shard, s.opts.TempDir),
 	}
 	rs.d.keepVanished()
 	defer rs.d.close()
@@ -351,6 +361,9 @@ func (s *Syncer) Run(ctx context.Context) (schema.Run, error) {
 	defer rs.deleteAlso.Close()
 
 	s.closeDeadRuns(hardCtx, run.Runner)
+	if err := s.checkShardLayout(hardCtx, run.Source); err != nil {
+		return schema.Run{}, err // refused before its first row: no run
+	}
 	// The first run row: `status` shows the run while it is in progress.
 	if err := rs.sink.Write(hardCtx, Batch{Run: &run}); err != nil {
 		err = fmt.Errorf("write run row: %w", err)
@@ -498,6 +511,22 @@ func newRunID(t time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// checkShardLayout refuses the run when the job's runs over source are
+// split another number of ways and unfinished (ShardLayoutError), unless
+// Options.Reshard. A sink that keeps no run history (no LatestRunReader)
+// constrains nothing.
+func (s *Syncer) checkShardLayout(ctx context.Context, source string) error {
+	lr, ok := s.opts.Sink.(LatestRunReader)
+	if !ok || s.opts.Reshard {
+		return nil
+	}
+	latest, err := lr.LatestRuns(ctx, s.opts.Job, source)
+	if err != nil {
+		return fmt.Errorf("read the latest runs of job %q over %s: %w", s.opts.Job, source, err)
+	}
+	return checkLayout(s.opts.Job, source, s.opts.Shard, latest)
 }
 
 // deadRunnerReason is the error recorded on runs whose process is gone.

@@ -107,8 +107,8 @@ func (e *env) checkRun(run schema.Run, err error) {
 	if run.EndedAt.IsZero() || run.Outcome == schema.RunRunning {
 		e.t.Errorf("run not finished: %+v", run)
 	}
-	if err == nil && run.Written+run.Unchanged+run.Failed != run.Listed {
-		e.t.Errorf("counters: written %d + unchanged %d + failed %d != listed %d", run.Written, run.Unchanged, run.Failed, run.Listed)
+	if err == nil && run.Written+run.Unchanged+run.Failed+run.Skipped != run.Listed {
+		e.t.Errorf("counters: written %d + unchanged %d + failed %d + skipped %d != listed %d", run.Written, run.Unchanged, run.Failed, run.Skipped, run.Listed)
 	}
 	if run.Extracted+run.Reused > run.Written {
 		e.t.Errorf("counters: extracted %d + reused %d > written %d", run.Extracted, run.Reused, run.Written)

@@ -74,7 +74,11 @@ func (rs *runState) write(ctx context.Context, b *wbatch) error {
 				ModelID: rs.modelID, Stage: e.Stage, Class: e.Class, Reason: reason(e),
 				Attempts: 1, FirstSeen: now, LastSeen: now,
 			})
-			dl.failed++
+			if e.Class.PolicySkip() {
+				dl.skipped++
+			} else {
+				dl.failed++
+			}
 			if it.gone {
 				gone = append(gone, it.id)
 			}

@@ -2,6 +2,7 @@ package migrations
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -57,24 +58,36 @@ type DataProbe func(ctx context.Context) (bool, error)
 // when mode.Applies; otherwise an error wrapping ErrPending that gives the
 // command which fixes it (`imgvec migrate up --sink SINK`; sink is the
 // sink's URI as the user should type it, secrets redacted).
+//
+// Processes that open one fresh sink at once (the N shards of a job
+// starting together) race to migrate it: a step another migrator applied
+// first fails with ErrConflict, and Ensure then reads the ledger again and
+// goes on from there. Each conflict means another step was applied, so it
+// ends.
 func (m *Migrator) Ensure(ctx context.Context, mode AutoMigrate, sink string, holdsData DataProbe) error {
-	st, err := m.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("schema status: %w", err)
-	}
-	if st.UpToDate() {
+	for {
+		st, err := m.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("schema status: %w", err)
+		}
+		if st.UpToDate() {
+			return nil
+		}
+		apply, err := mode.Applies(ctx, st, holdsData)
+		if err != nil {
+			return err
+		}
+		if !apply {
+			return fmt.Errorf("%w: schema is at version %d, this imgvec needs %d; run `imgvec migrate up --sink %s`",
+				ErrPending, st.Current, st.Latest, sink)
+		}
+		_, err = m.Up(ctx, Options{})
+		switch {
+		case errors.Is(err, ErrConflict):
+			continue // a concurrent migrator applied a step first
+		case err != nil:
+			return fmt.Errorf("migrate up: %w", err)
+		}
 		return nil
 	}
-	apply, err := mode.Applies(ctx, st, holdsData)
-	if err != nil {
-		return err
-	}
-	if !apply {
-		return fmt.Errorf("%w: schema is at version %d, this imgvec needs %d; run `imgvec migrate up --sink %s`",
-			ErrPending, st.Current, st.Latest, sink)
-	}
-	if _, err := m.Up(ctx, Options{}); err != nil {
-		return fmt.Errorf("migrate up: %w", err)
-	}
-	return nil
 }

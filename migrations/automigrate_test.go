@@ -2,6 +2,7 @@ package migrations
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -31,5 +32,40 @@ func TestAutoMigrates(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Errorf("%d.Applies(current %d, probe %v) = %v, %v; want %v", tt.mode, tt.st.Current, tt.probe != nil, got, err, tt.want)
 		}
+	}
+}
+
+// racedDriver is a fakeDriver whose first up step finds that a concurrent
+// migrator applied it first (it applies it for the other one, then fails
+// with ErrConflict), as when the N shards of a job open a fresh sink at
+// once.
+type racedDriver struct {
+	fakeDriver
+	raced bool
+}
+
+func (d *racedDriver) Apply(ctx context.Context, s Step) error {
+	if !d.raced {
+		d.raced = true
+		if err := d.fakeDriver.Apply(ctx, s); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: version %d is already applied", ErrConflict, s.Version)
+	}
+	return d.fakeDriver.Apply(ctx, s)
+}
+
+func TestEnsureAfterConcurrentMigrator(t *testing.T) {
+	d := &racedDriver{}
+	m, err := New(d, testSet(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := func(context.Context) (bool, error) { return false, nil }
+	if err := m.Ensure(context.Background(), AutoMigrateFresh, "sqlite://x.db", empty); err != nil {
+		t.Fatalf("Ensure after a concurrent migrator applied step 1: %v", err)
+	}
+	if st, err := m.Status(context.Background()); err != nil || !st.UpToDate() {
+		t.Errorf("status after Ensure: %+v, %v; want up to date", st, err)
 	}
 }

@@ -53,7 +53,7 @@ type PGNames struct {
 // pgSuffixes are every suffix the templates append to the table name; the
 // longest bounds the table name's length.
 var pgSuffixes = []string{"", "_failures", "_runs", "_model_sha256", "_source", "_failures_source",
-	"_failures_last_seen", "_runs_started_at", "_leases", "_runs_job", "_runs_open", "_source_key", "_failures_key"}
+	"_failures_last_seen", "_runs_started_at", "_leases", "_runs_job", "_runs_open", "_source_key", "_failures_key", "_runs_shard"}
 
 // MaxTableLen is the longest items table name whose derived names fit in
 // MaxIdentifierLen.

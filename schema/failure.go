@@ -36,7 +36,19 @@ const (
 	// 410). Gone on two consecutive runs, it is deleted (within
 	// --max-delete).
 	FailGone FailureClass = "gone"
+	// FailOptedOut: a policy skip, not an error. The source says the
+	// item must not be used for AI (a URL whose server answers
+	// X-Robots-Tag noai or noimageai, also scoped as "imgvec: noai", or
+	// tdm-reservation: 1). It is recorded in the ledger like a failure
+	// (so the next run knows it) but counted as Run.Skipped, not
+	// Run.Failed.
+	FailOptedOut FailureClass = "opted_out"
 )
+
+// PolicySkip reports whether items of class c were skipped by policy
+// (FailOptedOut) rather than failed: they count as Run.Skipped, and a
+// run whose only problems are policy skips is RunOK.
+func (c FailureClass) PolicySkip() bool { return c == FailOptedOut }
 
 // ItemError is a per-item failure: it names the item, the pipeline stage and
 // a class. It never fails a batch or a run; callers record it in the ledger.

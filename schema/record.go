@@ -73,7 +73,7 @@ type RunOutcome string
 const (
 	RunRunning   RunOutcome = "running"
 	RunOK        RunOutcome = "ok"        // every listed item is stored or unchanged
-	RunPartial   RunOutcome = "partial"   // finished, some items failed (exit code 3)
+	RunPartial   RunOutcome = "partial"   // finished, some items failed (exit code 3); policy skips alone are ok
 	RunFailed    RunOutcome = "failed"    // a fatal error stopped the run
 	RunCancelled RunOutcome = "cancelled" // stopped by a signal or context
 	// RunAbandoned marks a run left "running" by a runner that died
@@ -83,12 +83,15 @@ const (
 )
 
 // Run is the record of one backfill or sync pass. Counters satisfy
-// Written + Unchanged + Failed == Listed when the run finished.
+// Written + Unchanged + Failed + Skipped == Listed when the run finished.
 type Run struct {
-	ID        string
-	Job       string // job name ("" for ad-hoc CLI runs)
-	Kind      string // "backfill" or "sync"
-	Source    string
+	ID     string
+	Job    string // job name ("" for ad-hoc CLI runs)
+	Kind   string // "backfill" or "sync"
+	Source string
+	// Shard is the slice of the source the run handled, "I/N"
+	// (connector.Shard), or "" for the whole source.
+	Shard     string
 	ModelID   string
 	StartedAt time.Time
 	EndedAt   time.Time // zero while running
@@ -100,7 +103,8 @@ type Run struct {
 	Extracted int64 // of Written: ran through the model
 	Reused    int64 // of Written: vector copied from a row with the same sha256
 	Unchanged int64 // skipped without reading (same size+mtime, same model)
-	Failed    int64 // in the failure ledger at the end of the run
+	Failed    int64 // in the failure ledger at the end of the run (policy skips excluded)
+	Skipped   int64 // policy skips (FailureClass.PolicySkip): in the ledger, not failures
 	Deleted   int64 // rows removed because their key vanished
 
 	Runner Runner // the process that performs the run

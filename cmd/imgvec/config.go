@@ -31,21 +31,30 @@ func (c *configFlags) registerJob(fs *pflag.FlagSet) {
 // jobVar defines a --job flag held to config.CheckJobName: a name given
 // explicitly, even empty, must be one the config could define.
 func jobVar(fs *pflag.FlagSet, p *string, usage string) {
-	fs.Var(jobNameValue{p}, "job", usage)
+	fs.Var(checkedString{p, config.CheckJobName}, "job", usage)
 }
 
-type jobNameValue struct{ p *string }
+// shardVar defines --shard held to config.CheckShard, like the shard key.
+func shardVar(fs *pflag.FlagSet, p *string, usage string) {
+	fs.Var(checkedString{p, config.CheckShard}, "shard", usage)
+}
 
-func (v jobNameValue) Set(s string) error {
-	if err := config.CheckJobName(s); err != nil {
+// checkedString is a string flag whose values must pass check.
+type checkedString struct {
+	p     *string
+	check func(string) error
+}
+
+func (v checkedString) Set(s string) error {
+	if err := v.check(s); err != nil {
 		return err
 	}
 	*v.p = s
 	return nil
 }
 
-func (v jobNameValue) String() string { return *v.p }
-func (v jobNameValue) Type() string   { return "string" }
+func (v checkedString) String() string { return *v.p }
+func (v checkedString) Type() string   { return "string" }
 
 // rangeVar defines a numeric flag held to the range of its config key
 // (config.Range): a value outside it is a usage error naming the flag, the

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgvec/imgvec/cmd/imgvec/internal/config"
+	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/redact"
 	"github.com/imgvec/imgvec/connector/schedule"
 )
@@ -324,71 +325,138 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
-type cronJob struct {
-	Kind string
-	Spec struct {
-		Schedule          string
-		TimeZone          string `yaml:"timeZone"`
-		ConcurrencyPolicy string `yaml:"concurrencyPolicy"`
-		JobTemplate       struct {
-			Spec struct {
-				Template struct {
-					Spec struct {
-						TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
-						Containers                    []struct {
-							Args []string
-							Env  []struct {
-								Name      string
-								Value     string
-								ValueFrom *struct {
-									SecretKeyRef *struct{ Name, Key string } `yaml:"secretKeyRef"`
-								} `yaml:"valueFrom"`
-							}
-							VolumeMounts []struct {
-								Name      string
-								MountPath string `yaml:"mountPath"`
-							} `yaml:"volumeMounts"`
-						}
-						Volumes []struct {
-							Name      string
-							ConfigMap *struct{ Name string } `yaml:"configMap"`
-						}
-					}
-				}
-			}
+// The Kubernetes objects of cmd/imgvec/deploy, as far as the files use
+// them: field names and types follow the batch/v1 and core/v1 API, and the
+// files are decoded strictly (loadKube), so a misspelt or misplaced field
+// fails the test as the API server would refuse it.
+type kubeObject struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string
+	Metadata   struct{ Name string }
+}
+
+type kubeJob struct {
+	kubeObject `yaml:",inline"`
+	Spec       kubeJobSpec
+}
+
+type kubeCronJob struct {
+	kubeObject `yaml:",inline"`
+	Spec       struct {
+		Schedule                   string
+		TimeZone                   string `yaml:"timeZone"`
+		ConcurrencyPolicy          string `yaml:"concurrencyPolicy"`
+		StartingDeadlineSeconds    int    `yaml:"startingDeadlineSeconds"`
+		SuccessfulJobsHistoryLimit int    `yaml:"successfulJobsHistoryLimit"`
+		FailedJobsHistoryLimit     int    `yaml:"failedJobsHistoryLimit"`
+		JobTemplate                struct {
+			Spec kubeJobSpec
 		} `yaml:"jobTemplate"`
 	}
 }
 
-// The CronJob runs a job of the example config with `imgvec sync` on the
-// job's schedule, never two at once, secrets from a Secret.
-func TestKubernetesCronJob(t *testing.T) {
-	data, err := os.ReadFile("deploy/cronjob.yaml")
+type kubeJobSpec struct {
+	CompletionMode       string `yaml:"completionMode"`
+	Completions          *int
+	Parallelism          *int
+	BackoffLimit         *int `yaml:"backoffLimit"`
+	BackoffLimitPerIndex *int `yaml:"backoffLimitPerIndex"`
+	MaxFailedIndexes     *int `yaml:"maxFailedIndexes"`
+	PodFailurePolicy     *struct {
+		Rules []struct {
+			Action      string
+			OnExitCodes *struct {
+				ContainerName string `yaml:"containerName"`
+				Operator      string
+				Values        []int
+			} `yaml:"onExitCodes"`
+		}
+	} `yaml:"podFailurePolicy"`
+	Template struct {
+		Spec kubePodSpec
+	}
+}
+
+type kubePodSpec struct {
+	RestartPolicy                 string `yaml:"restartPolicy"`
+	TerminationGracePeriodSeconds int    `yaml:"terminationGracePeriodSeconds"`
+	SecurityContext               struct {
+		RunAsNonRoot bool `yaml:"runAsNonRoot"`
+		RunAsUser    int  `yaml:"runAsUser"`
+		FSGroup      int  `yaml:"fsGroup"`
+	} `yaml:"securityContext"`
+	Containers []struct {
+		Name  string
+		Image string
+		Args  []string
+		Env   []struct {
+			Name      string
+			Value     string
+			ValueFrom *struct {
+				SecretKeyRef *struct{ Name, Key string } `yaml:"secretKeyRef"`
+				FieldRef     *struct {
+					FieldPath string `yaml:"fieldPath"`
+				} `yaml:"fieldRef"`
+			} `yaml:"valueFrom"`
+		}
+		Resources struct {
+			Requests map[string]string
+			Limits   map[string]string
+		}
+		VolumeMounts []struct {
+			Name      string
+			MountPath string `yaml:"mountPath"`
+			ReadOnly  bool   `yaml:"readOnly"`
+		} `yaml:"volumeMounts"`
+	}
+	Volumes []struct {
+		Name                  string
+		ConfigMap             *struct{ Name string } `yaml:"configMap"`
+		PersistentVolumeClaim *struct {
+			ClaimName string `yaml:"claimName"`
+		} `yaml:"persistentVolumeClaim"`
+	}
+}
+
+// loadKube decodes a manifest of cmd/imgvec/deploy strictly into v.
+func loadKube(t *testing.T, name string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("deploy", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cj cronJob
-	if err := yaml.Unmarshal(data, &cj); err != nil {
-		t.Fatal(err)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
-	if cj.Kind != "CronJob" || cj.Spec.ConcurrencyPolicy != "Forbid" {
-		t.Errorf("kind %q, concurrencyPolicy %q: want a CronJob with Forbid", cj.Kind, cj.Spec.ConcurrencyPolicy)
-	}
-	pod := cj.Spec.JobTemplate.Spec.Template.Spec
+}
+
+// checkPodRunsJob checks that pod runs `imgvec CMD --config FILE --job
+// NAME` with the config from a mounted ConfigMap and every ${VAR} of it
+// set (from a Secret or a value), and a termination grace longer than the
+// job's; it returns the job and the container's args.
+func checkPodRunsJob(t *testing.T, pod kubePodSpec, cmd string) (config.Job, []string) {
+	t.Helper()
 	if len(pod.Containers) != 1 {
 		t.Fatalf("%d containers, want 1", len(pod.Containers))
 	}
 	ctr := pod.Containers[0]
-	if len(ctr.Args) == 0 || ctr.Args[0] != "sync" {
-		t.Fatalf("args %v: want imgvec sync --config FILE --job NAME", ctr.Args)
+	if len(ctr.Args) == 0 || ctr.Args[0] != cmd {
+		t.Fatalf("args %v: want imgvec %s --config FILE --job NAME", ctr.Args, cmd)
 	}
 	cfgPath, jobName := flagValue(ctr.Args, "--config"), flagValue(ctr.Args, "--job")
 	var fromConfigMap bool
 	for _, m := range ctr.VolumeMounts {
+		found := false
 		for _, v := range pod.Volumes {
+			found = found || v.Name == m.Name
 			if v.Name == m.Name && v.ConfigMap != nil && filepath.Dir(cfgPath) == m.MountPath {
 				fromConfigMap = true
 			}
+		}
+		if !found {
+			t.Errorf("volumeMount %s: no such volume", m.Name)
 		}
 	}
 	if !fromConfigMap {
@@ -397,16 +465,29 @@ func TestKubernetesCronJob(t *testing.T) {
 	env := map[string]string{}
 	for _, e := range ctr.Env {
 		env[e.Name] = e.Value
-		if e.Value == "" && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
-			t.Errorf("env %s: neither a value nor a Secret", e.Name)
+		if e.Value == "" && (e.ValueFrom == nil || (e.ValueFrom.SecretKeyRef == nil && e.ValueFrom.FieldRef == nil)) {
+			t.Errorf("env %s: neither a value, a Secret nor a field", e.Name)
 		}
 	}
-	// Every ${VAR} of the file must be set by the CronJob: the whole file is
-	// expanded when sync loads it.
+	// Every ${VAR} of the file must be set by the pod: the whole file is
+	// expanded when the command loads it.
 	f := loadDeployConfig(t, "deploy/imgvec.yaml", env)
 	j, err := f.Job(jobName)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if time.Duration(pod.TerminationGracePeriodSeconds)*time.Second <= j.Grace {
+		t.Errorf("terminationGracePeriodSeconds %d must be longer than the job's grace %s", pod.TerminationGracePeriodSeconds, j.Grace)
+	}
+	return j, ctr.Args
+}
+
+// checkCronSchedule checks that a CronJob fires on the job's schedule, in
+// its time zone, never two runs at once.
+func checkCronSchedule(t *testing.T, cj kubeCronJob, j config.Job) {
+	t.Helper()
+	if cj.APIVersion != "batch/v1" || cj.Kind != "CronJob" || cj.Spec.ConcurrencyPolicy != "Forbid" {
+		t.Errorf("%s %s, concurrencyPolicy %q: want a batch/v1 CronJob with Forbid", cj.APIVersion, cj.Kind, cj.Spec.ConcurrencyPolicy)
 	}
 	if cj.Spec.Schedule != j.Schedule {
 		t.Errorf("CronJob schedule %q, job %s's is %q", cj.Spec.Schedule, j.Name, j.Schedule)
@@ -419,9 +500,96 @@ func TestKubernetesCronJob(t *testing.T) {
 	if err != nil || !sameZone(got, want) {
 		t.Errorf("CronJob timeZone %q, job %s's time_zone is %q", cj.Spec.TimeZone, j.Name, j.TimeZone)
 	}
-	if time.Duration(pod.TerminationGracePeriodSeconds)*time.Second <= j.Grace {
-		t.Errorf("terminationGracePeriodSeconds %d must be longer than the job's grace %s", pod.TerminationGracePeriodSeconds, j.Grace)
+}
+
+// The CronJob runs a job of the example config with `imgvec sync` on the
+// job's schedule, never two at once, secrets from a Secret.
+func TestKubernetesCronJob(t *testing.T) {
+	var cj kubeCronJob
+	loadKube(t, "cronjob.yaml", &cj)
+	j, _ := checkPodRunsJob(t, cj.Spec.JobTemplate.Spec.Template.Spec, "sync")
+	checkCronSchedule(t, cj, j)
+}
+
+// checkIndexedShards checks an Indexed Job whose pod I runs shard I of N
+// (N = completions): --shard $(JOB_COMPLETION_INDEX)/N expands, as
+// Kubernetes expands args, to a valid shard I/N for every index; each
+// index is retried on its own (backoffLimitPerIndex, with enough retries
+// to outlast a killed pod's lease), and exit codes 2 and 3 fail the index
+// at once.
+func checkIndexedShards(t *testing.T, js kubeJobSpec, args []string) {
+	t.Helper()
+	pod := js.Template.Spec
+	if js.CompletionMode != "Indexed" || js.Completions == nil || js.Parallelism == nil || *js.Parallelism > *js.Completions {
+		t.Fatalf("completionMode %q, completions %v, parallelism %v: want an Indexed Job, parallelism at most completions",
+			js.CompletionMode, js.Completions, js.Parallelism)
 	}
+	n := *js.Completions
+	if js.BackoffLimitPerIndex == nil || *js.BackoffLimitPerIndex < 2 || js.BackoffLimit != nil {
+		t.Errorf("backoffLimitPerIndex %v, backoffLimit %v: want retries per index (at least 2: a retry may find the dead pod's lease for its TTL)",
+			js.BackoffLimitPerIndex, js.BackoffLimit)
+	}
+	if js.MaxFailedIndexes == nil || *js.MaxFailedIndexes > n {
+		t.Errorf("maxFailedIndexes %v: want at most completions (%d)", js.MaxFailedIndexes, n)
+	}
+	if pod.RestartPolicy != "Never" {
+		t.Errorf("restartPolicy %q: backoffLimitPerIndex needs Never", pod.RestartPolicy)
+	}
+	failIndex := false
+	if js.PodFailurePolicy != nil {
+		for _, r := range js.PodFailurePolicy.Rules {
+			if r.Action == "FailIndex" && r.OnExitCodes != nil && r.OnExitCodes.Operator == "In" &&
+				r.OnExitCodes.ContainerName == pod.Containers[0].Name && slices.Equal(r.OnExitCodes.Values, []int{2, 3}) {
+				failIndex = true
+			}
+		}
+	}
+	if !failIndex {
+		t.Error("podFailurePolicy: want FailIndex on the imgvec container's exit codes 2 and 3")
+	}
+	declared := false
+	for _, e := range pod.Containers[0].Env {
+		if e.Name == "JOB_COMPLETION_INDEX" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil &&
+			e.ValueFrom.FieldRef.FieldPath == "metadata.annotations['batch.kubernetes.io/job-completion-index']" {
+			declared = true
+		}
+	}
+	if !declared {
+		t.Error("env: want JOB_COMPLETION_INDEX from the job-completion-index annotation (so that args can use it)")
+	}
+	arg := flagValue(args, "--shard")
+	for i := range n {
+		got, err := connector.ParseShard(kubeExpand(arg, map[string]string{"JOB_COMPLETION_INDEX": strconv.Itoa(i)}))
+		if err != nil || got != (connector.Shard{I: i, N: n}) {
+			t.Errorf("index %d: --shard %s gives %+v, %v; want shard %d/%d", i, arg, got, err, i, n)
+		}
+	}
+}
+
+// The backfill Indexed Job: N GPU pods, pod I backfilling shard I/N.
+func TestKubernetesIndexedBackfill(t *testing.T) {
+	var job kubeJob
+	loadKube(t, "backfill-job.yaml", &job)
+	if job.APIVersion != "batch/v1" || job.Kind != "Job" {
+		t.Fatalf("%s %s: want a batch/v1 Job", job.APIVersion, job.Kind)
+	}
+	_, args := checkPodRunsJob(t, job.Spec.Template.Spec, "backfill")
+	checkIndexedShards(t, job.Spec, args)
+	ctr := job.Spec.Template.Spec.Containers[0]
+	if ctr.Resources.Limits["nvidia.com/gpu"] != "1" || !strings.HasPrefix(flagValue(args, "--device"), "cuda") {
+		t.Errorf("limits %v, --device %q: want one nvidia.com/gpu per pod, used with --device cuda", ctr.Resources.Limits, flagValue(args, "--device"))
+	}
+}
+
+// The sharded CronJob: each scheduled run is an Indexed Job of N pods,
+// pod I syncing shard I/N.
+func TestKubernetesShardedCronJob(t *testing.T) {
+	var cj kubeCronJob
+	loadKube(t, "cronjob-sharded.yaml", &cj)
+	js := cj.Spec.JobTemplate.Spec
+	j, args := checkPodRunsJob(t, js.Template.Spec, "sync")
+	checkCronSchedule(t, cj, j)
+	checkIndexedShards(t, js, args)
 }
 
 // sameZone compares zones by their offsets over a year (Etc/UTC and UTC

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,11 +209,24 @@ func mustCode(t *testing.T, want int, dir string, args ...string) result {
 
 // runLine is the summary a sync or backfill prints on stderr.
 type runLine struct {
-	Kind, Source, Outcome                                          string
-	Listed, Written, Extracted, Reused, Unchanged, Failed, Deleted int64
+	Kind, Source, Shard, Outcome                                            string
+	Listed, Written, Extracted, Reused, Unchanged, Failed, Skipped, Deleted int64
 }
 
-var runLineRE = regexp.MustCompile(`(?m)^(sync|backfill) (\S+): (\w+) in \S+ — listed (\d+), written (\d+) \(extracted (\d+), reused (\d+)\), unchanged (\d+), failed (\d+), deleted (\d+)$`)
+var runLineRE = regexp.MustCompile(`(?m)^(sync|backfill) (\S+)(?: shard (\d+/\d+))?: (\w+) in \S+ — listed (\d+), written (\d+) \(extracted (\d+), reused (\d+)\), unchanged (\d+), failed (\d+), skipped (\d+), deleted (\d+)$`)
+
+// schemaVersion reads "schema version V of LATEST" from `migrate status`
+// (LATEST ≥ 1), so that tests need no change when a migration is added.
+func schemaVersion(t *testing.T, r result) (v, latest int) {
+	t.Helper()
+	m := regexp.MustCompile(`schema version (\d+) of ([1-9]\d*)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no schema version in migrate status:\n%s", r)
+	}
+	v, _ = strconv.Atoi(m[1])
+	latest, _ = strconv.Atoi(m[2])
+	return v, latest
+}
 
 // parseRunLine finds the (last) run summary in r's stderr.
 func parseRunLine(t *testing.T, r result) runLine {
@@ -226,8 +240,8 @@ func parseRunLine(t *testing.T, r result) runLine {
 		v, _ := strconv.ParseInt(m[i], 10, 64)
 		return v
 	}
-	return runLine{Kind: m[1], Source: m[2], Outcome: m[3], Listed: n(4), Written: n(5), Extracted: n(6),
-		Reused: n(7), Unchanged: n(8), Failed: n(9), Deleted: n(10)}
+	return runLine{Kind: m[1], Source: m[2], Shard: m[3], Outcome: m[4], Listed: n(5), Written: n(6), Extracted: n(7),
+		Reused: n(8), Unchanged: n(9), Failed: n(10), Skipped: n(11), Deleted: n(12)}
 }
 
 // copyTree copies the regular files under src into dst.
@@ -665,8 +679,8 @@ type statusJSON struct {
 	Failures int64
 	ByClass  map[string]int64
 	Runs     []struct {
-		Kind, Outcome, ModelID                                         string
-		Listed, Written, Extracted, Reused, Unchanged, Failed, Deleted int64
+		Job, Shard, Kind, Outcome, ModelID                                      string
+		Listed, Written, Extracted, Reused, Unchanged, Failed, Skipped, Deleted int64
 	}
 }
 
@@ -749,12 +763,14 @@ func checkVectorOracle(t *testing.T, src string, stored map[string][]float32, fl
 		paths = append(paths, p)
 		shaOfPath[p] = sha
 	}
-	if len(paths) > 0 {
+	// A few hundred paths per embed: with an argv of more than ~28 KB,
+	// ONNX Runtime 1.30's CreateOrtEnv crashes (SIGSEGV) in the child.
+	for chunk := range slices.Chunk(paths, 256) {
 		tmp := t.TempDir()
 		args := append(append([]string{"embed", "-q", "--model", e2eModel}, flags...), "--out", "fresh.jsonl")
-		r := imgvec(t, tmp, append(args, paths...)...)
+		r := imgvec(t, tmp, append(args, chunk...)...)
 		if r.code != exitOK && r.code != exitItemFailures {
-			t.Fatalf("vector oracle: imgvec embed of %d files: %s", len(paths), r)
+			t.Fatalf("vector oracle: imgvec embed of %d files: %s", len(chunk), r)
 		}
 		b, err := os.ReadFile(filepath.Join(tmp, "fresh.jsonl"))
 		if err != nil {
@@ -820,6 +836,13 @@ func checkOracleSQLite(t *testing.T, st dbState, src, modelID string, flags ...s
 // (table images of the sink's schema) of the folder src and modelID.
 func checkOraclePG(t *testing.T, sinkURI, src, modelID string, flags ...string) {
 	t.Helper()
+	checkVectorOracle(t, src, pgStoredVectors(t, sinkURI, src, modelID), flags...)
+}
+
+// pgStoredVectors reads the vectors of the PostgreSQL sink's rows (table
+// images of the sink's schema) of the folder src and modelID, by key.
+func pgStoredVectors(t *testing.T, sinkURI, src, modelID string) map[string][]float32 {
+	t.Helper()
 	stored := map[string][]float32{}
 	pgQuery(t, sinkURI, func(c *pgx.Conn, sch string) {
 		ctx := context.Background()
@@ -841,5 +864,5 @@ func checkOraclePG(t *testing.T, sinkURI, src, modelID string, flags ...string) 
 			t.Fatal(err)
 		}
 	})
-	checkVectorOracle(t, src, stored, flags...)
+	return stored
 }

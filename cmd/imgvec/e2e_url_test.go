@@ -1,8 +1,8 @@
 package main
 
 // The URL-manifest source end to end against a local HTTP server:
-// conditional GETs (304 costs nothing), 404 twice → deleted, opt-outs and
-// HTML as policy/format failures, metadata columns in SQL, and the SSRF
+// conditional GETs (304 costs nothing), 404 twice → deleted, opt-outs as
+// policy skips (not failures), HTML as a format failure, metadata columns in SQL, and the SSRF
 // guard (loopback needs --allow-private-networks).
 
 import (
@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -98,8 +99,8 @@ func TestE2EURLManifest(t *testing.T) {
 	}
 	args = append(args, "--allow-private-networks")
 	r = parseRunLine(t, mustCode(t, exitItemFailures, tmp, args...))
-	if r.Listed != 6 || r.Extracted != 3 || r.Failed != 3 {
-		t.Errorf("first sync: %+v; want 3 extracted, 3 failed (gone, not an image, opted out)", r)
+	if r.Listed != 6 || r.Extracted != 3 || r.Failed != 2 || r.Skipped != 1 || r.Outcome != "partial" {
+		t.Errorf("first sync: %+v; want 3 extracted, 2 failed (gone, not an image), 1 skipped (opted out)", r)
 	}
 	classes := map[string]string{}
 	for _, f := range readDB(t, db).Failures {
@@ -127,14 +128,37 @@ func TestE2EURLManifest(t *testing.T) {
 	// Second sync: 304s cost nothing; gone twice → deleted.
 	fullBefore := full.Load()
 	r = parseRunLine(t, mustCode(t, exitItemFailures, tmp, args...))
-	if r.Unchanged != 3 || r.Written != 0 || r.Deleted != 1 || r.Failed != 3 {
-		t.Errorf("second sync: %+v; want 3 unchanged (304), nothing written, 1 deleted (gone twice)", r)
+	if r.Unchanged != 3 || r.Written != 0 || r.Deleted != 1 || r.Failed != 2 || r.Skipped != 1 {
+		t.Errorf("second sync: %+v; want 3 unchanged (304), nothing written, 1 deleted (gone twice), 1 skipped", r)
 	}
 	if n := full.Load() - fullBefore; n != 1 || notModified.Load() != 3 {
 		t.Errorf("second sync: %d full responses (the opted-out one only), %d 304s; want 1, 3", n, notModified.Load())
 	}
 	if st := readDB(t, db); len(st.Items) != 3 || len(st.Failures) != 2 {
 		t.Errorf("after the second sync: %d rows, %d ledger entries; want 3, 2", len(st.Items), len(st.Failures))
+	}
+}
+
+// A run whose only problem is a policy skip (the server opts out) is ok
+// and exits 0; the run row counts it as skipped, `imgvec status` shows it.
+func TestE2EURLPolicySkipOnly(t *testing.T) {
+	needBinary(t)
+	srv := newImageServer(t)
+	tmp := t.TempDir()
+	db := filepath.Join(tmp, "skip.db")
+	writeURLManifest(t, tmp, srv, "small.jpg", "gray.jpg")
+	args := []string{"sync", "-q", "--source", "urls.jsonl", "--sink", "sqlite://" + db, "--model", e2eModel, "--allow-private-networks"}
+	for i := range 2 {
+		r := parseRunLine(t, mustCode(t, exitOK, tmp, args...))
+		if r.Outcome != "ok" || r.Skipped != 1 || r.Failed != 0 || r.Listed != 2 {
+			t.Errorf("sync %d: %+v; want ok, 1 skipped, 0 failed", i+1, r)
+		}
+	}
+	st := mustCode(t, exitOK, tmp, "status", "--sink", "sqlite://"+db).stdout
+	head, row, _ := strings.Cut(st[strings.Index(st, "STARTED"):], "\n")
+	cols, vals := strings.Fields(head), strings.Fields(row)
+	if i := slices.Index(cols, "SKIPPED"); i < 0 || len(vals) <= i || vals[i] != "1" || vals[slices.Index(cols, "FAILED")] != "0" {
+		t.Errorf("status runs table lacks SKIPPED 1, FAILED 0:\n%s", st)
 	}
 }
 
@@ -172,7 +196,7 @@ func TestE2EURLManifestPostgresMixed(t *testing.T) {
 	}
 	r = mustCode(t, exitOK, tmp, args...)
 	for _, m := range runLineRE.FindAllStringSubmatch(r.stderr, -1) {
-		if m[5] != "0" { // written
+		if m[6] != "0" { // written
 			t.Errorf("second sync wrote items: %s", m[0])
 		}
 	}

@@ -48,8 +48,8 @@ func (p *progressReporter) report(pr connector.Progress) {
 		if pr.Stopping {
 			state = " stopping…"
 		}
-		fmt.Fprintf(p.w, "\r\033[K%s %d/%s  %.1f img/s  ETA %s  listed %d, written %d, unchanged %d, failed %d%s",
-			p.label, pr.Done, total, pr.Rate, eta, r.Listed, r.Written, r.Unchanged, r.Failed, state)
+		fmt.Fprintf(p.w, "\r\033[K%s %d/%s  %.1f img/s  ETA %s  listed %d, written %d, unchanged %d, failed %d, skipped %d%s",
+			p.label, pr.Done, total, pr.Rate, eta, r.Listed, r.Written, r.Unchanged, r.Failed, r.Skipped, state)
 		if pr.Last {
 			fmt.Fprintln(p.w)
 		}
@@ -61,5 +61,5 @@ func (p *progressReporter) report(pr connector.Progress) {
 	p.lastLog = time.Now()
 	slog.Info("progress", "run", p.label, "done", pr.Done, "queued", pr.Queued, "listing_done", pr.ListingDone,
 		"rate", fmt.Sprintf("%.2f", pr.Rate), "eta", pr.ETA.Round(time.Second).String(),
-		"listed", r.Listed, "written", r.Written, "unchanged", r.Unchanged, "failed", r.Failed, "stopping", pr.Stopping)
+		"listed", r.Listed, "written", r.Written, "unchanged", r.Unchanged, "failed", r.Failed, "skipped", r.Skipped, "stopping", pr.Stopping)
 }

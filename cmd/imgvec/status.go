@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -67,18 +68,15 @@ func newStatusCmd() *cobra.Command {
 			if len(st.Runs) > 0 {
 				fmt.Fprintln(out, "\nrecent runs:")
 				tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "STARTED\tJOB\tKIND\tOUTCOME\tTOOK\tLISTED\tWRITTEN\tUNCHANGED\tFAILED\tDELETED\tSOURCE")
+				fmt.Fprintln(tw, "STARTED\tJOB\tSHARD\tKIND\tOUTCOME\tTOOK\tLISTED\tWRITTEN\tUNCHANGED\tFAILED\tSKIPPED\tDELETED\tSOURCE")
 				var errs []string
 				for _, r := range st.Runs {
-					job, took := schema.Printable(r.Job), "-"
-					if job == "" {
-						job = "-"
-					}
+					job, shard, took := cmp.Or(schema.Printable(r.Job), "-"), cmp.Or(r.Shard, "-"), "-"
 					if !r.EndedAt.IsZero() {
 						took = r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.StartedAt.Format(time.RFC3339), job, r.Kind, r.Outcome,
-						took, r.Listed, r.Written, r.Unchanged, r.Failed, r.Deleted, schema.Printable(r.Source))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", r.StartedAt.Format(time.RFC3339), job, shard, r.Kind, r.Outcome,
+						took, r.Listed, r.Written, r.Unchanged, r.Failed, r.Skipped, r.Deleted, schema.Printable(r.Source))
 					if r.Error != "" {
 						errs = append(errs, fmt.Sprintf("  %s %s: %s", r.StartedAt.Format(time.RFC3339), r.Outcome, schema.Printable(r.Error)))
 					}

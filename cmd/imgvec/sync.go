@@ -36,6 +36,7 @@ func registerRunFlags(fs *pflag.FlagSet, j *config.Job, kind string) {
 	jobVar(fs, &j.Name, "job name recorded with the run; with --config, the job to run. A named job takes the job's lease: one runner per job at a time")
 	fs.StringVar(&j.LockDSN, "lock-dsn", "", "PostgreSQL database holding job leases (default: the sink's own database, or a lock file beside a SQLite sink)")
 	fs.BoolVar(&j.RetryFailed, "retry-failed", false, "retry items in the failure ledger even if they did not change")
+	shardVar(fs, &j.Shard, "I/N: handle only shard I of N of the items (by item id; N runs with I = 0..N-1 cover them once); the lease is per job and shard")
 	rangeVar(fs, &j.Grace, "grace", "", config.DefaultGrace, config.GraceRange, "on SIGINT/SIGTERM, how long in-flight batches may take to commit")
 	rangeVar(fs, &j.Workers, "workers", "", 0, config.WorkersRange, "decode workers; 0 = number of CPUs")
 	if kind == connector.KindSync {
@@ -45,9 +46,10 @@ func registerRunFlags(fs *pflag.FlagSet, j *config.Job, kind string) {
 
 func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 	var (
-		j      config.Job
-		dryRun bool
-		cf     configFlags
+		j       config.Job
+		dryRun  bool
+		reshard bool
+		cf      configFlags
 	)
 	cmd := &cobra.Command{
 		Use:   use + " (--source PATH [--source PATH...] [--sink URI] | --config FILE [--job NAME])",
@@ -70,6 +72,10 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 			if err != nil {
 				return wiring.Usage(err)
 			}
+			shard, err := connector.ParseShard(j.Shard)
+			if err != nil {
+				return wiring.Usage(err)
+			}
 			ctx := cmd.Context()
 			sink, err := wiring.NewSink(j.Sink, !dryRun, j.Index)
 			if err != nil {
@@ -77,7 +83,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 			}
 			opts := connector.Options{
 				Sink: sink, Kind: kind, Job: j.Name, RetryFailed: j.RetryFailed, MaxDelete: md,
-				Grace: j.Grace, PrepareWorkers: j.Workers, Logger: slog.Default(),
+				Shard: shard, Reshard: reshard, Grace: j.Grace, PrepareWorkers: j.Workers, Logger: slog.Default(),
 			}
 			if dryRun {
 				m, err := wiring.LoadModel(ctx, j)
@@ -103,7 +109,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 			if dryRun {
 				return jobrun.Plan(ctx, job, func(p connector.Plan) { printPlan(cmd, ctx, sink, p) })
 			}
-			l, release, err := wiring.OneShotLease(ctx, j.Name, j.Sink, j.LockDSN, slog.Default())
+			l, release, err := wiring.OneShotLease(ctx, j.Name, shard, j.Sink, j.LockDSN, slog.Default())
 			if err != nil {
 				return err
 			}
@@ -128,6 +134,7 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 		},
 	}
 	registerRunFlags(cmd.Flags(), &j, kind)
+	cmd.Flags().BoolVar(&reshard, "reshard", false, "with --shard: run even though the job's runs under another shard count are unfinished (then run all N shards)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (new, changed, unchanged, moved, to delete, failed, estimated time) and change nothing")
 	cf.register(cmd.Flags())
 	return cmd
@@ -167,7 +174,11 @@ func extractionRate(ctx context.Context, sink connector.StatusReader, modelID st
 }
 
 func printRun(cmd *cobra.Command, r schema.Run) {
-	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: %s in %s — listed %d, written %d (extracted %d, reused %d), unchanged %d, failed %d, deleted %d\n",
-		r.Kind, schema.Printable(r.Source), r.Outcome, r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond),
-		r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted)
+	shard := ""
+	if r.Shard != "" {
+		shard = " shard " + r.Shard
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s%s: %s in %s — listed %d, written %d (extracted %d, reused %d), unchanged %d, failed %d, skipped %d, deleted %d\n",
+		r.Kind, schema.Printable(r.Source), shard, r.Outcome, r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond),
+		r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Skipped, r.Deleted)
 }

@@ -99,8 +99,8 @@ func (s *Sink) Close() error {
 	return nil
 }
 
-// AbandonRuns closes the runs of job still running as abandoned.
-func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
+// AbandonRuns closes the runs of job's shard still running as abandoned.
+func (s *Sink) AbandonRuns(ctx context.Context, job, shard string, endedAt time.Time, reason string) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -108,13 +108,32 @@ func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, r
 	defer s.mu.Unlock()
 	var n int64
 	for id, r := range s.runs {
-		if r.Job == job && r.Outcome == schema.RunRunning {
+		if r.Job == job && r.Shard == shard && r.Outcome == schema.RunRunning {
 			r.Outcome, r.EndedAt, r.Error = schema.RunAbandoned, endedAt, reason
 			s.runs[id] = r
 			n++
 		}
 	}
 	return n, nil
+}
+
+// LatestRuns returns the newest run of each shard of job over source.
+func (s *Sink) LatestRuns(ctx context.Context, job, source string) ([]schema.Run, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	latest := map[string]schema.Run{}
+	for _, r := range s.runs {
+		if r.Job != job || r.Source != source {
+			continue
+		}
+		if l, ok := latest[r.Shard]; !ok || connector.NewerRun(r, l) {
+			latest[r.Shard] = r
+		}
+	}
+	return slices.Collect(maps.Values(latest)), nil
 }
 
 // Stored streams a snapshot of source's rows and ledger entries in key

@@ -52,7 +52,7 @@ func Run(soft, hard context.Context, j Job, l Lease) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w, err := writeThrough(hard, o.Sink, l, o.Job, log)
+	w, err := writeThrough(hard, o.Sink, l, o.Job, o.Shard.String(), log)
 	if err != nil {
 		if j.Finished != nil {
 			j.Finished(schema.Run{}, err)
@@ -154,9 +154,10 @@ func runSource(soft, hard context.Context, j Job, o connector.Options, ref strin
 	return run, err
 }
 
-// writeThrough returns the sink the job writes through while l is held,
-// and closes the runs of the job that a dead runner left "running".
-func writeThrough(ctx context.Context, s connector.Sink, l Lease, job string, log *slog.Logger) (connector.Sink, error) {
+// writeThrough returns the sink the job writes through while l (the lease
+// of the job's shard) is held, and closes the runs of the job's shard that
+// a dead runner left "running".
+func writeThrough(ctx context.Context, s connector.Sink, l Lease, job, shard string, log *slog.Logger) (connector.Sink, error) {
 	if l.Held == nil {
 		return s, nil
 	}
@@ -167,12 +168,12 @@ func writeThrough(ctx context.Context, s connector.Sink, l Lease, job string, lo
 		w = lease.Guard(s, l.Held)
 	}
 	if ra, ok := s.(connector.RunAbandoner); ok {
-		n, err := ra.AbandonRuns(ctx, job, time.Now().UTC(), abandonedReason)
+		n, err := ra.AbandonRuns(ctx, job, shard, time.Now().UTC(), abandonedReason)
 		if err != nil {
 			return nil, fmt.Errorf("job %s: close runs a dead runner left open: %w", job, err)
 		}
 		if n > 0 {
-			log.Warn("closed runs a dead runner left open", "job", job, "runs", n, "outcome", schema.RunAbandoned)
+			log.Warn("closed runs a dead runner left open", "job", job, "shard", shard, "runs", n, "outcome", schema.RunAbandoned)
 		}
 	}
 	return w, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imgvec/imgvec/connector"
+	"github.com/imgvec/imgvec/schema"
 )
 
 // ErrHeld is wrapped by Acquire's error when another holder has the lease.
@@ -231,6 +232,15 @@ func (g *guarded) Write(ctx context.Context, b connector.Batch) error {
 		return err
 	}
 	return g.Sink.Write(ctx, b)
+}
+
+// LatestRuns forwards connector.LatestRunReader (a read: unguarded); a
+// sink without it has no run history (no runs).
+func (g *guarded) LatestRuns(ctx context.Context, job, source string) ([]schema.Run, error) {
+	if lr, ok := g.Sink.(connector.LatestRunReader); ok {
+		return lr.LatestRuns(ctx, job, source)
+	}
+	return nil, nil
 }
 
 func (g *guarded) Delete(ctx context.Context, source string, ids []string) error {

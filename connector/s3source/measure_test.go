@@ -75,11 +75,9 @@ func TestMeasureSources(t *testing.T) {
 	if err := sink.Open(t.Context(), emb.Identity()); err != nil {
 		t.Fatal(err)
 	}
-	run := func() connector.Options {
-		return connector.Options{Source: src, Sink: sink, Embedder: emb, Kind: connector.KindSync, Linger: time.Millisecond}
-	}
-	syncOnce := func() time.Duration {
-		s, err := connector.NewSyncer(run())
+	syncShard := func(shard connector.Shard) time.Duration {
+		s, err := connector.NewSyncer(connector.Options{Source: src, Sink: sink, Embedder: emb, Kind: connector.KindSync,
+			Linger: time.Millisecond, Shard: shard})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,13 +86,16 @@ func TestMeasureSources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Listed != int64(n) {
-			t.Fatalf("sync listed %d, want %d", r.Listed, n)
+		if want := int64(n); shard.N == 0 && r.Listed != want || shard.N > 0 && (r.Listed < want/int64(shard.N)*8/10 || r.Listed > want/int64(shard.N)*12/10) {
+			t.Fatalf("sync of shard %q listed %d of %d", shard, r.Listed, n)
 		}
 		return time.Since(start)
 	}
+	syncOnce := func() time.Duration { return syncShard(connector.Shard{}) }
 	fillTime := syncOnce()
 	noop := median(3, syncOnce)
+	// Shards: each lists all n objects and diffs its quarter.
+	noopShard := median(3, func() time.Duration { return syncShard(connector.Shard{I: 0, N: 4}) })
 
 	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
 	t.Logf("\n| %d objects | time | objects/s | ratio |\n|---|---|---|---|\n"+
@@ -102,6 +103,16 @@ func TestMeasureSources(t *testing.T) {
 		"| no-op sync | %s | %.0f | %.2f× the bare listing's time (target ≤ 1.5×) |\n| first sync (fake model) | %s | %.0f | |",
 		n, bare.Round(time.Millisecond), rate(bare), listing.Round(time.Millisecond), rate(listing), rate(listing)/rate(bare),
 		noop.Round(time.Millisecond), rate(noop), noop.Seconds()/bare.Seconds(), fillTime.Round(time.Millisecond), rate(fillTime))
+	const big = 10_000_000
+	perShard := time.Duration(float64(noopShard) * big / float64(n))
+	t.Logf("\n| shards (%d objects) | time | ratio |\n|---|---|---|\n"+
+		"| no-op sync, unsharded | %s | 1 |\n| no-op sync of shard 0/4 (lists all, diffs ¼) | %s | %.2f× |\n"+
+		"| 4 shards together: listing work | %s | %.2f× |\n"+
+		"| extrapolated to %d objects (linear): bare listing | %s per shard | |\n"+
+		"| extrapolated: no-op sync of one of 4 shards | %s | |",
+		n, noop.Round(time.Millisecond), noopShard.Round(time.Millisecond), noopShard.Seconds()/noop.Seconds(),
+		(4 * noopShard).Round(time.Millisecond), 4*noopShard.Seconds()/noop.Seconds(),
+		big, time.Duration(float64(bare)*big/float64(n)).Round(time.Second), perShard.Round(time.Second))
 }
 
 func median(k int, f func() time.Duration) time.Duration {

@@ -55,8 +55,9 @@ const (
 	FailHashMismatch     schema.FailureClass = "hash_mismatch"
 	// FailOptedOut is a policy skip, not an error: the server asked that
 	// the image not be used for AI (X-Robots-Tag noai/noimageai, also
-	// scoped as "imgvec: noai", or tdm-reservation: 1).
-	FailOptedOut schema.FailureClass = "opted_out"
+	// scoped as "imgvec: noai", or tdm-reservation: 1). Runs count it as
+	// skipped, not failed (schema.FailureClass.PolicySkip).
+	FailOptedOut = schema.FailOptedOut
 )
 
 // Options configure a Source.

@@ -28,6 +28,9 @@ const (
 	fJob, fKind, fStarted, fEnded, fOutcome, fError              = "job", "kind", "started_ns", "ended_ns", "outcome", "error"
 	fListed, fWritten, fExtractedN, fReused, fUnchanged          = "listed", "written", "extracted", "reused", "unchanged"
 	fFailed, fDeleted, fValue                                    = "failed", "deleted", "value"
+	fShard, fSkipped                                             = "shard", "skipped"
+	fRunnerHost, fRunnerBoot, fRunnerPIDNS                       = "runner_host", "runner_boot_id", "runner_pid_ns"
+	fRunnerPID, fRunnerStart                                     = "runner_pid", "runner_start"
 	dynamicField                                                 = "$meta"
 )
 
@@ -88,7 +91,13 @@ func failuresSchema(name string) *entity.Schema {
 		WithField(int64f(fFirstSeen)).WithField(int64f(fLastSeen))
 }
 
-func runsSchema(name string) *entity.Schema {
+// runsSchema is the runs collection's layout: version 2 (migration
+// 0002_runs_shard) adds the shard, the skipped count and the runner
+// (schema.Runner) to version 1's. Milvus 2.3 cannot add fields to a
+// collection, so the migration rebuilds it (rebuildRuns).
+func runsSchema(name string) *entity.Schema { return runsSchemaV(name, 2) }
+
+func runsSchemaV(name string, version int) *entity.Schema {
 	s := entity.NewSchema().WithName(name).WithDescription(`{"imgvec":"runs"}`).
 		WithField(pk()).WithField(vectorf(placeholderDim)).
 		WithField(varchar(fJob, 1024)).WithField(varchar(fKind, 64)).WithField(varchar(fSource, maxText)).
@@ -97,7 +106,23 @@ func runsSchema(name string) *entity.Schema {
 	for _, f := range []string{fListed, fWritten, fExtractedN, fReused, fUnchanged, fFailed, fDeleted} {
 		s.WithField(int64f(f))
 	}
+	if version >= 2 {
+		s.WithField(varchar(fShard, 64)).WithField(int64f(fSkipped)).
+			WithField(varchar(fRunnerHost, 1024)).WithField(varchar(fRunnerBoot, 128)).WithField(varchar(fRunnerPIDNS, 256)).
+			WithField(int64f(fRunnerPID)).WithField(int64f(fRunnerStart))
+	}
 	return s
+}
+
+// runFieldsOf is the output fields of a runs collection of that layout.
+func runFieldsOf(s *entity.Schema) []string {
+	var fs []string
+	for _, f := range s.Fields {
+		if f.Name != fVector {
+			fs = append(fs, f.Name)
+		}
+	}
+	return fs
 }
 
 func metaSchema(name string) *entity.Schema {

@@ -32,7 +32,12 @@
 //     made before the rows existed: its description).
 //   - NAME: an alias of the current item collection, the one readers
 //     (pymilvus, Attu, imgvec search) should query.
-//   - NAME_failures: the failure ledger. NAME_runs: one row per run.
+//   - NAME_failures: the failure ledger. NAME_runs: one row per run, with
+//     its shard, skipped count and runner (schema.Runner; so killed runs
+//     are closed as on the other sinks: DeadRunAbandoner). Runs
+//     collections of layout 1 (no such fields; Milvus 2.3 cannot add
+//     fields) are rebuilt by migration 0002 (rebuildRuns: copy through
+//     NAME_runs_rebuild, crash-safe and idempotent).
 //   - NAME_meta: the migration ledger (rows migration/NNNN), what each
 //     item collection holds (rows items/NAME_vN), the current collection
 //     (row current, which mirrors the alias), retired collections (rows

@@ -11,6 +11,7 @@ import (
 	"github.com/milvus-io/milvus-sdk-go/v2/entity"
 
 	"github.com/imgvec/imgvec/migrations"
+	"github.com/imgvec/imgvec/schema"
 )
 
 // step is one Milvus migration: Go functions instead of SQL. Each is
@@ -57,6 +58,16 @@ var steps = []step{{
 			expr += " || " + fID + " like " + quote(prefix+"%")
 		}
 		return s.c.Delete(ctx, s.cfg.metaName(), "", expr)
+	},
+}, {
+	name: "runs_shard",
+	up:   "rebuild NAME_runs with the fields shard, skipped and runner_* (copied through NAME_runs_rebuild; a collection already at that layout is kept)",
+	down: "rebuild NAME_runs without the fields shard, skipped and runner_* (their values are lost)",
+	apply: func(ctx context.Context, s *Sink, dir migrations.Direction) error {
+		if dir == migrations.DirectionUp {
+			return s.rebuildRuns(ctx, 2)
+		}
+		return s.rebuildRuns(ctx, 1)
 	},
 }}
 
@@ -190,4 +201,129 @@ func (s *Sink) metaScan(ctx context.Context, prefix string) (map[string]string, 
 		return nil, fmt.Errorf("read meta rows %s*: %w", prefix, err)
 	}
 	return out, nil
+}
+
+// rebuildRuns brings NAME_runs to layout version (runsSchemaV): Milvus 2.3
+// cannot add or drop fields, so the rows are copied into NAME_runs_rebuild
+// of the new layout, NAME_runs is dropped and created anew, the rows are
+// copied back and NAME_runs_rebuild is dropped. Crash-safe and idempotent:
+// NAME_runs is dropped only once the copy holds every row, so the state
+// found says what is left to do —
+//
+//   - NAME_runs at the old layout: any NAME_runs_rebuild is a partial copy;
+//     start over.
+//   - NAME_runs missing, or at the new layout, beside NAME_runs_rebuild:
+//     the copy is complete; (re)create NAME_runs, copy back (upserts), drop
+//     the copy.
+//   - NAME_runs at the new layout alone: done.
+func (s *Sink) rebuildRuns(ctx context.Context, version int) error {
+	runs, tmp := s.cfg.runsName(), s.cfg.runsName()+"_rebuild"
+	want := runsSchemaV(runs, version)
+	has := func(name string) (bool, error) {
+		ok, err := s.c.HasCollection(ctx, name)
+		if err != nil {
+			return false, fmt.Errorf("check collection %s: %w", name, err)
+		}
+		return ok, nil
+	}
+	hasRuns, err := has(runs)
+	if err != nil {
+		return err
+	}
+	hasTmp, err := has(tmp)
+	if err != nil {
+		return err
+	}
+	atLayout := false
+	if hasRuns {
+		coll, err := s.c.DescribeCollection(ctx, runs)
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", runs, err)
+		}
+		atLayout = sameFields(coll.Schema, want)
+		if !atLayout {
+			if hasTmp {
+				if err := s.c.DropCollection(ctx, tmp); err != nil && !notFound(err) {
+					return fmt.Errorf("drop partial copy %s: %w", tmp, err)
+				}
+			}
+			if err := s.copyRuns(ctx, runs, tmp, version, coll.Schema); err != nil {
+				return err
+			}
+			if err := s.c.DropCollection(ctx, runs); err != nil && !notFound(err) {
+				return fmt.Errorf("drop %s: %w", runs, err)
+			}
+			hasTmp, atLayout = true, false
+		}
+	}
+	if !hasTmp {
+		return nil // at the layout already (or nothing to rebuild: step 1 creates it)
+	}
+	tmpSchema := runsSchemaV(tmp, version)
+	if err := s.copyRuns(ctx, tmp, runs, version, tmpSchema); err != nil {
+		return err
+	}
+	if err := s.c.DropCollection(ctx, tmp); err != nil && !notFound(err) {
+		return fmt.Errorf("drop %s: %w", tmp, err)
+	}
+	return nil
+}
+
+// copyRuns creates to (runs layout version, if absent), copies every row
+// of from (whose schema is fromSchema) into it, and checks that to holds
+// at least as many rows.
+func (s *Sink) copyRuns(ctx context.Context, from, to string, version int, fromSchema *entity.Schema) error {
+	if err := create(ctx, s.c, runsSchemaV(to, version), placeholderIndex()); err != nil {
+		return err
+	}
+	if err := loadAll(ctx, s.c, from, to); err != nil {
+		return err
+	}
+	var batch []schema.Run
+	var copied int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.upsertRuns(ctx, s.c, to, version, batch); err != nil {
+			return err
+		}
+		copied += int64(len(batch))
+		batch = batch[:0]
+		return nil
+	}
+	err := scan(ctx, s.c, from, "", runFieldsOf(fromSchema), func(rs client.ResultSet) error {
+		for i := range rs.Len() {
+			batch = append(batch, row{rs, i}.run())
+		}
+		return flush()
+	})
+	if err != nil {
+		return fmt.Errorf("copy runs %s → %s: %w", from, to, err)
+	}
+	n, err := count(ctx, s.c, to, "")
+	if err != nil {
+		return err
+	}
+	if n < copied {
+		return fmt.Errorf("copy runs %s → %s: %d rows copied, %d found", from, to, copied, n)
+	}
+	return nil
+}
+
+// sameFields reports whether got has exactly want's field names.
+func sameFields(got, want *entity.Schema) bool {
+	if len(got.Fields) != len(want.Fields) {
+		return false
+	}
+	names := map[string]bool{}
+	for _, f := range got.Fields {
+		names[f.Name] = true
+	}
+	for _, f := range want.Fields {
+		if !names[f.Name] {
+			return false
+		}
+	}
+	return true
 }

@@ -125,14 +125,18 @@ func (r row) failure() schema.Failure {
 		Attempts: int(r.int(fAttempts)), FirstSeen: fromNS(r.int(fFirstSeen)), LastSeen: fromNS(r.int(fLastSeen))}
 }
 
-var runFields = []string{fID, fJob, fKind, fSource, fModelID, fStarted, fEnded, fOutcome, fError,
-	fListed, fWritten, fExtractedN, fReused, fUnchanged, fFailed, fDeleted}
+var runFields = runFieldsOf(runsSchema(""))
 
+// run reads a run row; the fields a layout lacks (version 1 has no shard,
+// skipped count or runner) are zero.
 func (r row) run() schema.Run {
-	return schema.Run{ID: r.str(fID), Job: r.str(fJob), Kind: r.str(fKind), Source: r.str(fSource), ModelID: r.str(fModelID),
-		StartedAt: fromNS(r.int(fStarted)), EndedAt: fromNS(r.int(fEnded)), Outcome: schema.RunOutcome(r.str(fOutcome)),
-		Error: r.str(fError), Listed: r.int(fListed), Written: r.int(fWritten), Extracted: r.int(fExtractedN),
-		Reused: r.int(fReused), Unchanged: r.int(fUnchanged), Failed: r.int(fFailed), Deleted: r.int(fDeleted)}
+	return schema.Run{ID: r.str(fID), Job: r.str(fJob), Kind: r.str(fKind), Source: r.str(fSource), Shard: r.str(fShard),
+		ModelID: r.str(fModelID), StartedAt: fromNS(r.int(fStarted)), EndedAt: fromNS(r.int(fEnded)),
+		Outcome: schema.RunOutcome(r.str(fOutcome)), Error: r.str(fError), Listed: r.int(fListed), Written: r.int(fWritten),
+		Extracted: r.int(fExtractedN), Reused: r.int(fReused), Unchanged: r.int(fUnchanged), Failed: r.int(fFailed),
+		Skipped: r.int(fSkipped), Deleted: r.int(fDeleted),
+		Runner: schema.Runner{Host: r.str(fRunnerHost), BootID: r.str(fRunnerBoot), PIDNS: r.str(fRunnerPIDNS),
+			PID: r.int(fRunnerPID), Start: r.int(fRunnerStart)}}
 }
 
 // Stored streams the rows of source and its ledger entries by key, then

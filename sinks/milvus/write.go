@@ -332,19 +332,52 @@ func (s *Sink) upsertFailures(ctx context.Context, c client.Client, fs []schema.
 }
 
 func (s *Sink) upsertRun(ctx context.Context, c client.Client, r schema.Run) error {
-	cols := []entity.Column{
-		entity.NewColumnVarChar(fID, []string{r.ID}), placeholders(1),
-		entity.NewColumnVarChar(fJob, []string{r.Job}), entity.NewColumnVarChar(fKind, []string{r.Kind}),
-		entity.NewColumnVarChar(fSource, []string{r.Source}), entity.NewColumnVarChar(fModelID, []string{r.ModelID}),
-		entity.NewColumnInt64(fStarted, []int64{ns(r.StartedAt)}), entity.NewColumnInt64(fEnded, []int64{ns(r.EndedAt)}),
-		entity.NewColumnVarChar(fOutcome, []string{string(r.Outcome)}), entity.NewColumnVarChar(fError, []string{r.Error}),
-		entity.NewColumnInt64(fListed, []int64{r.Listed}), entity.NewColumnInt64(fWritten, []int64{r.Written}),
-		entity.NewColumnInt64(fExtractedN, []int64{r.Extracted}), entity.NewColumnInt64(fReused, []int64{r.Reused}),
-		entity.NewColumnInt64(fUnchanged, []int64{r.Unchanged}), entity.NewColumnInt64(fFailed, []int64{r.Failed}),
-		entity.NewColumnInt64(fDeleted, []int64{r.Deleted}),
+	return s.upsertRuns(ctx, c, s.cfg.runsName(), 2, []schema.Run{r})
+}
+
+// upsertRuns writes runs into coll, a runs collection of that layout
+// version (runsSchemaV).
+func (s *Sink) upsertRuns(ctx context.Context, c client.Client, coll string, version int, runs []schema.Run) error {
+	str := func(f string, get func(schema.Run) string) entity.Column {
+		v := make([]string, len(runs))
+		for i, r := range runs {
+			v[i] = get(r)
+		}
+		return entity.NewColumnVarChar(f, v)
 	}
-	return s.retry(ctx, "upsert run "+r.ID, func(ctx context.Context) error {
-		_, err := c.Upsert(ctx, s.cfg.runsName(), "", cols...)
+	num := func(f string, get func(schema.Run) int64) entity.Column {
+		v := make([]int64, len(runs))
+		for i, r := range runs {
+			v[i] = get(r)
+		}
+		return entity.NewColumnInt64(f, v)
+	}
+	cols := []entity.Column{
+		str(fID, func(r schema.Run) string { return r.ID }), placeholders(len(runs)),
+		str(fJob, func(r schema.Run) string { return r.Job }), str(fKind, func(r schema.Run) string { return r.Kind }),
+		str(fSource, func(r schema.Run) string { return r.Source }), str(fModelID, func(r schema.Run) string { return r.ModelID }),
+		num(fStarted, func(r schema.Run) int64 { return ns(r.StartedAt) }), num(fEnded, func(r schema.Run) int64 { return ns(r.EndedAt) }),
+		str(fOutcome, func(r schema.Run) string { return string(r.Outcome) }), str(fError, func(r schema.Run) string { return r.Error }),
+		num(fListed, func(r schema.Run) int64 { return r.Listed }), num(fWritten, func(r schema.Run) int64 { return r.Written }),
+		num(fExtractedN, func(r schema.Run) int64 { return r.Extracted }), num(fReused, func(r schema.Run) int64 { return r.Reused }),
+		num(fUnchanged, func(r schema.Run) int64 { return r.Unchanged }), num(fFailed, func(r schema.Run) int64 { return r.Failed }),
+		num(fDeleted, func(r schema.Run) int64 { return r.Deleted }),
+	}
+	if version >= 2 {
+		cols = append(cols,
+			str(fShard, func(r schema.Run) string { return r.Shard }), num(fSkipped, func(r schema.Run) int64 { return r.Skipped }),
+			str(fRunnerHost, func(r schema.Run) string { return r.Runner.Host }),
+			str(fRunnerBoot, func(r schema.Run) string { return r.Runner.BootID }),
+			str(fRunnerPIDNS, func(r schema.Run) string { return r.Runner.PIDNS }),
+			num(fRunnerPID, func(r schema.Run) int64 { return r.Runner.PID }),
+			num(fRunnerStart, func(r schema.Run) int64 { return r.Runner.Start }))
+	}
+	what := "upsert run " + runs[0].ID
+	if len(runs) > 1 {
+		what = fmt.Sprintf("upsert %d runs into %s", len(runs), coll)
+	}
+	return s.retry(ctx, what, func(ctx context.Context) error {
+		_, err := c.Upsert(ctx, coll, "", cols...)
 		return err
 	})
 }

@@ -335,6 +335,38 @@ ORDER BY distance, id LIMIT $4`, items, dim, dim)
 	return sql, settings
 }
 
+// scanRun reads a run row selected as runColumns.
+func scanRun(r pgx.CollectableRow) (schema.Run, error) {
+	var run schema.Run
+	var ended *time.Time
+	var outcome string
+	err := r.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.Shard, &run.ModelID, &run.StartedAt, &ended, &outcome, &run.Error,
+		&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Skipped, &run.Deleted,
+		&run.Runner.Host, &run.Runner.BootID, &run.Runner.PIDNS, &run.Runner.PID, &run.Runner.Start)
+	run.Outcome = schema.RunOutcome(outcome)
+	run.StartedAt = run.StartedAt.UTC()
+	if ended != nil {
+		run.EndedAt = ended.UTC()
+	}
+	return run, err
+}
+
+// LatestRuns implements connector.LatestRunReader.
+func (s *Sink) LatestRuns(ctx context.Context, job, source string) ([]schema.Run, error) {
+	pool, _, err := s.state(false)
+	if err != nil {
+		return nil, err
+	}
+	var runs []schema.Run
+	err = withRetries(ctx, s.retryPolicy, func() error {
+		rows, _ := pool.Query(ctx, `SELECT DISTINCT ON (shard) `+runColumns+` FROM `+s.names.Qualified("_runs")+`
+WHERE job = $1 AND source = $2 ORDER BY shard, started_at DESC, id DESC`, job, source)
+		runs, err = pgx.CollectRows(rows, scanRun)
+		return err
+	})
+	return runs, s.wrap(fmt.Sprintf("latest runs of job %q over %s", job, source), err)
+}
+
 // Status reports rows per model, the ledger and the latest runs, from one
 // snapshot.
 func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
@@ -401,23 +433,8 @@ func (s *Sink) statusTx(ctx context.Context, pool *pgxpool.Pool, st *connector.S
 		st.Recent = recent
 
 		*what = "runs"
-		rows, _ = tx.Query(ctx, `SELECT id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-			listed, written, extracted, reused, unchanged, failed, deleted,
-			runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start FROM `+runs+` ORDER BY started_at DESC, id DESC LIMIT 10`)
-		rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (schema.Run, error) {
-			var run schema.Run
-			var ended *time.Time
-			var outcome string
-			err := r.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.ModelID, &run.StartedAt, &ended, &outcome, &run.Error,
-				&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted,
-				&run.Runner.Host, &run.Runner.BootID, &run.Runner.PIDNS, &run.Runner.PID, &run.Runner.Start)
-			run.Outcome = schema.RunOutcome(outcome)
-			run.StartedAt = run.StartedAt.UTC()
-			if ended != nil {
-				run.EndedAt = ended.UTC()
-			}
-			return run, err
-		})
+		rows, _ = tx.Query(ctx, `SELECT `+runColumns+` FROM `+runs+` ORDER BY started_at DESC, id DESC LIMIT 10`)
+		rs, err := pgx.CollectRows(rows, scanRun)
 		if err != nil {
 			return err
 		}

@@ -13,10 +13,11 @@ import (
 var (
 	_ connector.RunAbandoner     = (*Sink)(nil)
 	_ connector.DeadRunAbandoner = (*Sink)(nil)
+	_ connector.LatestRunReader  = (*Sink)(nil)
 )
 
 // AbandonRuns implements connector.RunAbandoner, fenced like Write.
-func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
+func (s *Sink) AbandonRuns(ctx context.Context, job, shard string, endedAt time.Time, reason string) (int64, error) {
 	pool, _, err := s.state(true)
 	if err != nil {
 		return 0, err
@@ -25,7 +26,7 @@ func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, r
 	err = s.waitLocks(ctx, "close abandoned runs of job "+job, pool, func() error {
 		return s.inTx(ctx, pool, func(tx pgx.Tx) error {
 			tag, err := tx.Exec(ctx, `UPDATE `+s.names.Qualified("_runs")+` SET outcome = $1, ended_at = $2, error = $3
-WHERE job = $4 AND outcome = $5`, string(schema.RunAbandoned), endedAt, reason, job, string(schema.RunRunning))
+WHERE job = $4 AND shard = $5 AND outcome = $6`, string(schema.RunAbandoned), endedAt, reason, job, shard, string(schema.RunRunning))
 			n = tag.RowsAffected()
 			return err
 		})

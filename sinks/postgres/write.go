@@ -95,6 +95,12 @@ type queries struct {
 	createStage, mergeStage, clearLedger, upsertFailure, updateMeta, upsertRun string
 }
 
+// runColumns are the columns of a run row, in the order upsertRun binds
+// them and scanRun reads them.
+const runColumns = `id, job, kind, source, shard, model_id, started_at, ended_at, outcome, error,
+	listed, written, extracted, reused, unchanged, failed, skipped, deleted,
+	runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start`
+
 func (s *Sink) queries() queries {
 	items, failures, runs := s.names.Qualified(""), s.names.Qualified("_failures"), s.names.Qualified("_runs")
 	cols := "id, source, key, size, mtime_ns, etag, sha256, width, height, format, model_id, layer, dim, extracted_at, metadata, embedding"
@@ -125,17 +131,14 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE EXCLUDED.last_seen >= f.last_seen`,
 		updateMeta: `UPDATE ` + items + ` SET size = $1, mtime_ns = $2, etag = $3,
 	sha256 = CASE WHEN $4 = '' THEN sha256 ELSE $4 END WHERE id = $5`,
-		upsertRun: `INSERT INTO ` + runs + `
-	(id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-	 listed, written, extracted, reused, unchanged, failed, deleted,
-	 runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+		upsertRun: `INSERT INTO ` + runs + ` (` + runColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 ON CONFLICT (id) DO UPDATE SET
-	job = EXCLUDED.job, kind = EXCLUDED.kind, source = EXCLUDED.source, model_id = EXCLUDED.model_id,
+	job = EXCLUDED.job, kind = EXCLUDED.kind, source = EXCLUDED.source, shard = EXCLUDED.shard, model_id = EXCLUDED.model_id,
 	started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at, outcome = EXCLUDED.outcome,
 	error = EXCLUDED.error, listed = EXCLUDED.listed, written = EXCLUDED.written,
 	extracted = EXCLUDED.extracted, reused = EXCLUDED.reused, unchanged = EXCLUDED.unchanged,
-	failed = EXCLUDED.failed, deleted = EXCLUDED.deleted, runner_host = EXCLUDED.runner_host,
+	failed = EXCLUDED.failed, skipped = EXCLUDED.skipped, deleted = EXCLUDED.deleted, runner_host = EXCLUDED.runner_host,
 	runner_boot_id = EXCLUDED.runner_boot_id, runner_pid_ns = EXCLUDED.runner_pid_ns,
 	runner_pid = EXCLUDED.runner_pid, runner_start = EXCLUDED.runner_start`,
 	}
@@ -277,8 +280,8 @@ func writeTx(ctx context.Context, tx pgx.Tx, q queries, p prepared, run *schema.
 		if !r.EndedAt.IsZero() {
 			ended = &r.EndedAt
 		}
-		if _, err := tx.Exec(ctx, q.upsertRun, r.ID, r.Job, r.Kind, r.Source, r.ModelID, r.StartedAt, ended,
-			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Deleted,
+		if _, err := tx.Exec(ctx, q.upsertRun, r.ID, r.Job, r.Kind, r.Source, r.Shard, r.ModelID, r.StartedAt, ended,
+			string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused, r.Unchanged, r.Failed, r.Skipped, r.Deleted,
 			r.Runner.Host, r.Runner.BootID, r.Runner.PIDNS, r.Runner.PID, r.Runner.Start); err != nil {
 			return false, fmt.Errorf("run %s: %w", r.ID, err)
 		}

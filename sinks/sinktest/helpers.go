@@ -284,12 +284,13 @@ func testRun(id, source string, m schema.ModelIdentity, started time.Time) *sche
 		ModelID:   m.ID(),
 		StartedAt: started,
 		Outcome:   schema.RunRunning,
-		Listed:    10,
+		Listed:    11,
 		Written:   7,
 		Extracted: 5,
 		Reused:    2,
 		Unchanged: 2,
 		Failed:    1,
+		Skipped:   1,
 		Deleted:   0,
 	}
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // testAbandonRuns: a sink that implements connector.RunAbandoner closes the
-// job's runs left "running", and only those.
+// runs of the job's shard left "running", and only those: not another
+// shard's, whose runner may be alive.
 func testAbandonRuns(t *testing.T, e *env) {
 	ra, ok := e.s.(connector.RunAbandoner)
 	if !ok {
@@ -26,16 +27,18 @@ func testAbandonRuns(t *testing.T, e *env) {
 	other.Job = "other"
 	adHoc := testRun("ad-hoc", src, m, baseTime.Add(4*time.Minute))
 	adHoc.Job = ""
-	for _, r := range []*schema.Run{left, ended, other, adHoc} {
+	shardLeft := testRun("shard-left", src, m, baseTime.Add(5*time.Minute))
+	shardLeft.Job, shardLeft.Shard = "photos", "2/4"
+	for _, r := range []*schema.Run{left, ended, other, adHoc, shardLeft} {
 		e.write(connector.Batch{Run: r})
 	}
 	at := baseTime.Add(time.Hour)
 	const reason = "runner died"
-	n, err := ra.AbandonRuns(e.ctx, "photos", at, reason)
+	n, err := ra.AbandonRuns(e.ctx, "photos", "", at, reason)
 	if err != nil || n != 1 {
 		t.Fatalf("AbandonRuns(photos) = %d, %v; want 1", n, err)
 	}
-	want := map[string]schema.Run{"left": *left, "ended": *ended, "other": *other, "ad-hoc": *adHoc}
+	want := map[string]schema.Run{"left": *left, "ended": *ended, "other": *other, "ad-hoc": *adHoc, "shard-left": *shardLeft}
 	w := want["left"]
 	w.Outcome, w.EndedAt, w.Error = schema.RunAbandoned, at, reason
 	want["left"] = w
@@ -46,8 +49,54 @@ func testAbandonRuns(t *testing.T, e *env) {
 	for _, r := range st.Runs {
 		e.checkRun(r, want[r.ID])
 	}
-	if n, err := ra.AbandonRuns(e.ctx, "photos", at, reason); err != nil || n != 0 {
+	if n, err := ra.AbandonRuns(e.ctx, "photos", "", at, reason); err != nil || n != 0 {
 		t.Errorf("second AbandonRuns(photos) = %d, %v; want 0", n, err)
+	}
+	if n, err := ra.AbandonRuns(e.ctx, "photos", "2/4", at, reason); err != nil || n != 1 {
+		t.Errorf("AbandonRuns(photos, 2/4) = %d, %v; want 1 (the shard's open run)", n, err)
+	}
+}
+
+// testLatestRuns: a sink that implements connector.LatestRunReader returns
+// the newest run of each shard of a job over a source, whole, and no run
+// of another job or source.
+func testLatestRuns(t *testing.T, e *env) {
+	lr, ok := e.s.(connector.LatestRunReader)
+	if !ok {
+		t.Logf("%T does not implement connector.LatestRunReader: shard counts are not checked", e.s)
+		return
+	}
+	m := testModel("a", 8)
+	e.open(m)
+	if runs, err := lr.LatestRuns(e.ctx, "photos", src); err != nil || len(runs) != 0 {
+		t.Fatalf("LatestRuns of a job without runs = %v, %v", runs, err)
+	}
+	run := func(id, job, source, shard string, minute int, outcome schema.RunOutcome) *schema.Run {
+		r := testRun(id, source, m, baseTime.Add(time.Duration(minute)*time.Minute))
+		r.Job, r.Shard, r.Outcome = job, shard, outcome
+		if outcome != schema.RunRunning {
+			r.EndedAt = r.StartedAt.Add(30 * time.Second)
+		}
+		e.write(connector.Batch{Run: r})
+		return r
+	}
+	run("old-0", "photos", src, "0/2", 0, schema.RunOK)
+	new0 := run("new-0", "photos", src, "0/2", 1, schema.RunFailed)
+	run("old-1", "photos", src, "1/2", 0, schema.RunOK)
+	new1 := run("new-1", "photos", src, "1/2", 2, schema.RunRunning)
+	whole := run("whole", "photos", src, "", 3, schema.RunOK)
+	run("other-job", "other", src, "0/2", 4, schema.RunOK)
+	run("other-source", "photos", src+"-2", "0/2", 5, schema.RunOK)
+	runs, err := lr.LatestRuns(e.ctx, "photos", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]schema.Run{new0.ID: *new0, new1.ID: *new1, whole.ID: *whole}
+	if len(runs) != len(want) {
+		t.Fatalf("LatestRuns = %d runs (%v), want %d", len(runs), runs, len(want))
+	}
+	for _, r := range runs {
+		e.checkRun(r, want[r.ID])
 	}
 }
 

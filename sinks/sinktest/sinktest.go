@@ -74,6 +74,7 @@ func Run(t *testing.T, newSink func(t *testing.T) connector.Sink, opts ...Option
 		{"StatusRuns", testStatusRuns},
 		{"AbandonRuns", testAbandonRuns},
 		{"AbandonDeadRuns", testAbandonDeadRuns},
+		{"LatestRuns", testLatestRuns},
 		{"RoundTrip4096", testRoundTrip4096},
 		{"ScanVectors", testScanVectors},
 	}

@@ -18,6 +18,7 @@ func testStatusRuns(t *testing.T, e *env) {
 	r1 := testRun("run-1", src, m, baseTime)
 	r2 := testRun("run-2", src, m, baseTime.Add(time.Minute))
 	r3 := testRun("run-3", src, m, baseTime.Add(2*time.Minute))
+	r3.Shard = "3/4"
 	e.write(connector.Batch{Run: r1})
 	e.write(connector.Batch{Run: r2})
 	e.write(connector.Batch{Run: r3})
@@ -26,7 +27,7 @@ func testStatusRuns(t *testing.T, e *env) {
 	done.EndedAt = done.StartedAt.Add(30 * time.Second)
 	done.Outcome = schema.RunPartial
 	done.Error = "1 item failed"
-	done.Listed, done.Written, done.Failed = 20, 18, 2
+	done.Listed, done.Written, done.Failed, done.Skipped = 23, 18, 2, 3
 	e.write(connector.Batch{Run: &done, Upserts: []schema.Record{rec(m, src, "x.jpg", "x", vecOf(8, 1))}})
 	for i := range 12 {
 		e.write(connector.Batch{Failures: []schema.Failure{

@@ -288,36 +288,55 @@ func (s *Sink) Status(ctx context.Context) (connector.Status, error) {
 		return fail("recent ledger entries", err)
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-		listed, written, extracted, reused, unchanged, failed, deleted,
-		runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start FROM runs ORDER BY started_at DESC, id DESC LIMIT 10`)
+	st.Runs, err = scanRuns(tx.QueryContext(ctx, `SELECT `+runColumns+` FROM runs ORDER BY started_at DESC, id DESC LIMIT 10`))
 	if err != nil {
 		return fail("runs", err)
 	}
+	return st, nil
+}
+
+// LatestRuns implements connector.LatestRunReader.
+func (s *Sink) LatestRuns(ctx context.Context, job, source string) ([]schema.Run, error) {
+	_, r, _, err := s.state()
+	if err != nil {
+		return nil, err
+	}
+	runs, err := scanRuns(r.QueryContext(ctx, `SELECT `+runColumns+` FROM runs r WHERE job = ? AND source = ?
+AND NOT EXISTS (SELECT 1 FROM runs n WHERE n.job = r.job AND n.source = r.source AND n.shard = r.shard
+	AND (n.started_at > r.started_at OR (n.started_at = r.started_at AND n.id > r.id)))`, job, source))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite sink %s: latest runs of job %q over %s: %w", s.path, job, source, err)
+	}
+	return runs, nil
+}
+
+// scanRuns reads the run rows of a query selecting runColumns.
+func scanRuns(rows *sql.Rows, err error) ([]schema.Run, error) {
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
+	var runs []schema.Run
 	for rows.Next() {
 		var run schema.Run
 		var started string
 		var ended sql.NullString
 		var outcome string
-		if err := rows.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.ModelID, &started, &ended, &outcome, &run.Error,
-			&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Deleted,
+		if err := rows.Scan(&run.ID, &run.Job, &run.Kind, &run.Source, &run.Shard, &run.ModelID, &started, &ended, &outcome, &run.Error,
+			&run.Listed, &run.Written, &run.Extracted, &run.Reused, &run.Unchanged, &run.Failed, &run.Skipped, &run.Deleted,
 			&run.Runner.Host, &run.Runner.BootID, &run.Runner.PIDNS, &run.Runner.PID, &run.Runner.Start); err != nil {
-			return fail("runs", err)
+			return nil, err
 		}
 		run.Outcome = schema.RunOutcome(outcome)
 		if run.StartedAt, err = parseTime(started); err == nil {
 			run.EndedAt, err = parseNullTime(ended)
 		}
 		if err != nil {
-			return fail("runs", err)
+			return nil, err
 		}
-		st.Runs = append(st.Runs, run)
+		runs = append(runs, run)
 	}
-	if err := rows.Err(); err != nil {
-		return fail("runs", err)
-	}
-	return st, nil
+	return runs, rows.Err()
 }
 
 // scanBatch is how many rows ScanVectors reads by id at a time.

@@ -13,18 +13,19 @@ import (
 var (
 	_ connector.RunAbandoner     = (*Sink)(nil)
 	_ connector.DeadRunAbandoner = (*Sink)(nil)
+	_ connector.LatestRunReader  = (*Sink)(nil)
 )
 
 // AbandonRuns implements connector.RunAbandoner.
-func (s *Sink) AbandonRuns(ctx context.Context, job string, endedAt time.Time, reason string) (int64, error) {
+func (s *Sink) AbandonRuns(ctx context.Context, job, shard string, endedAt time.Time, reason string) (int64, error) {
 	w, _, err := s.writable()
 	if err != nil {
 		return 0, err
 	}
 	var n int64
 	err = inTx(ctx, w, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET outcome = ?, ended_at = ?, error = ? WHERE job = ? AND outcome = ?`,
-			string(schema.RunAbandoned), formatTime(endedAt), reason, job, string(schema.RunRunning))
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET outcome = ?, ended_at = ?, error = ? WHERE job = ? AND shard = ? AND outcome = ?`,
+			string(schema.RunAbandoned), formatTime(endedAt), reason, job, shard, string(schema.RunRunning))
 		if err != nil {
 			return err
 		}

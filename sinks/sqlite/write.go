@@ -84,17 +84,20 @@ ON CONFLICT (id) DO UPDATE SET
 	last_seen = excluded.last_seen
 WHERE excluded.last_seen >= failures.last_seen`
 
-const upsertRun = `INSERT INTO runs
-	(id, job, kind, source, model_id, started_at, ended_at, outcome, error,
-	 listed, written, extracted, reused, unchanged, failed, deleted,
-	 runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+// runColumns are the columns of a run row, in the order upsertRun binds
+// them and scanRuns reads them.
+const runColumns = `id, job, kind, source, shard, model_id, started_at, ended_at, outcome, error,
+	 listed, written, extracted, reused, unchanged, failed, skipped, deleted,
+	 runner_host, runner_boot_id, runner_pid_ns, runner_pid, runner_start`
+
+const upsertRun = `INSERT INTO runs (` + runColumns + `)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
-	job = excluded.job, kind = excluded.kind, source = excluded.source, model_id = excluded.model_id,
+	job = excluded.job, kind = excluded.kind, source = excluded.source, shard = excluded.shard, model_id = excluded.model_id,
 	started_at = excluded.started_at, ended_at = excluded.ended_at, outcome = excluded.outcome,
 	error = excluded.error, listed = excluded.listed, written = excluded.written,
 	extracted = excluded.extracted, reused = excluded.reused, unchanged = excluded.unchanged,
-	failed = excluded.failed, deleted = excluded.deleted, runner_host = excluded.runner_host,
+	failed = excluded.failed, skipped = excluded.skipped, deleted = excluded.deleted, runner_host = excluded.runner_host,
 	runner_boot_id = excluded.runner_boot_id, runner_pid_ns = excluded.runner_pid_ns,
 	runner_pid = excluded.runner_pid, runner_start = excluded.runner_start`
 
@@ -174,9 +177,9 @@ func writeTx(ctx context.Context, tx *sql.Tx, p prepared, run *schema.Run) error
 	}
 	if run != nil {
 		r := run
-		if _, err := tx.ExecContext(ctx, upsertRun, r.ID, r.Job, r.Kind, r.Source, r.ModelID, formatTime(r.StartedAt),
+		if _, err := tx.ExecContext(ctx, upsertRun, r.ID, r.Job, r.Kind, r.Source, r.Shard, r.ModelID, formatTime(r.StartedAt),
 			formatNullTime(r.EndedAt), string(r.Outcome), r.Error, r.Listed, r.Written, r.Extracted, r.Reused,
-			r.Unchanged, r.Failed, r.Deleted, r.Runner.Host, r.Runner.BootID, r.Runner.PIDNS, r.Runner.PID, r.Runner.Start); err != nil {
+			r.Unchanged, r.Failed, r.Skipped, r.Deleted, r.Runner.Host, r.Runner.BootID, r.Runner.PIDNS, r.Runner.PID, r.Runner.Start); err != nil {
 			return fmt.Errorf("run %s: %w", r.ID, err)
 		}
 	}

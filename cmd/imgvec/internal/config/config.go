@@ -117,6 +117,9 @@ type Job struct {
 	MaxDelete string // max_delete
 	// RetryFailed (retry_failed) retries ledger items that did not change.
 	RetryFailed bool
+	// Shard ("I/N", shard) makes each run handle only shard I of N of the
+	// job's items (connector.Shard); "" = all of them.
+	Shard string
 	// Grace is how long in-flight batches may take to commit after
 	// SIGTERM before the run is cancelled (default serve.grace).
 	Grace      time.Duration

@@ -71,6 +71,7 @@ jobs:
     workers: 2
     max_delete: 10%
     retry_failed: true
+    shard: 2/4
     grace: 0s
     index: exact
     include: "**/*.jpg"
@@ -106,7 +107,7 @@ jobs:
 	a := Job{
 		Name: "a_1", Sources: []string{"/data/a", "file:///data/b"}, Sink: "sqlite://./a.db", Model: "./m.onnx", Layer: "fc6", Decode: "fast",
 		Schedule: "30 */5 * * * *", TimeZone: "Europe/Berlin", Batch: 32, Device: "cuda:1", Upload: "uint8", Threads: 4, Workers: 2,
-		MaxDelete: "10%", RetryFailed: true, Grace: 0, Index: "exact", Include: []string{"**/*.jpg"},
+		MaxDelete: "10%", RetryFailed: true, Shard: "2/4", Grace: 0, Index: "exact", Include: []string{"**/*.jpg"},
 		Exclude: []string{"tmp/**", "*.bak"}, Extensions: []string{"jpg", "png"}, FollowSymlinks: true,
 		MaxBytes: 1_000_000, MaxPixels: 40_000_000, NoNormalize: true, IgnoreExifOrientation: true, Download: true,
 		LockDSN: "postgres://locks@db:5432/imgvec", S3Concurrency: 64, S3Metadata: true,

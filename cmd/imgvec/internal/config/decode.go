@@ -149,6 +149,7 @@ func (d *decoder) job(n *yaml.Node, field string) (Job, map[string]*yaml.Node) {
 		"workers":                 number(d, &j.Workers, WorkersRange),
 		"max_delete":              d.str(&j.MaxDelete, checkMaxDelete),
 		"retry_failed":            d.boolean(&j.RetryFailed),
+		"shard":                   d.str(&j.Shard, CheckShard),
 		"grace":                   number(d, &j.Grace, GraceRange),
 		"index":                   d.str(&j.Index, checkIndex),
 		"include":                 d.list(&j.Include, nil),
@@ -440,6 +441,12 @@ func checkUpload(s string) error {
 
 func checkDecode(s string) error {
 	_, err := extract.ParseDecode(s)
+	return err
+}
+
+// CheckShard accepts "" and "I/N" (connector.ParseShard).
+func CheckShard(s string) error {
+	_, err := connector.ParseShard(s)
 	return err
 }
 

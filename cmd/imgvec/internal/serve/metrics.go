@@ -39,6 +39,7 @@ const (
 	outcomeMetadata  = "metadata"  // same bytes, fingerprint updated
 	outcomeUnchanged = "unchanged" // skipped without reading
 	outcomeFailed    = "failed"    // in the failure ledger
+	outcomeSkipped   = "skipped"   // policy skips (opted_out): in the ledger, not failures
 	outcomeDeleted   = "deleted"   // vanished from the source
 )
 
@@ -56,7 +57,7 @@ func newServeMetrics() *serveMetrics {
 	// big model on a slow CPU).
 	latency := prometheus.ExponentialBuckets(0.0001, 4, 12)
 	m.items = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imgvec_items_total",
-		Help: "Items handled by runs, by outcome (extracted, reused, metadata, unchanged, failed, deleted)."}, []string{"job", "outcome"})
+		Help: "Items handled by runs, by outcome (extracted, reused, metadata, unchanged, failed, skipped, deleted)."}, []string{"job", "outcome"})
 	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imgvec_item_failures_total",
 		Help: "Failure-ledger entries written, by failure class."}, []string{"job", "class"})
 	m.stage = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imgvec_stage_duration_seconds",
@@ -91,7 +92,7 @@ func newServeMetrics() *serveMetrics {
 // addJob creates the job's series with zero values, so dashboards and
 // alerts see them before the first run.
 func (m *serveMetrics) addJob(job string) {
-	for _, o := range []string{outcomeExtracted, outcomeReused, outcomeMetadata, outcomeUnchanged, outcomeFailed, outcomeDeleted} {
+	for _, o := range []string{outcomeExtracted, outcomeReused, outcomeMetadata, outcomeUnchanged, outcomeFailed, outcomeSkipped, outcomeDeleted} {
 		m.items.WithLabelValues(job, o)
 	}
 	for _, r := range []string{skipOverlap, skipLeaseHeld} {
@@ -149,6 +150,7 @@ func (m *serveMetrics) runDone(job, trigger string, run schema.Run) {
 	add(outcomeMetadata, run.Written-run.Extracted-run.Reused)
 	add(outcomeUnchanged, run.Unchanged)
 	add(outcomeFailed, run.Failed)
+	add(outcomeSkipped, run.Skipped)
 	add(outcomeDeleted, run.Deleted)
 	if run.Outcome == schema.RunOK || run.Outcome == schema.RunPartial {
 		m.lastSuccess.WithLabelValues(job).Set(float64(run.EndedAt.Unix()))

@@ -50,8 +50,9 @@ type Server struct {
 
 // servedJob is one job of the config and its state in this process.
 type servedJob struct {
-	cfg config.Job
-	x   *extract.Extractor // loaded at start
+	cfg   config.Job
+	shard connector.Shard    // cfg.Shard: its lease is the shard's (Shard.LeaseName)
+	x     *extract.Extractor // loaded at start
 
 	mu      sync.Mutex
 	last    *schema.Run // the last finished run
@@ -93,7 +94,11 @@ func New(f *config.File, only []string, log *slog.Logger) (*Server, error) {
 		if _, err := wiring.NewSink(j.Sink, true, j.Index); err != nil {
 			return nil, fmt.Errorf("%s: job %s: %w", f.Path, j.Name, err)
 		}
-		s.jobs = append(s.jobs, &servedJob{cfg: j})
+		shard, err := connector.ParseShard(j.Shard)
+		if err != nil {
+			return nil, wiring.Usagef("%s: job %s: %v", f.Path, j.Name, err)
+		}
+		s.jobs = append(s.jobs, &servedJob{cfg: j, shard: shard})
 		s.metrics.addJob(j.Name)
 	}
 	for _, name := range only {
@@ -326,7 +331,7 @@ func (s *Server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 	return jobrun.Run(ctx, hard, jobrun.Job{
 		Sources: st.Sources, Open: wiring.SourceOpener(st),
 		Template: connector.Options{
-			Sink: sk, Embedder: sj.x, Kind: connector.KindSync, Job: name,
+			Sink: sk, Embedder: sj.x, Kind: connector.KindSync, Job: name, Shard: sj.shard,
 			RetryFailed: st.RetryFailed, MaxDelete: md, Grace: st.Grace, PrepareWorkers: st.Workers,
 			Observer: s.metrics.observer(name), Logger: log, StartedAt: began,
 		},
@@ -339,7 +344,7 @@ func (s *Server) runJob(ctx context.Context, sj *servedJob, trig schedule.Trigge
 			sj.finished(run, err)
 			log.Info("run finished", "source", schema.Printable(run.Source), "outcome", run.Outcome, "listed", run.Listed, "written", run.Written,
 				"extracted", run.Extracted, "reused", run.Reused, "unchanged", run.Unchanged, "failed", run.Failed,
-				"deleted", run.Deleted, "took", run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond), "err", err)
+				"skipped", run.Skipped, "shard", run.Shard, "deleted", run.Deleted, "took", run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond), "err", err)
 		},
 	}, l)
 }
@@ -357,7 +362,7 @@ func (s *Server) leadership(ctx context.Context, sj *servedJob, log *slog.Logger
 		return sj.held, nil
 	}
 	s.dropLease(ctx, sj)
-	held, err := home.Hold(ctx, name, s.holder, s.cfg.Serve.LeaseTTL, log)
+	held, err := home.Hold(ctx, sj.shard.LeaseName(name), s.holder, s.cfg.Serve.LeaseTTL, log)
 	if err != nil {
 		return nil, err
 	}
@@ -406,7 +411,7 @@ func (s *Server) heldElsewhere(ctx context.Context, sj *servedJob) (lease.Lease,
 	if err != nil || home == nil {
 		return lease.Lease{}, err
 	}
-	l, err := home.Store.Current(ctx, sj.cfg.Name)
+	l, err := home.Store.Current(ctx, sj.shard.LeaseName(sj.cfg.Name))
 	if err != nil || l.Holder == s.holder {
 		return lease.Lease{}, err
 	}

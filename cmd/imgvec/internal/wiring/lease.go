@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imgvec/imgvec/connector"
 	"github.com/imgvec/imgvec/connector/jobrun"
 	"github.com/imgvec/imgvec/connector/lease"
 	"github.com/imgvec/imgvec/migrations"
@@ -99,11 +100,12 @@ func WarnUnleased(log *slog.Logger, job, sinkURI string) {
 		"job", job)
 }
 
-// OneShotLease takes job's lease for one run of `imgvec sync|backfill
-// --job` writing to sinkURI, and returns it with the function that
-// releases it. Without a job, or with a sink that keeps no leases and no
-// lockDSN, the run is unleased (the zero Lease).
-func OneShotLease(ctx context.Context, job, sinkURI, lockDSN string, log *slog.Logger) (jobrun.Lease, func(), error) {
+// OneShotLease takes the lease of job's shard (shard.LeaseName: the job's
+// own when unsharded) for one run of `imgvec sync|backfill --job` writing
+// to sinkURI, and returns it with the function that releases it. Without a
+// job, or with a sink that keeps no leases and no lockDSN, the run is
+// unleased (the zero Lease).
+func OneShotLease(ctx context.Context, job string, shard connector.Shard, sinkURI, lockDSN string, log *slog.Logger) (jobrun.Lease, func(), error) {
 	nothing := func() {}
 	if job == "" {
 		return jobrun.Lease{}, nothing, nil
@@ -116,7 +118,8 @@ func OneShotLease(ctx context.Context, job, sinkURI, lockDSN string, log *slog.L
 		WarnUnleased(log, job, sinkURI)
 		return jobrun.Lease{}, nothing, nil
 	}
-	held, err := h.Hold(ctx, job, lease.NewHolderID(), DefaultLeaseTTL, log)
+	name := shard.LeaseName(job)
+	held, err := h.Hold(ctx, name, lease.NewHolderID(), DefaultLeaseTTL, log)
 	if err != nil {
 		h.Close()
 		if errors.Is(err, lease.ErrHeld) {
@@ -126,7 +129,7 @@ func OneShotLease(ctx context.Context, job, sinkURI, lockDSN string, log *slog.L
 	}
 	release := func() {
 		if err := held.Release(context.WithoutCancel(ctx)); err != nil {
-			log.Warn("release job lease", "job", job, "err", err)
+			log.Warn("release job lease", "job", name, "err", err)
 		}
 		h.Close()
 	}
