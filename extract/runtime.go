@@ -85,7 +85,8 @@ var runtimeInit struct {
 }
 
 // InitRuntime loads the ONNX Runtime library and creates its process-global
-// environment, once per process. Later calls return the first call's result.
+// environment, once per process, on a thread with a large stack (see
+// bigStackBytes). Later calls return the first call's result.
 func InitRuntime() error {
 	runtimeInit.once.Do(func() {
 		path, err := LibraryPath()
@@ -94,8 +95,15 @@ func InitRuntime() error {
 			return
 		}
 		ort.SetSharedLibraryPath(path)
-		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-			runtimeInit.err = fmt.Errorf("%w: load %s: %v; %s", ErrNoRuntime, path, err, installHint)
+		var initErr error
+		if err := runOnBigStack(bigStackBytes, func() {
+			initErr = ort.InitializeEnvironment(ort.WithLogLevelError())
+		}); err != nil {
+			runtimeInit.err = fmt.Errorf("%w: load %s: %w", ErrNoRuntime, path, err)
+			return
+		}
+		if initErr != nil {
+			runtimeInit.err = fmt.Errorf("%w: load %s: %v; %s", ErrNoRuntime, path, initErr, installHint)
 		}
 	})
 	return runtimeInit.err
