@@ -68,6 +68,52 @@ func (b *bloom) add(h uint64) {
 	b.probe(h, func(w *atomic.Uint64, bit uint64) bool { w.Or(bit); return true })
 }
 
+// bloomBatch adds values to a bloom a batch at a time, for one goroutine
+// that adds many (the stored stream): an add is a cache miss, and an
+// atomic OR waits for its own miss before the next one starts, so that
+// one add at a time costs a full memory latency each. A batch first loads
+// a word of every value's block — independent loads, whose misses
+// overlap — and then ORs the bits in, into blocks now cached. Values are
+// in the filter once flush returned.
+type bloomBatch struct {
+	b      *bloom
+	hashes [bloomBatchSize]uint64
+	n      int
+}
+
+// bloomBatchSize is the number of misses a batch overlaps: more than a
+// core can have in flight, and small enough that the batch's blocks stay
+// in the L1 cache until they are ORed.
+const bloomBatchSize = 64
+
+func (a *bloomBatch) addString(s string) { a.addHash(maphash.String(a.b.seed, s)) }
+func (a *bloomBatch) addInt(v int64)     { a.addHash(maphash.Comparable(a.b.seed, v)) }
+
+func (a *bloomBatch) addHash(h uint64) {
+	a.hashes[a.n] = h
+	a.n++
+	if a.n == len(a.hashes) {
+		a.flush()
+	}
+}
+
+// flush adds the values queued.
+func (a *bloomBatch) flush() {
+	hashes := a.hashes[:a.n]
+	var touched uint64
+	for _, h := range hashes {
+		touched |= a.b.words[(h%a.b.blocks)*blockWords].Load()
+	}
+	bloomTouched.Store(touched) // keeps the loads
+	for _, h := range hashes {
+		a.b.add(h)
+	}
+	a.n = 0
+}
+
+// bloomTouched is where flush's loads go, so that the compiler keeps them.
+var bloomTouched atomic.Uint64
+
 func (b *bloom) has(h uint64) bool {
 	return b.probe(h, func(w *atomic.Uint64, bit uint64) bool { return w.Load()&bit != 0 })
 }

@@ -133,7 +133,7 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 		defer listed.close()
 		listErr = src.List(gctx, func(e Entry) error {
 			// Every listed entry enters the diff here.
-			if !d.shard.Contains(schema.ItemID(d.source, e.Key)) {
+			if !d.shard.containsKey(d.source, e.Key) {
 				return nil // another shard's item: not listed by this run
 			}
 			return listed.add(e)
@@ -143,13 +143,14 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 	g.Go(func() error {
 		defer stored.close()
 		var n int64
+		shas, sizes := bloomBatch{b: d.shas}, bloomBatch{b: d.sizes}
 		err := sink.Stored(gctx, d.source, func(st StoredItem) error {
 			// Every stored item enters the diff here.
 			if !st.Failed && st.ModelID == d.modelID {
 				// Of every shard: a copy reuses a vector another shard stored.
-				d.shas.addString(st.SHA256)
+				shas.addString(st.SHA256)
 				if d.sizes != nil {
-					d.sizes.addInt(st.Size)
+					sizes.addInt(st.Size)
 				}
 			}
 			if !d.shard.Contains(st.ID) {
@@ -161,8 +162,10 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 		if err != nil {
 			return fmt.Errorf("read stored items of %s: %w", d.source, err)
 		}
+		shas.flush()
 		d.shas.complete.Store(true)
 		if d.sizes != nil {
+			sizes.flush()
 			d.sizes.complete.Store(true)
 		}
 		d.storedCount = n
