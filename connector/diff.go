@@ -396,13 +396,16 @@ func (c *storedCursor) pop() {
 // operation per value and without delaying any: the sender appends to a
 // buffer of up to bufferedAhead values, and the receiver takes the whole
 // buffer at once whenever it is not empty, so that a slow (or blocked)
-// sender's values are never held back. The two buffers alternate. Waits
-// watch ctx.
+// sender's values are never held back. The two buffers alternate: the
+// sender makes one only when none was given back, so that there are never
+// more than two (one sent, one filling), and none is dropped — a receiver
+// that takes small chunks fast gives both back between two of the
+// sender's adds. Waits watch ctx.
 type chunker[T any] struct {
 	ctx   context.Context
 	mu    sync.Mutex
-	buf   []T // the sender's side: values not taken yet
-	spare []T // the buffer the receiver gave back
+	buf   []T   // the sender's side: values not taken yet
+	spare [][]T // the buffers the receiver gave back (at most two)
 	ended bool
 	wake  chan struct{} // the receiver may find values (or the end)
 	room  chan struct{} // the sender may find room
@@ -436,8 +439,9 @@ func (c *chunker[T]) add(v T) error {
 		}
 		c.mu.Lock()
 	}
-	if c.buf == nil {
-		c.buf, c.spare = c.spare, nil
+	if c.buf == nil && len(c.spare) > 0 {
+		c.buf = c.spare[len(c.spare)-1]
+		c.spare = c.spare[:len(c.spare)-1]
 	}
 	c.buf = append(c.buf, v)
 	first := len(c.buf) == 1
@@ -485,7 +489,7 @@ func (c *chunker[T]) next() ([]T, bool, error) {
 func (c *chunker[T]) recycle(chunk []T) {
 	clear(chunk)
 	c.mu.Lock()
-	c.spare = chunk[:0]
+	c.spare = append(c.spare, chunk[:0])
 	c.mu.Unlock()
 }
 
