@@ -49,10 +49,15 @@ func (b *bloom) hasInt(v int64) bool     { return b.has(maphash.Comparable(b.see
 // mayHaveString is hasString once the filter is complete, and true before.
 func (b *bloom) mayHaveString(s string) bool { return !b.complete.Load() || b.hasString(s) }
 
+// block returns h's block.
+func (b *bloom) block(h uint64) []atomic.Uint64 {
+	return b.words[(h%b.blocks)*blockWords:][:blockWords]
+}
+
 // probe calls f with the word and bit of each probe of h: the block from
 // h, the bits within it from 9-bit slices of a remix of h.
 func (b *bloom) probe(h uint64, f func(w *atomic.Uint64, bit uint64) bool) bool {
-	block := b.words[(h%b.blocks)*blockWords:][:blockWords]
+	block := b.block(h)
 	bits := h * 0x9E3779B97F4A7C15
 	for range b.probes {
 		in := bits & (blockWords*64 - 1)
@@ -100,19 +105,14 @@ func (a *bloomBatch) addHash(h uint64) {
 // flush adds the values queued.
 func (a *bloomBatch) flush() {
 	hashes := a.hashes[:a.n]
-	var touched uint64
 	for _, h := range hashes {
-		touched |= a.b.words[(h%a.b.blocks)*blockWords].Load()
+		a.b.block(h)[0].Load() // the compiler keeps an atomic load whose value is unused
 	}
-	bloomTouched.Store(touched) // keeps the loads
 	for _, h := range hashes {
 		a.b.add(h)
 	}
 	a.n = 0
 }
-
-// bloomTouched is where flush's loads go, so that the compiler keeps them.
-var bloomTouched atomic.Uint64
 
 func (b *bloom) has(h uint64) bool {
 	return b.probe(h, func(w *atomic.Uint64, bit uint64) bool { return w.Load()&bit != 0 })
