@@ -49,10 +49,15 @@ func (b *bloom) hasInt(v int64) bool     { return b.has(maphash.Comparable(b.see
 // mayHaveString is hasString once the filter is complete, and true before.
 func (b *bloom) mayHaveString(s string) bool { return !b.complete.Load() || b.hasString(s) }
 
+// block returns h's block.
+func (b *bloom) block(h uint64) []atomic.Uint64 {
+	return b.words[(h%b.blocks)*blockWords:][:blockWords]
+}
+
 // probe calls f with the word and bit of each probe of h: the block from
 // h, the bits within it from 9-bit slices of a remix of h.
 func (b *bloom) probe(h uint64, f func(w *atomic.Uint64, bit uint64) bool) bool {
-	block := b.words[(h%b.blocks)*blockWords:][:blockWords]
+	block := b.block(h)
 	bits := h * 0x9E3779B97F4A7C15
 	for range b.probes {
 		in := bits & (blockWords*64 - 1)
@@ -66,6 +71,47 @@ func (b *bloom) probe(h uint64, f func(w *atomic.Uint64, bit uint64) bool) bool 
 
 func (b *bloom) add(h uint64) {
 	b.probe(h, func(w *atomic.Uint64, bit uint64) bool { w.Or(bit); return true })
+}
+
+// bloomBatch adds values to a bloom a batch at a time, for one goroutine
+// that adds many (the stored stream): an add is a cache miss, and an
+// atomic OR waits for its own miss before the next one starts, so that
+// one add at a time costs a full memory latency each. A batch first loads
+// a word of every value's block — independent loads, whose misses
+// overlap — and then ORs the bits in, into blocks now cached. Values are
+// in the filter once flush returned.
+type bloomBatch struct {
+	b      *bloom
+	hashes [bloomBatchSize]uint64
+	n      int
+}
+
+// bloomBatchSize is the number of misses a batch overlaps: more than a
+// core can have in flight, and small enough that the batch's blocks stay
+// in the L1 cache until they are ORed.
+const bloomBatchSize = 64
+
+func (a *bloomBatch) addString(s string) { a.addHash(maphash.String(a.b.seed, s)) }
+func (a *bloomBatch) addInt(v int64)     { a.addHash(maphash.Comparable(a.b.seed, v)) }
+
+func (a *bloomBatch) addHash(h uint64) {
+	a.hashes[a.n] = h
+	a.n++
+	if a.n == len(a.hashes) {
+		a.flush()
+	}
+}
+
+// flush adds the values queued.
+func (a *bloomBatch) flush() {
+	hashes := a.hashes[:a.n]
+	for _, h := range hashes {
+		a.b.block(h)[0].Load() // the compiler keeps an atomic load whose value is unused
+	}
+	for _, h := range hashes {
+		a.b.add(h)
+	}
+	a.n = 0
 }
 
 func (b *bloom) has(h uint64) bool {

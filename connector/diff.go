@@ -133,7 +133,7 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 		defer listed.close()
 		listErr = src.List(gctx, func(e Entry) error {
 			// Every listed entry enters the diff here.
-			if !d.shard.Contains(schema.ItemID(d.source, e.Key)) {
+			if !d.shard.containsKey(d.source, e.Key) {
 				return nil // another shard's item: not listed by this run
 			}
 			return listed.add(e)
@@ -143,13 +143,14 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 	g.Go(func() error {
 		defer stored.close()
 		var n int64
+		shas, sizes := bloomBatch{b: d.shas}, bloomBatch{b: d.sizes}
 		err := sink.Stored(gctx, d.source, func(st StoredItem) error {
 			// Every stored item enters the diff here.
 			if !st.Failed && st.ModelID == d.modelID {
 				// Of every shard: a copy reuses a vector another shard stored.
-				d.shas.addString(st.SHA256)
+				shas.addString(st.SHA256)
 				if d.sizes != nil {
-					d.sizes.addInt(st.Size)
+					sizes.addInt(st.Size)
 				}
 			}
 			if !d.shard.Contains(st.ID) {
@@ -161,8 +162,10 @@ func (d *differ) diff(ctx context.Context, src Source, sink Sink, emit emitFunc)
 		if err != nil {
 			return fmt.Errorf("read stored items of %s: %w", d.source, err)
 		}
+		shas.flush()
 		d.shas.complete.Store(true)
 		if d.sizes != nil {
+			sizes.flush()
 			d.sizes.complete.Store(true)
 		}
 		d.storedCount = n
@@ -393,13 +396,16 @@ func (c *storedCursor) pop() {
 // operation per value and without delaying any: the sender appends to a
 // buffer of up to bufferedAhead values, and the receiver takes the whole
 // buffer at once whenever it is not empty, so that a slow (or blocked)
-// sender's values are never held back. The two buffers alternate. Waits
-// watch ctx.
+// sender's values are never held back. The two buffers alternate: the
+// sender makes one only when none was given back, so that there are never
+// more than two (one sent, one filling), and none is dropped — a receiver
+// that takes small chunks fast gives both back between two of the
+// sender's adds. Waits watch ctx.
 type chunker[T any] struct {
 	ctx   context.Context
 	mu    sync.Mutex
-	buf   []T // the sender's side: values not taken yet
-	spare []T // the buffer the receiver gave back
+	buf   []T   // the sender's side: values not taken yet
+	spare [][]T // the buffers the receiver gave back (at most two)
 	ended bool
 	wake  chan struct{} // the receiver may find values (or the end)
 	room  chan struct{} // the sender may find room
@@ -433,8 +439,9 @@ func (c *chunker[T]) add(v T) error {
 		}
 		c.mu.Lock()
 	}
-	if c.buf == nil {
-		c.buf, c.spare = c.spare, nil
+	if c.buf == nil && len(c.spare) > 0 {
+		c.buf = c.spare[len(c.spare)-1]
+		c.spare = c.spare[:len(c.spare)-1]
 	}
 	c.buf = append(c.buf, v)
 	first := len(c.buf) == 1
@@ -482,7 +489,7 @@ func (c *chunker[T]) next() ([]T, bool, error) {
 func (c *chunker[T]) recycle(chunk []T) {
 	clear(chunk)
 	c.mu.Lock()
-	c.spare = chunk[:0]
+	c.spare = append(c.spare, chunk[:0])
 	c.mu.Unlock()
 }
 

@@ -8,3 +8,6 @@ func SetSpillBudgets(n int) (restore func()) {
 	lateRunBytes, passedRunBytes, idRunBytes, storedSortRunBytes = n, n, n, n
 	return func() { lateRunBytes, passedRunBytes, idRunBytes, storedSortRunBytes = old[0], old[1], old[2], old[3] }
 }
+
+// ContainsKey exposes Shard.containsKey.
+func (s Shard) ContainsKey(source, key string) bool { return s.containsKey(source, key) }

@@ -67,6 +67,12 @@ func (s Shard) Contains(id string) bool {
 	return h%uint64(s.N) == uint64(s.I)
 }
 
+// containsKey is Contains of the id of source's item key, which it
+// computes (a sha256) only when the source is sharded.
+func (s Shard) containsKey(source, key string) bool {
+	return s.N <= 1 || s.Contains(schema.ItemID(source, key))
+}
+
 // LeaseName is the name of job's lease for this shard: the job itself
 // when unsharded, else JOB.shard-I-of-N (job names have no dot), so that
 // the N shards of a job run at once, one runner each.

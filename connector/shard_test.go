@@ -26,6 +26,22 @@ func TestParseShard(t *testing.T) {
 	}
 }
 
+// A listed key's membership is its id's, for any N (the listing hashes
+// the key only when sharded).
+func TestShardContainsKey(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 7} {
+		for i := range max(n, 1) {
+			s := connector.Shard{I: i, N: n}
+			for k := range 200 {
+				key := fmt.Sprintf("img/%05d.jpg", k)
+				if got, want := s.ContainsKey("file:///photos", key), s.Contains(schema.ItemID("file:///photos", key)); got != want {
+					t.Fatalf("shard %+v: ContainsKey(%q) = %v, Contains of its id = %v", s, key, got, want)
+				}
+			}
+		}
+	}
+}
+
 // TestShardPartition: the N shards of any N partition the ids (each in
 // exactly one), evenly, and membership is the documented function of the
 // id (its first 64 bits modulo N), so that every platform agrees.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,9 +30,10 @@ func main() {
 	sizes := flag.String("n", "1000000,10000000", "comma-separated item counts, measured one after the other")
 	child := flag.String("child", "", "internal: run one measurement (list, stored, plan or sync) in this process")
 	n := flag.Int("items", 0, "internal: the child's item count")
+	cpuProfile := flag.String("cpuprofile", "", "with -child: write the measurement's CPU profile to this file")
 	flag.Parse()
 	if *child != "" {
-		if err := measure(*child, *n); err != nil {
+		if err := measure(*child, *n, *cpuProfile); err != nil {
 			fmt.Fprintln(os.Stderr, "scalebench:", err)
 			os.Exit(1)
 		}
@@ -95,8 +97,12 @@ func child(self, mode string, n int) (time.Duration, int64, error) {
 	return el, ru.Maxrss * 1024, nil // Linux reports KiB
 }
 
-// measure runs mode over n synthetic items and prints the time it took.
-func measure(mode string, n int) error {
+// measure runs mode over n synthetic items and prints the time it took;
+// with a cpuProfile path it also profiles the measurement, e.g.
+//
+//	go run ./connector/internal/scalebench -child sync -items 1000000 -cpuprofile sync.prof
+//	go tool pprof -top sync.prof
+func measure(mode string, n int, cpuProfile string) error {
 	ctx := context.Background()
 	y := connectortest.Synthetic{Source: source, N: n}
 	src := connectortest.SyntheticSource{Synthetic: y}
@@ -104,6 +110,17 @@ func measure(mode string, n int) error {
 	sink := connectortest.NewSyntheticSink(y, model)
 	if err := sink.Open(ctx, model); err != nil {
 		return err
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	switch mode {
