@@ -110,10 +110,10 @@
 // Options.Shard (Shard, shard.go) restricts a run to the items whose id
 // falls in shard I of N: the id's first 16 hex digits as a big-endian
 // uint64, modulo N (the id is a sha256, so shards are even; the same on
-// every platform). The filter applies where items enter the diff: each
-// listed entry (the lister's loop, Plan's listing) and each stored item
-// (loadStored's callback, after it noted the sha256s of every shard's
-// rows, so that a copy reuses a vector another shard stored). Everything
+// every platform). The filter applies where items enter the diff (the
+// two callbacks of differ.diff, for Run and Plan alike): each listed entry
+// and each stored item (after the Bloom filter took the sha256s of every
+// shard's rows, so that a copy reuses a vector another shard stored). Everything
 // after follows: a sharded run classifies, reads, writes and counts only
 // its slice, and the vanished
 // ids it may delete are its slice's stored ids that its slice's listing

@@ -24,7 +24,8 @@ type Sink interface {
 	connector.Searcher
 	connector.StatusReader
 	connector.VectorScanner
-	// OpenRead opens for Status, Search and Get without a model, and never
+	// OpenRead opens for reading only (Status, Search, Get, Stored: what
+	// `sync --dry-run` plans from, ScanVectors) without a model, and never
 	// creates or migrates anything.
 	OpenRead(ctx context.Context) error
 }
@@ -152,6 +153,14 @@ type LeaseKeeper interface {
 // migrator's connection.
 type Migrator interface {
 	OpenMigrator(ctx context.Context) (*migrations.Migrator, error)
+}
+
+// ReadMigrator is the capability of a sink whose Migrator would otherwise
+// open its storage for writing (SQLite: the file, read-write, creating it):
+// OpenMigratorRead opens it read-only for `imgvec migrate status` and the
+// dry runs, which only read the ledger. The caller closes the sink.
+type ReadMigrator interface {
+	OpenMigratorRead(ctx context.Context) (*migrations.Migrator, error)
 }
 
 // Prober is the capability of a sink that answers readiness its own way,

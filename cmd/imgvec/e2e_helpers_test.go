@@ -169,6 +169,14 @@ func imgvecEnv(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
 	cmd := e2eCmd(dir, args...)
 	cmd.Env = append(cmd.Env, env...)
+	return runE2E(t, cmd)
+}
+
+// runE2E runs cmd, the binary prepared by e2eCmd, to completion (at most
+// two minutes).
+func runE2E(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	args := cmd.Args[1:]
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

@@ -75,10 +75,6 @@ func newMapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			scanner, ok := sink.(connector.VectorScanner)
-			if !ok {
-				return fmt.Errorf("map: sink %s cannot stream its vectors", sinks.Redact(j.Sink))
-			}
 			if err := sink.OpenRead(ctx); err != nil {
 				return err
 			}
@@ -87,7 +83,7 @@ func newMapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			page, err := buildMap(ctx, scanner, modelID, j, s)
+			page, err := buildMap(ctx, sink, modelID, j, s)
 			if err != nil {
 				return err
 			}
@@ -162,33 +158,19 @@ func mapModelID(ctx context.Context, sink sinks.Sink, j config.Job, given bool) 
 	if err != nil {
 		return "", err
 	}
-	var stored []string
-	for _, m := range st.Models {
-		if m.ModelID == j.Model && given {
-			return m.ModelID, nil
-		}
-		stored = append(stored, fmt.Sprintf("%s (%d rows)", m.ModelID, m.Rows))
-	}
-	if !given {
-		switch len(st.Models) {
-		case 0:
-			return "", fmt.Errorf("map: the sink holds no vectors (run imgvec sync first)")
-		case 1:
-			return st.Models[0].ModelID, nil
-		}
-		return "", wiring.Usagef("map: the sink holds several models; give --model with one of: %s", strings.Join(stored, ", "))
-	}
-	m, err := wiring.LoadModel(ctx, j)
-	if err != nil {
-		return "", err
-	}
-	id := m.Identity(!j.NoNormalize).ID()
-	for _, sm := range st.Models {
-		if sm.ModelID == id {
-			return id, nil
+	want := ""
+	if given {
+		want = j.Model
+		if !slices.ContainsFunc(st.Models, func(m connector.ModelCount) bool { return m.ModelID == want }) {
+			m, err := wiring.LoadModel(ctx, j)
+			if err != nil {
+				return "", err
+			}
+			want = m.Identity(!j.NoNormalize).ID()
 		}
 	}
-	return "", fmt.Errorf("map: no vectors of model %s are stored (stored: %s)", id, strings.Join(stored, ", "))
+	m, err := pickModel(st.Models, want, "map")
+	return m.ModelID, err
 }
 
 // mapRow is one stored row of the map.

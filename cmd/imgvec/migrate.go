@@ -55,7 +55,11 @@ func newMigrateCmd() *cobra.Command {
 					return nil
 				}
 			}
-			m, err := mg.OpenMigrator(ctx)
+			open := mg.OpenMigrator
+			if rm, ok := sink.(sinks.ReadMigrator); ok && (args[0] == "status" || dryRun) {
+				open = rm.OpenMigratorRead // they only read: a read-only copy will do
+			}
+			m, err := open(ctx)
 			if err != nil {
 				return err
 			}

@@ -101,7 +101,11 @@ func newRunCmd(g *globalFlags, kind, use, short string) *cobra.Command {
 				opts.Model = x.Identity()
 			}
 			opts.StartedAt = time.Now() // the first run's duration counts the sink's waits at Open
-			if err := sink.Open(ctx, opts.Model); err != nil {
+			open := func(ctx context.Context) error { return sink.Open(ctx, opts.Model) }
+			if dryRun {
+				open = sink.OpenRead // the plan only reads: a read-only copy will do
+			}
+			if err := open(ctx); err != nil {
 				return err
 			}
 			defer sink.Close()

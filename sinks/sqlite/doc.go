@@ -27,15 +27,17 @@
 //     OTHER model ids, of any dimension, are fine: the dimension lives on
 //     each row, and sync re-embeds stale rows.
 //
-// OpenRead (status, search) opens only read-only connections and creates
+// OpenRead (status, search, export, dupes, map, sync --dry-run) opens only read-only connections and creates
 // nothing: a missing or unreadable file fails with an error that says so;
 // a database no connection has open (no -wal or -shm file) is read as it
 // is (SQLite's immutable=1), so it reads from a read-only directory too;
 // otherwise the existing -wal and -shm are used, and when SQLite would have
 // to create a -shm it cannot, the error says so. Writes are refused.
 //
-// OpenMigrator and Migrate serve `imgvec migrate up|down|status`: they open
-// (and create) the file without the model checks. Close may be called more
+// OpenMigrator and Migrate serve `imgvec migrate up|down`: they open (and
+// create) the file without the model checks. OpenMigratorRead serves
+// `migrate status` and the dry runs: it opens the file as OpenRead does,
+// without the schema checks. Close may be called more
 // than once; Open after Close reconnects (possibly with another model).
 //
 // # Tables (migrations/sqlite)

@@ -153,6 +153,10 @@ func TestOpenReadIsReadOnly(t *testing.T) {
 	if err := r.Delete(ctx, "s", []string{"a"}); err == nil {
 		t.Error("Delete through OpenRead accepted")
 	}
+	gone := func(schema.Runner) bool { return true }
+	if _, err := r.AbandonDeadRuns(ctx, "here", gone, time.Now(), "gone"); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("AbandonDeadRuns through OpenRead: %v", err)
+	}
 	r.Close()
 
 	if n := entries(); len(n) != 1 {

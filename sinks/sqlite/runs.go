@@ -42,7 +42,7 @@ func (s *Sink) AbandonRuns(ctx context.Context, job, shard string, endedAt time.
 // host are read and those whose runner is gone closed, in one
 // transaction.
 func (s *Sink) AbandonDeadRuns(ctx context.Context, host string, gone func(schema.Runner) bool, endedAt time.Time, reason string) (int64, error) {
-	w, _, _, err := s.state()
+	w, _, err := s.writable()
 	if err != nil {
 		return 0, err
 	}

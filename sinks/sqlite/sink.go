@@ -149,12 +149,15 @@ func (s *Sink) connect(ctx context.Context, create bool) error {
 	return nil
 }
 
-func (s *Sink) migrator() (*migrations.Migrator, error) {
+func (s *Sink) migrator() (*migrations.Migrator, error) { return newMigrator(s.writer) }
+
+// newMigrator returns the migration runner over db.
+func newMigrator(db *sql.DB) (*migrations.Migrator, error) {
 	ms, err := migrations.SQLiteMigrations()
 	if err != nil {
 		return nil, err
 	}
-	return migrations.New(migrations.NewSQLDriver(s.writer, migrations.SQLiteDialect), ms)
+	return migrations.New(migrations.NewSQLDriver(db, migrations.SQLiteDialect), ms)
 }
 
 // OpenMigrator opens the database file, creating it if absent, without the
@@ -169,6 +172,23 @@ func (s *Sink) OpenMigrator(ctx context.Context) (*migrations.Migrator, error) {
 		}
 	}
 	return s.migrator()
+}
+
+// OpenMigratorRead opens the existing database file read-only, as OpenRead
+// does (it creates nothing and reads from a read-only directory or file),
+// without its schema checks, and returns the runner for `imgvec migrate
+// status` and the dry runs of up and down: they only read the ledger; a
+// step it would apply fails, the connection being read-only. The Migrator
+// is valid until Close.
+func (s *Sink) OpenMigratorRead(ctx context.Context) (*migrations.Migrator, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reader == nil {
+		if err := s.connectRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return newMigrator(s.reader)
 }
 
 // Migrate applies every pending migration (`imgvec migrate up`). It opens
@@ -215,11 +235,7 @@ func (s *Sink) OpenRead(ctx context.Context) (err error) {
 			s.closeLocked()
 		}
 	}()
-	ms, err := migrations.SQLiteMigrations()
-	if err != nil {
-		return err
-	}
-	m, err := migrations.New(migrations.NewSQLDriver(s.reader, migrations.SQLiteDialect), ms)
+	m, err := newMigrator(s.reader)
 	if err != nil {
 		return err
 	}
