@@ -295,6 +295,18 @@ func testRun(id, source string, m schema.ModelIdentity, started time.Time) *sche
 	}
 }
 
+// checkRuns checks that status shows exactly the runs of want (by id).
+func (e *env) checkRuns(want map[string]schema.Run) {
+	e.t.Helper()
+	st := e.status()
+	if len(st.Runs) != len(want) {
+		e.t.Fatalf("%d runs, want %d", len(st.Runs), len(want))
+	}
+	for _, r := range st.Runs {
+		e.checkRun(r, want[r.ID])
+	}
+}
+
 func (e *env) checkRun(got, want schema.Run) {
 	e.t.Helper()
 	g, w := got, want

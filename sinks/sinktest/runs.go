@@ -42,13 +42,7 @@ func testAbandonRuns(t *testing.T, e *env) {
 	w := want["left"]
 	w.Outcome, w.EndedAt, w.Error = schema.RunAbandoned, at, reason
 	want["left"] = w
-	st := e.status()
-	if len(st.Runs) != len(want) {
-		t.Fatalf("%d runs, want %d", len(st.Runs), len(want))
-	}
-	for _, r := range st.Runs {
-		e.checkRun(r, want[r.ID])
-	}
+	e.checkRuns(want)
 	if n, err := ra.AbandonRuns(e.ctx, "photos", "", at, reason); err != nil || n != 0 {
 		t.Errorf("second AbandonRuns(photos) = %d, %v; want 0", n, err)
 	}
@@ -161,13 +155,7 @@ func testAbandonDeadRuns(t *testing.T, e *env) {
 	w := want["dead"]
 	w.Outcome, w.EndedAt, w.Error = schema.RunAbandoned, at, reason
 	want["dead"] = w
-	st := e.status()
-	if len(st.Runs) != len(want) {
-		t.Fatalf("%d runs, want %d", len(st.Runs), len(want))
-	}
-	for _, r := range st.Runs {
-		e.checkRun(r, want[r.ID])
-	}
+	e.checkRuns(want)
 	if n, err := da.AbandonDeadRuns(e.ctx, "here", gone, at, reason); err != nil || n != 0 {
 		t.Errorf("second AbandonDeadRuns(here) = %d, %v; want 0", n, err)
 	}
