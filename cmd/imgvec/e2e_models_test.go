@@ -129,6 +129,7 @@ func TestE2EModelQuantize(t *testing.T) {
 	}
 	mustCode(t, exitUsage, tmp, "model", "quantize", e2eModel, "-o", "x.onnx")
 	mustCode(t, exitUsage, tmp, "model", "quantize", e2eModel, "-o", "x.onnx", "--calibrate", e2eImages, "--method", "fp8")
+	mustCode(t, exitUsage, tmp, "model", "quantize", e2eModel, "-o", "x.onnx", "--calibrate", e2eImages, "--min-max", "--percentile", "99.9")
 }
 
 // TestE2EDoctor: doctor reports the library, probes the CPU, and a device

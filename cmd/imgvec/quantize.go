@@ -25,7 +25,7 @@ func newModelQuantizeCmd() *cobra.Command {
 	var out, dir, method, layer, preprocess string
 	var percentile float64
 	var maxImages, threads int
-	var reduceRange bool
+	var reduceRange, minMax bool
 	cmd := &cobra.Command{
 		Use:   "quantize MODEL.onnx -o OUT.onnx --calibrate DIR",
 		Short: "Write an int8 model (static QDQ calibrated on DIR's images, or --method dynamic) and compare it with the original",
@@ -39,7 +39,9 @@ func newModelQuantizeCmd() *cobra.Command {
 			case method != "static" && method != "dynamic":
 				return wiring.Usagef("quantize: --method %q: want static or dynamic", method)
 			case percentile != 0 && (percentile <= 50 || percentile >= 100):
-				return wiring.Usagef("quantize: --percentile %g: want a value in (50, 100), or 0 for min/max", percentile)
+				return wiring.Usagef("quantize: --percentile %g: want a value in (50, 100), or 0 for the least-error ranges", percentile)
+			case percentile != 0 && minMax:
+				return wiring.Usagef("quantize: --percentile and --min-max: pick one")
 			}
 			spec, err := extract.ParsePreprocess(preprocess)
 			if err != nil {
@@ -64,7 +66,7 @@ func newModelQuantizeCmd() *cobra.Command {
 				q, err = m.QuantizeDynamic(qo)
 			} else {
 				var ranges map[string]onnxgraph.Range
-				ranges, err = extract.Calibrate(ctx, m, tensors, spec, extract.CalibrateOptions{Percentile: percentile, IntraOpThreads: threads})
+				ranges, err = extract.Calibrate(ctx, m, tensors, spec, extract.CalibrateOptions{Percentile: percentile, MinMax: minMax, IntraOpThreads: threads})
 				if err == nil {
 					q, err = m.QuantizeStatic(ranges, qo)
 				}
@@ -92,7 +94,8 @@ func newModelQuantizeCmd() *cobra.Command {
 	f.StringVarP(&out, "out", "o", "", "output .onnx file")
 	f.StringVar(&dir, "calibrate", "", "folder of images to calibrate activation ranges on and to compare the models with")
 	f.StringVar(&method, "method", "static", "static (QDQ int8 Conv/Gemm/MatMul, calibrated) or dynamic (int8 Linear layers only)")
-	f.Float64Var(&percentile, "percentile", 0, "clip activation ranges at this percentile (e.g. 99.999) instead of min/max")
+	f.Float64Var(&percentile, "percentile", 0, "clip activation ranges at this percentile (e.g. 99.999) instead of the least-error ranges")
+	f.BoolVar(&minMax, "min-max", false, "take activation ranges as the plain min/max instead of the least-error ranges")
 	f.BoolVar(&reduceRange, "reduce-range", false, "7-bit weights, for CPUs without VNNI")
 	f.IntVar(&maxImages, "max-images", 200, "use at most this many images of DIR")
 	f.StringVar(&layer, "layer", "fc7", "layer the comparison reads")

@@ -83,7 +83,9 @@
 // parameters across pass-through ops (MaxPool, Flatten, Reshape, Dropout),
 // so that ONNX Runtime fuses them into integer kernels. The ranges come
 // from the caller (extract.Calibrate measures QuantTensors through
-// WithOutputs). It needs opset 13. QuantizeDynamic rewrites only the
+// WithOutputs); where a Range of a node's data input (QuantInputs) carries
+// its channel means, the node's bias is corrected for the mean shift its
+// weights' rounding causes. It needs opset 13. QuantizeDynamic rewrites only the
 // Linear layers, as ONNX Runtime's quantize_dynamic does
 // (DynamicQuantizeLinear, MatMulInteger, scales in float). Both keep tensor
 // names; Inspect sees a DequantizeLinear of an initializer as a constant,

@@ -4,10 +4,17 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Range is the calibrated value range of an activation tensor.
-type Range struct{ Min, Max float32 }
+type Range struct {
+	Min, Max float32
+	// Means, when set, is the mean of each channel (axis 1) of a node's
+	// data input (see QuantInputs): QuantizeStatic corrects that node's
+	// bias for the mean shift its weights' rounding causes.
+	Means []float32
+}
 
 // QuantOptions tunes QuantizeStatic and QuantizeDynamic.
 type QuantOptions struct {
@@ -72,6 +79,20 @@ func (m *Model) QuantTensors() []string {
 		}
 		add(input(n, 0))
 		add(a.quantOutput(n))
+	}
+	return out
+}
+
+// QuantInputs lists the data input of every node QuantizeStatic
+// quantizes: the tensors whose channel means (Range.Means) correct the
+// nodes' biases.
+func (m *Model) QuantInputs() []string {
+	a := analyse(m.Graph)
+	var out []string
+	for _, i := range a.order {
+		if n := a.g.Nodes[i]; quantizable(a, n) && a.consts[input(n, 0)] == nil && !slices.Contains(out, input(n, 0)) {
+			out = append(out, input(n, 0))
+		}
 	}
 	return out
 }
@@ -151,9 +172,9 @@ func newTensorInt32s(name string, dims []int64, v []int32) *Tensor {
 	return newTensorRaw(name, Int32, dims, raw)
 }
 
-// activationParams is the asymmetric uint8 scale and zero point of r
+// ActivationParams is the asymmetric uint8 scale and zero point of r
 // (widened to include 0, so that 0 is exact).
-func activationParams(r Range) (scale float32, zero uint8) {
+func ActivationParams(r Range) (scale float32, zero uint8) {
 	lo, hi := min(float64(r.Min), 0), max(float64(r.Max), 0)
 	if !(hi > lo) || math.IsInf(hi-lo, 0) || math.IsNaN(hi-lo) {
 		return 1, 0
@@ -237,7 +258,7 @@ func (m *Model) QuantizeStatic(ranges map[string]Range, o QuantOptions) (*Model,
 		if !ok {
 			return 0, 0, fmt.Errorf("onnxgraph: quantize: no calibrated range for tensor %q", t)
 		}
-		s, z := activationParams(r)
+		s, z := ActivationParams(r)
 		return s, z, nil
 	}
 	for _, i := range a.order {
@@ -298,7 +319,7 @@ func (m *Model) QuantizeStatic(ranges map[string]Range, o QuantOptions) (*Model,
 			}
 		}
 		if quantizable(a, n) {
-			bias, err := qw.weights(a, &nn, n, actScale[input(n, 0)], qmax)
+			bias, err := qw.weights(a, &nn, n, actScale[input(n, 0)], ranges[input(n, 0)].Means, qmax)
 			if err != nil {
 				return nil, err
 			}
@@ -348,9 +369,10 @@ func (m *Model) withQuantized(qw *quantWriter, replaced map[string]bool) *Model 
 
 // weights rewrites nn (a copy of n) to read its weight, and its bias when
 // an initializer, through DequantizeLinear of int8/int32 values. inScale is
-// the data input's activation scale. bias reports whether the bias was
-// quantized.
-func (qw *quantWriter) weights(a *analysis, nn, n *Node, inScale float32, qmax float64) (bias bool, err error) {
+// the data input's activation scale; means, when it has one value per
+// input channel, its channel means, by which the bias is corrected (see
+// biasShift). bias reports whether the bias was quantized.
+func (qw *quantWriter) weights(a *analysis, nn, n *Node, inScale float32, means []float32, qmax float64) (bias bool, err error) {
 	wt := a.inits[input(n, 1)]
 	w, err := wt.Floats()
 	if err != nil {
@@ -378,6 +400,11 @@ func (qw *quantWriter) weights(a *analysis, nn, n *Node, inScale float32, qmax f
 	if err != nil {
 		return false, fmt.Errorf("onnxgraph: quantize %s bias: %w", n.Name, err)
 	}
+	if shift := biasShift(n, w, q, scales, wt.Dims, axis, means); shift != nil {
+		for c := range b {
+			b[c] -= float32(shift[c])
+		}
+	}
 	bq, bs := make([]int32, len(b)), make([]float32, len(b))
 	for c, v := range b {
 		bs[c] = inScale * scales[c]
@@ -389,6 +416,40 @@ func (qw *quantWriter) weights(a *analysis, nn, n *Node, inScale float32, qmax f
 	qw.node("DequantizeLinear", []string{bqn, bsn, bzn}, bdn, intA("axis", 0))
 	nn.Inputs[2] = bdn
 	return true, nil
+}
+
+// biasShift is, per output channel, the mean change of n's output that
+// rounding its weight w to q×scales causes on inputs whose channel means
+// are means: Σ (dequantized - float weight) × the mean of the input
+// channel the weight reads. Without the correction the rounding error's
+// mean part (large after a Relu, whose outputs are all ≥ 0) adds up layer
+// after layer. Nil where means does not fit the weight (grouped Conv, no
+// means).
+func biasShift(n *Node, w []float32, q []byte, scales []float32, dims []int64, axis int, means []float32) []float64 {
+	// Conv [M,C,kh,kw] and transposed Gemm [N,K]: the input channel is axis
+	// 1; MatMul and plain Gemm [K,N]: axis 0.
+	inAxis := 1
+	if axis == 1 {
+		inAxis = 0
+	}
+	if len(means) == 0 || int64(len(means)) != dims[inAxis] || (n.OpType == "Conv" && n.attrInt("group", 1) != 1) {
+		return nil
+	}
+	outCh, inCh := int(dims[axis]), int(dims[inAxis])
+	outInner, inInner := 1, 1
+	for _, d := range dims[axis+1:] {
+		outInner *= int(d)
+	}
+	for _, d := range dims[inAxis+1:] {
+		inInner *= int(d)
+	}
+	shift := make([]float64, outCh)
+	for i, v := range w {
+		o, c := (i/outInner)%outCh, (i/inInner)%inCh
+		d := float64(int8(q[i]))*float64(scales[o]) - float64(v)
+		shift[o] += d * float64(means[c])
+	}
+	return shift
 }
 
 // QuantizeDynamic returns a copy of m whose Gemm and MatMul nodes with a
