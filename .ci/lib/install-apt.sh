@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs (libturbojpeg and libjpeg for the JPEG fast
-# path, libwebp for exact WebP, sqlite3 and its headers for sqlite-vec, chromium for the headless
+# path, jpegtran to make progressive copies of test JPEGs, libwebp for exact WebP, sqlite3 and its headers for sqlite-vec, chromium for the headless
 # tests of the `imgvec map` page). Idempotent; needs root only
 # when something is missing.
 set -euo pipefail
-pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libwebp-dev libsqlite3-dev sqlite3 chromium)
+pkgs=(libturbojpeg0-dev libjpeg62-turbo-dev libjpeg-turbo-progs libwebp-dev libsqlite3-dev sqlite3 chromium)
 missing=()
 # npm (for the ONNX Runtime and sqlite-vec packages) may come with Node.js
 # rather than from Debian: only install Debian's when there is none.

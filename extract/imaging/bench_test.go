@@ -51,17 +51,21 @@ func synthJPEG(tb testing.TB, w, h int) []byte {
 }
 
 var (
-	bigOnce sync.Once
-	bigJPEG []byte
+	bigOnce     sync.Once
+	bigJPEG     []byte
+	bigProgJPEG []byte // the same coefficients, progressive (jpegtran)
 )
 
 func benchInputs(b *testing.B) map[string][]byte {
-	bigOnce.Do(func() { bigJPEG = synthJPEG(b, 4000, 3000) })
+	bigOnce.Do(func() {
+		bigJPEG = synthJPEG(b, 4000, 3000)
+		bigProgJPEG = jpegtranProgressive(b, bigJPEG)
+	})
 	small, err := os.ReadFile(filepath.Join(imagesDir, "landscape.jpg"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return map[string][]byte{"640x480": small, "4000x3000": bigJPEG}
+	return map[string][]byte{"640x480": small, "4000x3000": bigJPEG, "4000x3000-progressive": bigProgJPEG}
 }
 
 func oursDecodePreprocess(data []byte, dst []float32) error {
@@ -148,7 +152,7 @@ func BenchmarkDecodePreprocess(b *testing.B) {
 		{"ours-purego", oursPureGo},
 		{"baseline-xdraw", baseline},
 	}
-	for _, size := range []string{"640x480", "4000x3000"} {
+	for _, size := range []string{"640x480", "4000x3000", "4000x3000-progressive"} {
 		data := inputs[size]
 		for _, im := range impls {
 			b.Run(size+"/"+im.name, func(b *testing.B) {

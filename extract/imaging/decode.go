@@ -42,7 +42,9 @@ type DecodeOptions struct {
 	// 1/8 scale in the DCT domain (libjpeg-turbo's scaled IDCT): the
 	// smallest of those that keeps the image at least as large as Spec's
 	// resize gives it, as Pillow's Image.draft chooses — no longer Pillow's
-	// full decode. Other formats are decoded in full.
+	// full decode — a baseline file also in the window only, a progressive
+	// one at 1/8 without the scans that scale does not read. Other formats
+	// are decoded in full.
 	Spec Spec
 }
 

@@ -87,7 +87,13 @@
 //   - Spec.FastJPEG (DecodeOptions.Spec) decodes JPEGs at 1/2, 1/4 or 1/8
 //     scale in the DCT domain, as Pillow's Image.draft would, then resamples
 //     as above: no longer the full decode's pixels (TestFastJPEGBounds
-//     bounds the tensor's difference), hence its own Spec.Version.
+//     bounds the tensor's difference), hence its own Spec.Version. A
+//     baseline file is then decoded in the window too, at that scale. A
+//     progressive file at 1/8 is decoded from a copy without the AC scans
+//     of the components libjpeg reconstructs at 1×1 from their DC value
+//     (progressiveDCStream): the same pixels as the whole file at 1/8
+//     (TestFastJPEGRegionDecode, every sampling), several times faster,
+//     but corrupt data in a skipped scan goes unnoticed.
 //   - Progressive JPEGs with more than 500 scans are rejected
 //     (TJFLAG_LIMITSCANS), a CPU bound Pillow does not have.
 //

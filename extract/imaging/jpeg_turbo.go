@@ -43,20 +43,32 @@ func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
 	// a request of ceil(w/s)×ceil(h/s): the largest that fits.
 	s := d.draftScale(int(w), int(hh))
 	W, H := (int(w)+s-1)/s, (int(hh)+s-1)/s
-	w, hh = C.int(W), C.int(H)
 	cmyk := cs == C.TJCS_CMYK || cs == C.TJCS_YCCK
+	if !cmyk {
+		if img, ok := d.jpegRegion(W, H, s); ok {
+			return img, nil, true
+		}
+	}
+	return d.jpegWhole(W, H, cmyk)
+}
+
+// jpegWhole decodes the whole file with tjDecompress2 into W×H pixels (its
+// size at the draft scale jpegTurbo picked).
+func (d *decoder) jpegWhole(W, H int, cmyk bool) (img RGB, err error, handled bool) {
+	h := C.tjInitDecompress()
+	if h == nil {
+		return RGB{}, errors.New("tjInitDecompress failed"), false
+	}
+	defer C.tjDestroy(h)
+	src := (*C.uchar)(unsafe.Pointer(&d.data[0]))
+	n := C.ulong(len(d.data))
 	pf, bpp := C.int(C.TJPF_RGB), 3
 	if cmyk {
 		pf, bpp = C.TJPF_CMYK, 4
 	}
-	if s == 1 && !cmyk {
-		if img, ok := d.jpegRegion(W, H); ok {
-			return img, nil, true
-		}
-	}
 	buf := getBuf(bpp * W * H)
 	flags := C.int(C.TJFLAG_ACCURATEDCT | C.TJFLAG_LIMITSCANS)
-	rc := C.tjDecompress2(h, src, n, (*C.uchar)(unsafe.Pointer(&buf[0])), w, C.int(bpp*W), hh, pf, flags)
+	rc := C.tjDecompress2(h, src, n, (*C.uchar)(unsafe.Pointer(&buf[0])), C.int(W), C.int(bpp*W), C.int(H), pf, flags)
 	if rc != 0 {
 		msg := C.GoString(C.tjGetErrorStr2(h))
 		if C.tjGetErrorCode(h) != C.TJERR_WARNING {
