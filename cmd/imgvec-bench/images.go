@@ -28,6 +28,10 @@ type imageSet struct {
 
 func (s *imageSet) Count() int { return len(s.Files) }
 
+// large reports a 12 MP-class set: fewer of its images are decoded alone
+// (--decode-large), and it also runs end-to-end with fast decoding.
+func (s *imageSet) large() bool { return s.Width*s.Height > 4_000_000 }
+
 // makeImageSet writes n photo-like w×h JPEGs (quality 90) into dir/NAME,
 // reusing files already there (same name = same parameters and seed).
 func makeImageSet(dir string, w, h, n int) (*imageSet, error) {

@@ -22,7 +22,7 @@ func TestQuick(t *testing.T) {
 	}
 	requireRuntime(t)
 	rep, b := runReport(t, []string{"all", "--quick", "--model", "tiny", "--files", "500"},
-		"== extract ==", "model-only", "decode+preprocess", "end-to-end", "python baseline", "== connector ==", "no-op sync of 500", "backfill into SQLite", "targets:")
+		"== extract ==", "model-only", "decode+preprocess", "Prepare fast", "fast÷exact", "end-to-end", "4000x3000 fast", "python baseline", "== connector ==", "no-op sync of 500", "backfill into SQLite", "targets:")
 	x, c := rep.Extract, rep.Connector
 	if x == nil || c == nil || c.NoOp == nil || c.Backfill == nil {
 		t.Fatalf("json lacks sections: %s", b)
@@ -35,18 +35,24 @@ func TestQuick(t *testing.T) {
 			t.Errorf("model-only row %+v", row)
 		}
 	}
-	if len(x.Decode) != 2 || len(x.EndToEnd) != 2 {
+	// The 12 MP set also runs end-to-end with fast decoding, after its exact row.
+	if len(x.Decode) != 2 || len(x.EndToEnd) != 3 {
 		t.Fatalf("decode %d rows, end-to-end %d rows", len(x.Decode), len(x.EndToEnd))
 	}
 	for _, d := range x.Decode {
-		if d.OursMed <= 0 || d.BaseMed <= 0 || len(d.Ours) != rep.Reps {
+		if d.OursMed <= 0 || d.BaseMed <= 0 || len(d.Ours) != rep.Reps ||
+			d.PrepareFastMed <= 0 || d.FastDecodeMed <= 0 || len(d.PrepareFast) != rep.Reps || d.FastRatio <= 0 || d.DecodeShare <= 0 {
 			t.Errorf("decode row %+v", d)
 		}
 	}
-	for _, e := range x.EndToEnd {
-		if e.Median <= 0 || e.Ratio <= 0 || e.Images != 2 || len(e.ModelOnly) != rep.Reps || e.Bound <= 0 {
+	for i, e := range x.EndToEnd {
+		wantDecode := map[bool]string{true: "fast", false: "exact"}[i == 2]
+		if e.Median <= 0 || e.Ratio <= 0 || e.Images != 2 || len(e.ModelOnly) != rep.Reps || e.Bound <= 0 || e.Decode != wantDecode {
 			t.Errorf("end-to-end row %+v", e)
 		}
+	}
+	if last := x.EndToEnd[2]; last.Set != set12MP || last.want() != 0.95 || x.EndToEnd[1].want() != 0.85 {
+		t.Errorf("fast row %+v: want %v, exact 12 MP want %v", last, last.want(), x.EndToEnd[1].want())
 	}
 	if py := x.Python; py == nil {
 		t.Error("no python section")
@@ -66,9 +72,11 @@ func TestQuick(t *testing.T) {
 	if bf := c.Backfill; bf.BackMed <= 0 || bf.ModelMed <= 0 || bf.Images != 2 {
 		t.Errorf("backfill %+v", bf)
 	}
-	wantTargets := 6 // one of them compares with the Python baseline
+	// extract: end-to-end 640x480, 12 MP exact and fast, 12 MP fast ÷ exact
+	// Prepare, ours ÷ python; connector: three.
+	wantTargets := 8
 	if x.Python != nil && x.Python.Skipped != "" {
-		wantTargets = 5
+		wantTargets = 7
 	}
 	if len(rep.Targets) != wantTargets {
 		t.Errorf("targets %+v", rep.Targets)

@@ -102,7 +102,7 @@ func loadExtractor(ctx context.Context, path string, batch, threads int, info *m
 	}
 	info.LoadSec = time.Since(t0).Seconds()
 	t1 := time.Now()
-	x, err := extract.New(m, extract.Options{BatchSize: batch, Session: extract.SessionOptions{IntraOpThreads: threads}})
+	x, err := extract.New(m, extractorOptions(batch, threads))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,4 +112,11 @@ func loadExtractor(ctx context.Context, path string, batch, threads int, info *m
 	info.Dim = m.Dim
 	info.SHA256 = m.SHA256
 	return m, x, nil
+}
+
+// extractorOptions are the options of every CPU Extractor the extract and
+// connector benchmarks open, so that the exact and fast ones differ only in
+// the model's Spec.
+func extractorOptions(batch, threads int) extract.Options {
+	return extract.Options{BatchSize: batch, Session: extract.SessionOptions{IntraOpThreads: threads}}
 }
