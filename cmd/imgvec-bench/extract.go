@@ -685,12 +685,24 @@ func runExtract(ctx context.Context, e *env) (*extractReport, error) {
 		if set.large() {
 			n = min(n, e.cfg.decodeLarge)
 		}
-		var row decodeRow
-		err := e.phase("decode "+set.Name, func() (err error) { row, err = runDecode(e, set, n); return err })
-		if err != nil {
-			return nil, fmt.Errorf("decode %s: %w", set.Name, err)
+		decodeSets := []*imageSet{set}
+		if set.large() {
+			// Progressive copies: decode rows only (fast mode reads their
+			// 1/8-scale scans alone; exact mode is at its slowest).
+			p, err := progressiveCopy(set, n)
+			if err != nil {
+				return nil, err
+			}
+			decodeSets = append(decodeSets, p)
 		}
-		rep.Decode = append(rep.Decode, row)
+		for _, ds := range decodeSets {
+			var row decodeRow
+			err := e.phase("decode "+ds.Name, func() (err error) { row, err = runDecode(e, ds, n); return err })
+			if err != nil {
+				return nil, fmt.Errorf("decode %s: %w", ds.Name, err)
+			}
+			rep.Decode = append(rep.Decode, row)
+		}
 	}
 	rep.Python = &pythonReport{Python: e.cfg.python}
 	py := setupPython(ctx, e, rep.Python)

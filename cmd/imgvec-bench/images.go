@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -73,6 +74,39 @@ func makeImageSet(dir string, w, h, n int) (*imageSet, error) {
 		s.Bytes += st.Size()
 	}
 	return s, nil
+}
+
+// progressiveCopy rewrites the first n images of s as progressive JPEGs
+// with jpegtran (lossless: the same coefficients, in jpegtran's multi-scan
+// script, as web images often are) into a set of their own, named
+// "NAME progressive".
+func progressiveCopy(s *imageSet, n int) (*imageSet, error) {
+	tool, err := exec.LookPath("jpegtran")
+	if err != nil {
+		return nil, fmt.Errorf("progressive copies need jpegtran (make setup installs libjpeg-turbo-progs): %w", err)
+	}
+	p := &imageSet{Name: s.Name + " progressive", Width: s.Width, Height: s.Height, Dir: s.Dir + "-progressive"}
+	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, f := range s.Files[:min(n, len(s.Files))] {
+		dst := filepath.Join(p.Dir, filepath.Base(f))
+		if _, err := os.Stat(dst); err != nil {
+			if out, err := exec.Command(tool, "-progressive", "-outfile", dst+".tmp", f).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("jpegtran %s: %v: %s", f, err, out)
+			}
+			if err := os.Rename(dst+".tmp", dst); err != nil {
+				return nil, err
+			}
+		}
+		st, err := os.Stat(dst)
+		if err != nil {
+			return nil, err
+		}
+		p.Files = append(p.Files, dst)
+		p.Bytes += st.Size()
+	}
+	return p, nil
 }
 
 // synthPhoto is a deterministic photo-like image: smooth colour gradients, a

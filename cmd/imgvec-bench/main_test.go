@@ -35,8 +35,9 @@ func TestQuick(t *testing.T) {
 			t.Errorf("model-only row %+v", row)
 		}
 	}
-	// The 12 MP set also runs end-to-end with fast decoding, after its exact row.
-	if len(x.Decode) != 2 || len(x.EndToEnd) != 3 {
+	// The 12 MP set also runs end-to-end with fast decoding, after its exact
+	// row, and its progressive copy has a decode row.
+	if len(x.Decode) != 3 || len(x.EndToEnd) != 3 || x.Decode[2].Set != set12MP+" progressive" {
 		t.Fatalf("decode %d rows, end-to-end %d rows", len(x.Decode), len(x.EndToEnd))
 	}
 	for _, d := range x.Decode {

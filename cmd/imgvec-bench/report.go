@@ -112,17 +112,19 @@ func writeText(w io.Writer, r *Report) {
 		}
 		p("")
 		p("decode+preprocess, one goroutine (img/s per core; each rep is one pass of each column over the images, left to right; ratios = medians of per-rep ratios)")
-		p("  set         images  ours: imaging.Decode+Preprocess  image/jpeg+x/draw.BiLinear  ours÷base  | Extractor.Prepare  Prepare fast  fast÷exact  target    decode-only share  Go heap MiB/img: ours, Prepare")
+		p("  set                    images  ours: imaging.Decode+Preprocess  image/jpeg+x/draw.BiLinear  ours÷base  | Extractor.Prepare  Prepare fast  fast÷exact  target    decode-only share  Go heap MiB/img: ours, Prepare")
 		for _, d := range x.Decode {
 			tgt := ""
 			if d.Set == set12MP {
 				tgt = fmt.Sprintf(">=%d %s", fastPrepareWant, ok(d.FastRatio >= fastPrepareWant))
 			}
-			p("  %-10s  %6d  %31s  %26s  %8.2fx  | %17s  %12s  %9.2fx  %-8s  %16.0f%%  %.2f, %.2f", d.Set, d.Images, rate(d.OursMed), rate(d.BaseMed), d.Ratio,
+			p("  %-21s  %6d  %31s  %26s  %8.2fx  | %17s  %12s  %9.2fx  %-8s  %16.0f%%  %.2f, %.2f", d.Set, d.Images, rate(d.OursMed), rate(d.BaseMed), d.Ratio,
 				rate(d.PrepareMed), rate(d.PrepareFastMed), d.FastRatio, tgt, 100*d.DecodeShare, d.OursAlloc, d.PrepareAlloc)
 		}
-		p("  fast = Spec.FastJPEG (--decode fast); decode-only share = time of its DCT-scaled imaging.Decode alone ÷ time of fast Prepare. Fast still decodes every")
-		p("  coefficient's Huffman code (sequential JPEG cannot skip them), so libjpeg's scaled decode is the floor of its time")
+		p("  fast = Spec.FastJPEG (--decode fast); decode-only share = time of its DCT-scaled imaging.Decode alone ÷ time of fast Prepare. On a baseline")
+		p("  (sequential) JPEG fast still decodes every coefficient's Huffman code, which cannot be skipped, so libjpeg's scaled decode is the floor of its")
+		p("  time; a progressive JPEG at 1/8 is decoded from its DC scans (and the AC scans of subsampled chroma) alone. progressive = the same images")
+		p("  rewritten by jpegtran -progressive (same coefficients)")
 		p("")
 		bs := 16
 		if len(x.EndToEnd) > 0 {
