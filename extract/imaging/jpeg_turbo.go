@@ -24,13 +24,11 @@ const TurboJPEG = true
 // (DecodeOptions.Spec.FastJPEG) at a reduced DCT scale. handled=false
 // asks the caller to try the pure-Go decoder (err then says why turbo gave up).
 func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
-	h := C.tjInitDecompress()
-	if h == nil {
-		return RGB{}, errors.New("tjInitDecompress failed"), false
+	h, src, n, err := d.tjOpen()
+	if err != nil {
+		return RGB{}, err, false
 	}
 	defer C.tjDestroy(h)
-	src := (*C.uchar)(unsafe.Pointer(&d.data[0]))
-	n := C.ulong(len(d.data))
 	var w, hh, ss, cs C.int
 	if C.tjDecompressHeader3(h, src, n, &w, &hh, &ss, &cs) != 0 {
 		msg := C.GoString(C.tjGetErrorStr2(h))
@@ -52,16 +50,23 @@ func (d *decoder) jpegTurbo() (img RGB, err error, handled bool) {
 	return d.jpegWhole(W, H, cmyk)
 }
 
+// tjOpen makes a TurboJPEG decompressor (the caller destroys it) and
+// returns d.data as its input.
+func (d *decoder) tjOpen() (h C.tjhandle, src *C.uchar, n C.ulong, err error) {
+	if h = C.tjInitDecompress(); h == nil {
+		return nil, nil, 0, errors.New("tjInitDecompress failed")
+	}
+	return h, (*C.uchar)(unsafe.Pointer(&d.data[0])), C.ulong(len(d.data)), nil
+}
+
 // jpegWhole decodes the whole file with tjDecompress2 into W×H pixels (its
 // size at the draft scale jpegTurbo picked).
 func (d *decoder) jpegWhole(W, H int, cmyk bool) (img RGB, err error, handled bool) {
-	h := C.tjInitDecompress()
-	if h == nil {
-		return RGB{}, errors.New("tjInitDecompress failed"), false
+	h, src, n, err := d.tjOpen()
+	if err != nil {
+		return RGB{}, err, false
 	}
 	defer C.tjDestroy(h)
-	src := (*C.uchar)(unsafe.Pointer(&d.data[0]))
-	n := C.ulong(len(d.data))
 	pf, bpp := C.int(C.TJPF_RGB), 3
 	if cmyk {
 		pf, bpp = C.TJPF_CMYK, 4
