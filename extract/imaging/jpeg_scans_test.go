@@ -167,6 +167,46 @@ func TestFastJPEGRegionDecode(t *testing.T) {
 	}
 }
 
+// withOrientation inserts an EXIF APP1 segment with orientation o right
+// after SOI (little-endian TIFF, one IFD0 entry).
+func withOrientation(data []byte, o uint16) []byte {
+	exif := []byte("Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00")
+	exif = append(exif, byte(o), byte(o>>8), 0, 0, 0, 0, 0, 0)
+	seg := append([]byte{0xFF, 0xE1, byte((len(exif) + 2) >> 8), byte(len(exif) + 2)}, exif...)
+	return append(append(append([]byte{}, data[:2]...), seg...), data[2:]...)
+}
+
+// TestFastJPEGProgressiveOriented: a progressive file with an EXIF
+// rotation, decoded from its DC scans at 1/8 (in full: the window is in
+// stored coordinates), gives the pixels of its baseline twin (the same
+// coefficients; TurboJPEG's whole decode), both rotated.
+func TestFastJPEGProgressiveOriented(t *testing.T) {
+	if !TurboJPEG {
+		t.Skip("needs libjpeg-turbo (cgo build)")
+	}
+	fast := ImageNet
+	fast.FastJPEG = true
+	base := withOrientation(synthJPEG(t, 2400, 2100), 6)
+	prog := jpegtranProgressive(t, base)
+	if _, ok := progressiveDCStream(prog); !ok {
+		t.Fatal("not filtered")
+	}
+	a, infoA, err := Decode("base.jpg", base, DecodeOptions{Spec: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, infoB, err := Decode("prog.jpg", prog, DecodeOptions{Spec: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infoA.Orientation != 6 || infoB.Orientation != 6 || a.Width != 263 || a.Height != 300 {
+		t.Fatalf("orientation %d/%d, decoded %dx%d (want 263x300, rotated)", infoA.Orientation, infoB.Orientation, a.Width, a.Height)
+	}
+	if a.Width != b.Width || a.Height != b.Height || !a.Window.Empty() || !b.Window.Empty() || !bytes.Equal(a.Pix, b.Pix) {
+		t.Fatalf("baseline %dx%d %v and progressive %dx%d %v differ", a.Width, a.Height, a.Window, b.Width, b.Height, b.Window)
+	}
+}
+
 // TestProgressiveDCStream: the filtered stream keeps every segment and DC
 // scan, drops the AC scans of components decoded at 1×1, and refuses what
 // it cannot filter safely.
