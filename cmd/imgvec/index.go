@@ -22,10 +22,11 @@ func newIndexCmd() *cobra.Command {
 		o       connector.IndexOptions
 		cf      configFlags
 	)
-	// open opens the sink for index management: it must keep indexes.
-	open := func(cmd *cobra.Command) (sinks.Sink, connector.IndexManager, error) {
+	// withIndexes opens the sink for index management (it must keep
+	// indexes), runs f on it and closes it: every subcommand works this way.
+	withIndexes := func(cmd *cobra.Command, f func(s sinks.Sink, ix connector.IndexManager) error) error {
 		if err := cf.applySink(cmd.Flags(), &sinkURI); err != nil {
-			return nil, nil, err
+			return err
 		}
 		uri := sinkURI
 		if uri == "" {
@@ -33,16 +34,17 @@ func newIndexCmd() *cobra.Command {
 		}
 		s, err := wiring.NewSink(uri, false, "")
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		ix, ok := s.(connector.IndexManager)
 		if !ok {
-			return nil, nil, wiring.Usagef("index: only %s sinks have vector indexes (the others search exactly)", sinks.Indexed())
+			return wiring.Usagef("index: only %s sinks have vector indexes (the others search exactly)", sinks.Indexed())
 		}
 		if err := s.OpenRead(cmd.Context()); err != nil {
-			return nil, nil, err
+			return err
 		}
-		return s, ix, nil
+		defer s.Close()
+		return f(s, ix)
 	}
 	printIndexes := func(cmd *cobra.Command, infos []connector.IndexInfo) error {
 		out := cmd.OutOrStdout()
@@ -75,36 +77,33 @@ func newIndexCmd() *cobra.Command {
 			if err != nil {
 				return wiring.Usage(err)
 			}
-			s, ix, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ids := []string{modelID}
-			if modelID == "" {
-				status, err := s.Status(cmd.Context())
-				if err != nil {
-					return err
+			return withIndexes(cmd, func(s sinks.Sink, ix connector.IndexManager) error {
+				ids := []string{modelID}
+				if modelID == "" {
+					status, err := s.Status(cmd.Context())
+					if err != nil {
+						return err
+					}
+					ids = ids[:0]
+					for _, m := range status.Models {
+						ids = append(ids, m.ModelID)
+					}
+					if len(ids) == 0 {
+						return fmt.Errorf("index create: the sink holds no vectors yet; sync first, or pass --model-id")
+					}
 				}
-				ids = ids[:0]
-				for _, m := range status.Models {
-					ids = append(ids, m.ModelID)
+				var infos []connector.IndexInfo
+				for _, id := range ids {
+					info, err := ix.CreateIndex(cmd.Context(), st, id, 0, o)
+					if err != nil {
+						return err
+					}
+					if info.Name != "" {
+						infos = append(infos, info)
+					}
 				}
-				if len(ids) == 0 {
-					return fmt.Errorf("index create: the sink holds no vectors yet; sync first, or pass --model-id")
-				}
-			}
-			var infos []connector.IndexInfo
-			for _, id := range ids {
-				info, err := ix.CreateIndex(cmd.Context(), st, id, 0, o)
-				if err != nil {
-					return err
-				}
-				if info.Name != "" {
-					infos = append(infos, info)
-				}
-			}
-			return printIndexes(cmd, infos)
+				return printIndexes(cmd, infos)
+			})
 		},
 	}
 	create.Flags().StringVar(&modelID, "model-id", "", "only this model id (default: every stored one)")
@@ -116,19 +115,16 @@ func newIndexCmd() *cobra.Command {
 		Short: "Drop the vector index of every model id (or --model-id)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, ix, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			infos, err := ix.DropIndex(cmd.Context(), modelID)
-			if err != nil {
-				return err
-			}
-			for _, i := range infos {
-				fmt.Fprintf(cmd.OutOrStdout(), "dropped %s (%s)\n", i.Name, i.ModelID)
-			}
-			return nil
+			return withIndexes(cmd, func(_ sinks.Sink, ix connector.IndexManager) error {
+				infos, err := ix.DropIndex(cmd.Context(), modelID)
+				if err != nil {
+					return err
+				}
+				for _, i := range infos {
+					fmt.Fprintf(cmd.OutOrStdout(), "dropped %s (%s)\n", i.Name, i.ModelID)
+				}
+				return nil
+			})
 		},
 	}
 	drop.Flags().StringVar(&modelID, "model-id", "", "only this model id (default: all)")
@@ -137,16 +133,13 @@ func newIndexCmd() *cobra.Command {
 		Short: "List the vector indexes (models without one are searched exactly)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, ix, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			infos, err := ix.IndexStatus(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return printIndexes(cmd, infos)
+			return withIndexes(cmd, func(_ sinks.Sink, ix connector.IndexManager) error {
+				infos, err := ix.IndexStatus(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return printIndexes(cmd, infos)
+			})
 		},
 	}
 	cmd.PersistentFlags().StringVar(&sinkURI, "sink", "", "postgres://USER@HOST:PORT/DB?schema=S&table=T (default $IMGVEC_PG_DSN)")

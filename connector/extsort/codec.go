@@ -62,18 +62,7 @@ func (d *Decoder) String() string {
 }
 
 // Int reads a varint.
-func (d *Decoder) Int() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail()
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *Decoder) Int() int64 { return readVarint(d, binary.Varint) }
 
 // Time reads a time, in UTC.
 func (d *Decoder) Time() time.Time {
@@ -94,11 +83,16 @@ func (d *Decoder) Time() time.Time {
 	return time.Unix(sec, int64(nsec)).UTC()
 }
 
-func (d *Decoder) uvarint() uint64 {
+func (d *Decoder) uvarint() uint64 { return readVarint(d, binary.Uvarint) }
+
+// readVarint reads one signed or unsigned varint with decode
+// (binary.Varint or binary.Uvarint): both kinds share the error and
+// advance rules, so they share this code.
+func readVarint[T int64 | uint64](d *Decoder, decode func([]byte) (T, int)) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := decode(d.b)
 	if n <= 0 {
 		d.fail()
 		return 0

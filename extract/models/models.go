@@ -48,32 +48,30 @@ type Preset struct {
 	Pool       string
 }
 
+// vgg19 is the preset "vgg19-<layer>": layer (fc6 or fc7, each 4096-d
+// after its ReLU) of one download, vgg19-7.onnx, so every other field is
+// the same for both and is written once here.
+//
 // vgg19-7.onnx: the ONNX Model Zoo's VGG19 converted from MXNet (IR 3, opset
 // 7). Its size, 574677321 bytes, is from the xetdata/onnx-models mirror's
 // pointer file; the sha256 of the file was not available where we looked
 // (the onnx/models LFS pointer for this path is not in our index), so the
 // preset carries none.
-const vgg19URL = "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg19-7.onnx"
+func vgg19(layer string) Preset {
+	return Preset{
+		Name:        "vgg19-" + layer,
+		Preprocess:  "imagenet",
+		Description: "VGG19 (ONNX Model Zoo vgg19-7), " + layer + " after ReLU, 4096-d",
+		URL:         "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg19-7.onnx",
+		Size:        574677321,
+		Layer:       layer, Dim: 4096, InputSize: 224,
+		Mean: ImageNetMean, Std: ImageNetStd,
+	}
+}
 
 var presets = []Preset{
-	{
-		Name:        "vgg19-fc7",
-		Preprocess:  "imagenet",
-		Description: "VGG19 (ONNX Model Zoo vgg19-7), fc7 after ReLU, 4096-d",
-		URL:         vgg19URL,
-		Size:        574677321,
-		Layer:       "fc7", Dim: 4096, InputSize: 224,
-		Mean: ImageNetMean, Std: ImageNetStd,
-	},
-	{
-		Name:        "vgg19-fc6",
-		Preprocess:  "imagenet",
-		Description: "VGG19 (ONNX Model Zoo vgg19-7), fc6 after ReLU, 4096-d",
-		URL:         vgg19URL,
-		Size:        574677321,
-		Layer:       "fc6", Dim: 4096, InputSize: 224,
-		Mean: ImageNetMean, Std: ImageNetStd,
-	},
+	vgg19("fc7"),
+	vgg19("fc6"),
 	{
 		// sha256 and size from the Git LFS pointer of
 		// onnx/models vision/classification/resnet/model/resnet50-v2-7.onnx

@@ -215,11 +215,28 @@ func quantizeWeights(w []float32, dims []int64, axis int, qmax float64) ([]byte,
 	return q, scales
 }
 
-// quantWriter collects the nodes and initializers a rewrite adds.
+// quantWriter collects the nodes and initializers a rewrite adds; qmax
+// bounds the int8 weights it writes.
 type quantWriter struct {
 	used  map[string]bool
 	nodes []*Node
 	inits []*Tensor
+	qmax  float64
+}
+
+// startQuantize is the start that QuantizeStatic and QuantizeDynamic share:
+// refuse a default opset below minOpset (need says what needs it), analyse
+// the graph, and set up the writer with weights in [-127, 127], or
+// [-63, 63] with o.ReduceRange.
+func (m *Model) startQuantize(minOpset int64, need string, o QuantOptions) (*analysis, *quantWriter, error) {
+	if v := m.defaultOpset(); v < minOpset {
+		return nil, nil, fmt.Errorf("onnxgraph: quantize: opset %d; %s needs opset %d or later (re-export the model)", v, need, minOpset)
+	}
+	qw := &quantWriter{used: usedNames(m.Graph), qmax: 127}
+	if o.ReduceRange {
+		qw.qmax = 63
+	}
+	return analyse(m.Graph), qw, nil
 }
 
 func (qw *quantWriter) name(base string) string { return uniqueName(qw.used, base) }
@@ -238,16 +255,11 @@ func (qw *quantWriter) node(op string, ins []string, out string, attrs ...*Attr)
 // Runtime fuses the patterns into integer kernels (QLinearConv, QGemm).
 // The default opset must be at least 13 (per-axis DequantizeLinear).
 func (m *Model) QuantizeStatic(ranges map[string]Range, o QuantOptions) (*Model, error) {
-	if v := m.defaultOpset(); v < 13 {
-		return nil, fmt.Errorf("onnxgraph: quantize: opset %d; per-channel quantization needs opset 13 or later (re-export the model)", v)
+	a, qw, err := m.startQuantize(13, "per-channel quantization", o)
+	if err != nil {
+		return nil, err
 	}
 	g := m.Graph
-	a := analyse(g)
-	qw := &quantWriter{used: usedNames(g)}
-	qmax := 127.0
-	if o.ReduceRange {
-		qmax = 63
-	}
 	// The activation Q/DQ pairs: tensor -> its dequantized name, and the
 	// scale of each (the bias scale needs the input's).
 	actScale := map[string]float32{}
@@ -319,7 +331,7 @@ func (m *Model) QuantizeStatic(ranges map[string]Range, o QuantOptions) (*Model,
 			}
 		}
 		if quantizable(a, n) {
-			bias, err := qw.weights(a, &nn, n, actScale[input(n, 0)], ranges[input(n, 0)].Means, qmax)
+			bias, err := qw.weights(a, &nn, n, actScale[input(n, 0)], ranges[input(n, 0)].Means)
 			if err != nil {
 				return nil, err
 			}
@@ -372,7 +384,7 @@ func (m *Model) withQuantized(qw *quantWriter, replaced map[string]bool) *Model 
 // the data input's activation scale; means, when it has one value per
 // input channel, its channel means, by which the bias is corrected (see
 // biasShift). bias reports whether the bias was quantized.
-func (qw *quantWriter) weights(a *analysis, nn, n *Node, inScale float32, means []float32, qmax float64) (bias bool, err error) {
+func (qw *quantWriter) weights(a *analysis, nn, n *Node, inScale float32, means []float32) (bias bool, err error) {
 	wt := a.inits[input(n, 1)]
 	w, err := wt.Floats()
 	if err != nil {
@@ -382,7 +394,7 @@ func (qw *quantWriter) weights(a *analysis, nn, n *Node, inScale float32, means 
 	if n.OpType == "MatMul" || (n.OpType == "Gemm" && n.attrInt("transB", 0) == 0) {
 		axis = 1
 	}
-	q, scales := quantizeWeights(w, wt.Dims, axis, qmax)
+	q, scales := quantizeWeights(w, wt.Dims, axis, qw.qmax)
 	channels := int64(len(scales))
 	qn, sn, zn, dn := qw.name(wt.Name+"_quantized"), qw.name(wt.Name+"_scale"), qw.name(wt.Name+"_zero_point"), qw.name(wt.Name+"_dequantized")
 	qw.inits = append(qw.inits, newTensorRaw(qn, Int8, wt.Dims, q), newTensorFloats(sn, []int64{channels}, scales),
@@ -459,16 +471,11 @@ func biasShift(n *Node, w []float32, q []byte, scales []float32, dims []int64, a
 // symmetric per-column int8 [K, N], then the product of the scales and the
 // bias in float. Convolutions stay float. Tensor names are kept.
 func (m *Model) QuantizeDynamic(o QuantOptions) (*Model, error) {
-	if v := m.defaultOpset(); v < 11 {
-		return nil, fmt.Errorf("onnxgraph: quantize: opset %d; dynamic quantization needs opset 11 or later (re-export the model)", v)
+	a, qw, err := m.startQuantize(11, "dynamic quantization", o)
+	if err != nil {
+		return nil, err
 	}
 	g := m.Graph
-	a := analyse(g)
-	qw := &quantWriter{used: usedNames(g)}
-	qmax := 127.0
-	if o.ReduceRange {
-		qmax = 63
-	}
 	replaced := map[string]bool{}
 	for _, i := range a.order {
 		n := g.Nodes[i]
@@ -494,7 +501,7 @@ func (m *Model) QuantizeDynamic(o QuantOptions) (*Model, error) {
 			w = tw
 		}
 		dims := []int64{k, cols}
-		q, scales := quantizeWeights(w, dims, 1, qmax)
+		q, scales := quantizeWeights(w, dims, 1, qw.qmax)
 		base := n.Outputs[0]
 		qn, sn, zn := qw.name(wt.Name+"_quantized"), qw.name(wt.Name+"_scale"), qw.name(wt.Name+"_zero_point")
 		qw.inits = append(qw.inits, newTensorRaw(qn, Int8, dims, q), newTensorFloats(sn, []int64{cols}, scales),
