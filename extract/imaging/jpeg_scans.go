@@ -1,5 +1,7 @@
 package imaging
 
+import "bytes"
+
 // JPEG markers the scan filter reads.
 const (
 	markerSOF2 = 0xC2 // progressive, Huffman
@@ -163,13 +165,16 @@ func scanNeeded(sos []byte, dcOnly map[byte]bool) bool {
 // entropy-coded data that starts at i (stuffed 0xFF00 bytes and restart
 // markers belong to the data), or -1 when the data runs to the end.
 func entropyEnd(data []byte, i int) int {
-	for ; i+1 < len(data); i++ {
-		if data[i] != 0xFF {
-			continue
+	for i < len(data) {
+		j := bytes.IndexByte(data[i:], 0xFF) // most bytes are data: skip them fast
+		if j < 0 || i+j+1 >= len(data) {
+			return -1
 		}
+		i += j
 		if m := data[i+1]; m != 0 && m != 0xFF && (m < markerRST0 || m > markerRST7) {
 			return i
 		}
+		i++
 	}
 	return -1
 }
